@@ -1,0 +1,132 @@
+"""Small helpers of the service layer: transport adoption, bulk (un)subscribe, callbacks."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+
+from transports.base import Subscription, Transport
+from transports.subjects import matches
+
+__all__ = [
+    "as_transport",
+    "call_callback",
+    "drain_quietly",
+    "error_subject_matches",
+    "subscribe_all",
+    "unsubscribe_quietly",
+]
+
+_log = logging.getLogger("micro.service")
+
+# One NatsTransport per adopted nats-py client, so that services sharing a client share it.
+_adopted: weakref.WeakKeyDictionary[Any, Transport] = weakref.WeakKeyDictionary()
+
+
+def _is_nats_client(candidate: object) -> bool:
+    cls = type(candidate)
+    return cls.__module__.startswith("nats.") and hasattr(candidate, "subscribe")
+
+
+def as_transport(candidate: object) -> Transport:
+    """Return ``candidate`` as a :class:`Transport`.
+
+    A nats-py ``nats.aio.client.Client`` is wrapped in ``transports.nats.NatsTransport``
+    (imported only then; one wrapper per client).  Anything else must implement the
+    ``Transport`` protocol, otherwise ``TypeError`` names what was passed.
+    """
+    if _is_nats_client(candidate):
+        adopted = _adopted.get(candidate)
+        if adopted is None:
+            from transports.nats import NatsTransport
+
+            adopted = NatsTransport(candidate)  # type: ignore[arg-type]
+            _adopted[candidate] = adopted
+        return adopted
+    if not isinstance(candidate, Transport):
+        raise TypeError(
+            "transport must be a transports.base.Transport (e.g. from transports.connect(url)) "
+            f"or a nats-py Client, got {type(candidate).__module__}.{type(candidate).__name__}"
+        )
+    return candidate
+
+
+def error_subject_matches(pattern: str, error_subject: str) -> bool:
+    """Does an asynchronous error reported for ``error_subject`` concern ``pattern``?
+
+    Token-wise, as nats.go's ``matchEndpointSubject``: ``*`` in ``pattern`` matches any
+    one token and ``>`` one or more trailing tokens; everything else literally.  The error
+    subject may itself be a pattern (``foo.*`` concerns the endpoint ``foo.*``).
+    """
+    return matches(pattern, error_subject)
+
+
+async def subscribe_all(
+    makers: Sequence[Callable[[], Awaitable[Subscription]]],
+) -> list[Subscription]:
+    """Run every subscribe concurrently; all or nothing.
+
+    On any failure (or cancellation) the subscriptions already made are removed and the
+    first error is raised as is (not wrapped in an exception group).
+    """
+    results: list[Subscription | None] = [None] * len(makers)
+    errors: list[Exception] = []
+
+    async def one(index: int, maker: Callable[[], Awaitable[Subscription]]) -> None:
+        try:
+            results[index] = await maker()
+        except Exception as exc:
+            errors.append(exc)
+
+    try:
+        async with anyio.create_task_group() as group:
+            for index, maker in enumerate(makers):
+                group.start_soon(one, index, maker)
+    except BaseException:
+        await _unsubscribe_made(results)
+        raise
+    if errors:
+        await _unsubscribe_made(results)
+        raise errors[0]
+    return [sub for sub in results if sub is not None]
+
+
+async def _unsubscribe_made(results: list[Subscription | None]) -> None:
+    with anyio.CancelScope(shield=True):
+        for sub in results:
+            if sub is not None:
+                await unsubscribe_quietly(sub)
+
+
+async def unsubscribe_quietly(subscription: Subscription) -> None:
+    """Unsubscribe, logging (not raising) a failure such as a closed connection."""
+    try:
+        await subscription.unsubscribe()
+    except Exception as exc:
+        _log.debug("unsubscribe from %r failed: %s", subscription.subject, exc)
+
+
+async def drain_quietly(subscription: Subscription) -> None:
+    """Drain, logging (not raising) a failure; the subscription ends either way."""
+    try:
+        await subscription.drain()
+    except Exception as exc:
+        _log.debug("drain of %r failed: %s; unsubscribing", subscription.subject, exc)
+        await unsubscribe_quietly(subscription)
+
+
+async def call_callback(what: str, callback: Callable[..., object] | None, *args: Any) -> None:
+    """Call a user notification callback (sync or async); log, never raise, its errors."""
+    if callback is None:
+        return
+    try:
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        _log.exception("the %s raised; ignored", what)

@@ -1,0 +1,178 @@
+"""What the decorators record: validated listener and task specifications.
+
+Everything is checked when the decorator (or ``subscribe_new_subject``) is called, so a
+bad subject, queue group, data type, interval or callback fails at once with a message
+naming the value and the rule -- not later, when the app starts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio.to_thread
+
+from micro.app.data_types import Codec, DataType, codec_for
+from micro.app.message import Message
+from micro.validation import validate_endpoint_name
+from transports.subjects import validate_pattern, validate_queue
+
+__all__ = [
+    "ON_ERROR_CHOICES",
+    "ListenerSpec",
+    "OnError",
+    "TaskSpec",
+    "call_user",
+    "is_async_callable",
+    "make_listener_spec",
+    "make_task_spec",
+]
+
+OnError = Literal["log", "stop"]
+ON_ERROR_CHOICES: tuple[str, ...] = ("log", "stop")
+
+_NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_-]", re.ASCII)
+
+
+def is_async_callable(func: Callable[..., Any]) -> bool:
+    """True for coroutine functions (also through ``functools.partial`` and ``__call__``)."""
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004 - we want the method itself
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+async def call_user(func: Callable[..., Any], is_async: bool, *args: Any) -> Any:
+    """Run a user callable: a coroutine function is awaited in the event loop; a plain
+    function runs in a worker thread (so it may use the app's blocking ``*_sync`` calls),
+    and an awaitable it returns is awaited in the loop."""
+    if is_async:
+        return await func(*args)
+    result = await anyio.to_thread.run_sync(func, *args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _callable_name(func: Callable[..., Any]) -> str:
+    return str(getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or func)
+
+
+def _endpoint_name(func: Callable[..., Any]) -> str:
+    """A valid endpoint name from a callable's ``__name__`` (invalid characters -> ``_``)."""
+    raw = str(getattr(func, "__name__", "") or "listener")
+    return _NOT_NAME_CHAR.sub("_", raw).strip("_") or "listener"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    """A listener: ``callback(msg)`` for every message on ``subject``.
+
+    ``name`` is its endpoint name when the app is a service; ``ssid`` its subscription id.
+    """
+
+    ssid: str
+    subject: str
+    callback: Callable[[Message], Any]
+    queue: str | None
+    codec: Codec
+    name: str
+    is_async: bool
+
+    @property
+    def description(self) -> str:
+        return f"listener {_callable_name(self.callback)} on {self.subject!r} (ssid {self.ssid})"
+
+
+def make_listener_spec(
+    new_ssid: Callable[[], str],
+    subject: str,
+    callback: Callable[[Message], Any],
+    *,
+    queue: str | None,
+    data_type: DataType,
+    name: str | None,
+) -> ListenerSpec:
+    """Validate and record a listener; ``new_ssid()`` gives its id once all is valid.
+
+    Raises ``BadSubjectError`` / ``BadQueueError`` (transport subject rules; wildcards
+    allowed), ``TypeError`` for a non-callable callback or unsupported data type, and
+    ``ValidationError`` for a bad endpoint ``name``.
+    """
+    if callable(subject) and not isinstance(subject, str):
+        raise TypeError(
+            "listen() needs the subject: write @app.listen(subject='a.b') (with parentheses), "
+            f"got the callable {subject!r}"
+        )
+    validate_pattern(subject)
+    validate_queue(queue)
+    if not callable(callback):
+        raise TypeError(f"listener callback for {subject!r} must be callable, got {callback!r}")
+    codec = codec_for(data_type)
+    endpoint_name = _endpoint_name(callback) if name is None else validate_endpoint_name(name)
+    return ListenerSpec(
+        ssid=new_ssid(),
+        subject=subject,
+        callback=callback,
+        queue=queue,
+        codec=codec,
+        name=endpoint_name,
+        is_async=is_async_callable(callback),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A task: ``func()`` once at start, or every ``interval`` seconds (``None``: once).
+
+    ``on_error`` is the failure policy: ``"log"`` (log with traceback and go on with the
+    next run) or ``"stop"`` (log, then stop the app with the error).
+    """
+
+    func: Callable[[], Any]
+    interval: float | None
+    on_error: OnError
+    name: str
+    is_async: bool
+
+
+def _check_interval(interval: object) -> float | None:
+    if interval is None:
+        return None
+    if callable(interval):
+        raise TypeError(
+            "task() takes its options, not the function: write @app.task() or "
+            "@app.task(interval=2) (with parentheses)"
+        )
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+        raise TypeError(
+            f"task interval must be an int or float number of seconds, got {interval!r}"
+        )
+    value = float(interval)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"invalid task interval {interval!r}: must be a finite number > 0")
+    return value
+
+
+def make_task_spec(
+    func: Callable[[], Any], *, interval: object, on_error: OnError, name: str | None
+) -> TaskSpec:
+    """Validate and record a task; ``TypeError``/``ValueError`` name the bad value."""
+    checked_interval = _check_interval(interval)
+    if on_error != "log" and on_error != "stop":
+        raise ValueError(f"invalid on_error {on_error!r}: must be one of {ON_ERROR_CHOICES}")
+    if not callable(func):
+        raise TypeError(f"a task must be a callable, got {func!r}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"task name must be a str, got {type(name).__name__}")
+    return TaskSpec(
+        func=func,
+        interval=checked_interval,
+        on_error=on_error,
+        name=name or _callable_name(func),
+        is_async=is_async_callable(func),
+    )

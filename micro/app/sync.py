@@ -1,0 +1,171 @@
+"""The app's home: the event loop it runs in, and the one blocking portal into that loop.
+
+Every blocking call of the App (``publish_sync``, ``request_from_another_thread``,
+``disconnect_sync``, ...) is the ``async`` call of the same name run in the app's event
+loop through one :class:`anyio.from_thread.BlockingPortal` -- there is no second
+implementation of anything, no ``nest_asyncio``, no second event loop per call.
+
+The home is one of two kinds, fixed by how the app is first driven:
+
+* **thread** -- the app was first used through a blocking call or ``app.start()``: its
+  event loop runs in a thread of its own, started by
+  :func:`anyio.from_thread.start_blocking_portal` (daemon thread, so an app that was never
+  disconnected does not hang interpreter exit).  The portal's loop *is* the app's loop.
+* **loop** -- the app was first entered from async code (``async with app:`` or
+  ``await app.run()``): its loop is the caller's, and a portal served by a task of the app
+  lets other threads call into it while the app runs.
+
+A blocking call from the home loop's own thread would wait for the loop it blocks; it
+raises :class:`~micro.app.errors.SyncCallInLoopError` instead.  Blocking calls made after
+the portal stopped raise :class:`~micro.app.errors.AppNotRunningError`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from typing import Any, Literal, TypeVar
+
+import anyio
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from micro.app.errors import AppError, AppNotRunningError, SyncCallInLoopError
+
+__all__ = ["Home"]
+
+T = TypeVar("T")
+
+HomeKind = Literal["thread", "loop"]
+
+
+class Home:
+    """Where an app's event loop runs, and its portal.  Thread-safe."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._lock = threading.Lock()
+        self._kind: HomeKind | None = None
+        self._thread_id: int | None = None
+        self._portal: BlockingPortal | None = None
+        self._thread_cm: AbstractContextManager[BlockingPortal] | None = None
+
+    @property
+    def kind(self) -> HomeKind | None:
+        """``"thread"``, ``"loop"`` or ``None`` (not chosen yet)."""
+        return self._kind
+
+    def in_loop_thread(self) -> bool:
+        """True when called from the thread that runs the app's event loop."""
+        return self._thread_id is not None and self._thread_id == threading.get_ident()
+
+    # ------------------------------------------------------------------ choosing the home
+
+    def bind_loop(self) -> bool:
+        """Called from async code in the loop that is to drive the app.
+
+        Returns ``True`` when this call made the caller's loop the home (the caller must
+        then serve the portal with :meth:`serve_portal`), ``False`` when the home is
+        already this loop.  Raises :class:`AppError` when the app lives in another thread.
+        """
+        me = threading.get_ident()
+        with self._lock:
+            if self._kind is None:
+                self._kind = "loop"
+                self._thread_id = me
+                return True
+            if self._thread_id == me:
+                return False
+        where = "its own thread (it was started by a blocking call or app.start())"
+        if self._kind == "loop":
+            where = "the event loop of another thread"
+        raise AppError(
+            f"app {self._label!r} already runs in {where}: drive it from one place only "
+            "(use the *_sync / *_from_another_thread calls from other threads)"
+        )
+
+    def start_thread(self, backend: str, backend_options: dict[str, Any] | None) -> bool:
+        """Make sure the home exists, starting a thread home when none was chosen.
+
+        Returns ``True`` when this call started the thread.  Idempotent and thread-safe.
+        """
+        with self._lock:
+            if self._kind is not None:
+                return False
+            cm = start_blocking_portal(backend, backend_options, name=f"micro-app-{self._label}")
+            portal = cm.__enter__()
+            self._thread_cm = cm
+            self._portal = portal
+            self._thread_id = portal.call(threading.get_ident)
+            self._kind = "thread"
+            return True
+
+    def close_thread(self) -> None:
+        """Stop the thread home's portal and join its thread (idempotent).
+
+        Does nothing for a loop home, or when called from the home thread itself.
+        """
+        if self.in_loop_thread():
+            return
+        with self._lock:
+            cm, self._thread_cm = self._thread_cm, None
+        if cm is not None:
+            cm.__exit__(None, None, None)
+
+    # ------------------------------------------------------------------ the loop home's portal
+
+    async def serve_portal(self, ready: anyio.Event) -> None:
+        """Serve a portal into the current loop until :meth:`stop_portal` (loop homes)."""
+        async with BlockingPortal() as portal:
+            self._portal = portal
+            ready.set()
+            await portal.sleep_until_stopped()
+
+    async def stop_portal(self) -> None:
+        """Stop accepting blocking calls (loop homes); calls in flight still finish."""
+        if self._kind == "loop" and self._portal is not None:
+            await self._portal.stop()
+
+    # ------------------------------------------------------------------ calling in
+
+    def portal(self, method: str) -> BlockingPortal:
+        """The portal, or :class:`AppNotRunningError` naming ``method`` when there is none."""
+        portal = self._portal
+        if portal is None:
+            raise AppNotRunningError(f"app.{method}(): the app {self._label!r} is not running")
+        return portal
+
+    def check_not_in_loop(self, method: str, async_method: str) -> None:
+        if self.in_loop_thread():
+            raise SyncCallInLoopError(method, async_method)
+
+    def call(self, method: str, async_method: str, func: Callable[[], Awaitable[T]]) -> T:
+        """Run ``await func()`` in the app's loop and return its result (or raise its error).
+
+        Raises :class:`SyncCallInLoopError` from the loop's own thread and
+        :class:`AppNotRunningError` when the portal is gone or the call was cancelled
+        because the app shut down.  If the calling thread is interrupted while waiting
+        (e.g. ``KeyboardInterrupt``), the call is cancelled in the loop.
+        """
+        self.check_not_in_loop(method, async_method)
+        portal = self.portal(method)
+        try:
+            future = portal.start_task_soon(func)
+        except RuntimeError as exc:
+            raise AppNotRunningError(
+                f"app.{method}(): the app {self._label!r} has been disconnected"
+            ) from exc
+        return wait_future(future, f"app.{method}()")
+
+
+def wait_future(future: concurrent.futures.Future[T], what: str) -> T:
+    """The result of a portal call; cancels the call if the waiting thread is interrupted."""
+    try:
+        return future.result()
+    except concurrent.futures.CancelledError as exc:
+        raise AppNotRunningError(f"{what} was cancelled: the app shut down") from exc
+    except BaseException:
+        if not future.done():
+            future.cancel()
+        raise

@@ -1,0 +1,63 @@
+"""Running the app's tasks: once at start, or periodically without overlap.
+
+A periodic task runs at start, then waits ``interval`` seconds after each run has
+*finished* before the next one (a fixed delay: runs never overlap, a slow run delays the
+schedule instead of piling up).  The wait goes through an injectable ``sleep`` (default
+``anyio.sleep``), so tests drive time without waiting (trio's ``MockClock`` or a fake
+sleep).
+
+Failure policy -- never a silent death:
+
+* ``on_error="log"`` (default): the exception is logged with its traceback at ``ERROR``
+  on the ``micro.app`` logger; a periodic task goes on with its next run, a one-shot task
+  is over.
+* ``on_error="stop"``: the exception is logged and the app is stopped with it
+  (``App.run()``/``App.start()`` raise :class:`~micro.app.errors.AppFailedError` whose
+  ``__cause__`` is the task's exception).
+
+Cancellation (the app shutting down) ends a task at its current ``await``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from micro.app.registry import TaskSpec, call_user
+
+__all__ = ["FailureReporter", "Sleep", "run_task"]
+
+_log = logging.getLogger("micro.app")
+
+Sleep = Callable[[float], Awaitable[object]]
+"""``async sleep(seconds)``: how a periodic task waits between runs."""
+
+FailureReporter = Callable[[TaskSpec, Exception], None]
+"""Called (in the event loop) when a task with ``on_error="stop"`` failed."""
+
+
+async def run_task(spec: TaskSpec, *, sleep: Sleep, stop_app: FailureReporter) -> None:
+    """Run ``spec`` by its schedule until it is over or cancelled; never raises an
+    ``Exception`` (failures follow the policy in the module docstring)."""
+    run = 0
+    while True:
+        run += 1
+        try:
+            await call_user(spec.func, spec.is_async)
+        except Exception as exc:
+            if spec.on_error == "stop":
+                _log.error(
+                    "task %s failed (run %d); on_error='stop': stopping the app",
+                    spec.name,
+                    run,
+                    exc_info=exc,
+                )
+                stop_app(spec, exc)
+                return
+            then = (
+                f"next run in {spec.interval:g} s" if spec.interval is not None else "not retried"
+            )
+            _log.error("task %s failed (run %d); %s", spec.name, run, then, exc_info=exc)
+        if spec.interval is None:
+            return
+        await sleep(spec.interval)

@@ -1,0 +1,405 @@
+"""One endpoint: a handler bound to a subject, its subscription loop and its statistics.
+
+Request handling follows PROTOCOL §6 and §7 ("This spec" column of §14):
+
+* every delivered message counts in ``num_requests`` (before the handler runs);
+* ``processing_time`` adds the handler's wall time in nanoseconds (monotonic clock,
+  ``time.perf_counter_ns`` unless injected); ``average_processing_time`` is the floor of
+  ``processing_time / num_requests``;
+* one request adds at most one error: an escaped exception (typed
+  :class:`~micro.errors.ServiceError` -> its ``code:description``; anything else ->
+  ``500:<Type>: <message>``, logged with its traceback), else the latest of a failed send
+  (the error's text) or an error reply sent through ``respond_error`` (``code:description``);
+* after an escaped exception, if the request has a reply subject and nothing was sent yet,
+  an error reply goes out: the typed code/description, or ``500 Internal Server Error``
+  (``str(exc)`` instead when the service opted in with ``expose_exception_text``);
+* nothing a handler does stops the endpoint.
+
+With ``max_concurrency == 1`` (default) the loop is ``async for msg in sub:`` handling each
+message inline (no task, cancel scope or timeout per message); with ``N > 1`` up to ``N``
+requests are handled at once in child tasks of the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+import anyio
+
+from micro.errors import ServiceError, ValidationError
+from micro.group import Defaults, join_subject
+from micro.middleware import Middleware, compose
+from micro.models import EndpointInfo, EndpointStats
+from micro.request import Handler, TransportRequest
+from micro.validation import validate_endpoint_name, validate_endpoint_subject, validate_metadata
+from transports.base import Msg, Subscription, Transport
+
+if TYPE_CHECKING:
+    from micro.service import Service
+
+__all__ = ["Endpoint", "build_endpoint"]
+
+_log = logging.getLogger("micro.service")
+
+INTERNAL_ERROR_DESCRIPTION = "Internal Server Error"
+
+
+def _header_safe(description: str) -> str:
+    """``description`` with whitespace runs (CR/LF included) collapsed, fit for a header."""
+    return " ".join(description.split()) or INTERNAL_ERROR_DESCRIPTION
+
+
+def build_endpoint(
+    service: Service,
+    transport: Transport,
+    parent: Defaults,
+    name: str,
+    handler: Handler,
+    *,
+    subject: str | None,
+    queue_group: str | None,
+    metadata: Mapping[str, str] | None,
+    pending_bytes_limit: int | None,
+    pending_msgs_limit: int | None,
+    middlewares: Sequence[Middleware] | None,
+    disable_queue_group: bool,
+    max_concurrency: int,
+    clock: Callable[[], int],
+    expose_exception_text: bool,
+) -> Endpoint:
+    """Validate an endpoint's configuration against its parent's defaults and build it.
+
+    Subject: ``<parent prefix>.<subject or name>``; queue group, pending limits and
+    middlewares as :meth:`Defaults.child`.  Raises :class:`ValidationError` naming the bad
+    value and the rule, ``TypeError`` for a handler or middleware that is not callable.
+    """
+    validate_endpoint_name(name)
+    what = f"endpoint {name!r}"
+    if not callable(handler):
+        raise TypeError(f"{what} handler must be callable, got {handler!r}")
+    if subject is not None and not isinstance(subject, str):
+        raise ValidationError(f"{what} subject must be a str or None, got {type(subject).__name__}")
+    full_subject = validate_endpoint_subject(join_subject(parent.prefix, subject or name))
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise ValidationError(
+            f"{what} max_concurrency must be an int >= 1, got {max_concurrency!r}"
+        )
+    if max_concurrency < 1:
+        raise ValidationError(f"invalid {what} max_concurrency {max_concurrency!r}: must be >= 1")
+    copied = None if metadata is None else validate_metadata(metadata, f"{what} metadata")
+    own = parent.child(
+        name="",
+        queue_group=queue_group,
+        disable_queue_group=disable_queue_group,
+        pending_msgs_limit=pending_msgs_limit,
+        pending_bytes_limit=pending_bytes_limit,
+        middlewares=middlewares,
+        what=what,
+    )
+    return Endpoint(
+        service,
+        transport,
+        name=name,
+        subject=full_subject,
+        queue_group=own.queue_group,
+        metadata=copied,
+        handler=handler,
+        chain=compose(handler, own.middlewares),
+        pending_msgs_limit=own.pending_msgs_limit,
+        pending_bytes_limit=own.pending_bytes_limit,
+        max_concurrency=max_concurrency,
+        clock=clock,
+        expose_exception_text=expose_exception_text,
+    )
+
+
+class Endpoint:
+    """An endpoint of a :class:`~micro.service.Service` (created by ``add_endpoint``).
+
+    Read-only identity: :attr:`name`, :attr:`subject` (group prefix applied),
+    :attr:`queue_group` (``None`` = plain subscription), :attr:`metadata` (immutable
+    mapping or ``None``), :attr:`handler`, :attr:`max_concurrency`, the pending limits and
+    the live :attr:`subscription` (``None`` before start and after stop).
+    """
+
+    __slots__ = (
+        "_chain",
+        "_clock",
+        "_done",
+        "_expose_exception_text",
+        "_handler",
+        "_last_error",
+        "_max_concurrency",
+        "_metadata",
+        "_name",
+        "_num_errors",
+        "_num_requests",
+        "_pending_bytes_limit",
+        "_pending_msgs_limit",
+        "_processing_time",
+        "_queue_group",
+        "_removed",
+        "_service",
+        "_subject",
+        "_subscription",
+        "_transport",
+    )
+
+    def __init__(
+        self,
+        service: Service,
+        transport: Transport,
+        *,
+        name: str,
+        subject: str,
+        queue_group: str | None,
+        metadata: Mapping[str, str] | None,
+        handler: Handler,
+        chain: Handler,
+        pending_msgs_limit: int | None,
+        pending_bytes_limit: int | None,
+        max_concurrency: int,
+        clock: Callable[[], int],
+        expose_exception_text: bool,
+    ) -> None:
+        self._service = service
+        self._transport = transport
+        self._name = name
+        self._subject = subject
+        self._queue_group = queue_group
+        self._metadata = None if metadata is None else MappingProxyType(dict(metadata))
+        self._handler = handler
+        self._chain = chain
+        self._pending_msgs_limit = pending_msgs_limit
+        self._pending_bytes_limit = pending_bytes_limit
+        self._max_concurrency = max_concurrency
+        self._clock = clock
+        self._expose_exception_text = expose_exception_text
+        self._subscription: Subscription | None = None
+        self._done: anyio.Event | None = None
+        self._removed = False
+        self._num_requests = 0
+        self._num_errors = 0
+        self._last_error = ""
+        self._processing_time = 0
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def name(self) -> str:
+        """The endpoint name (several endpoints may share one)."""
+        return self._name
+
+    @property
+    def subject(self) -> str:
+        """The subscribed subject, wildcards and group prefixes included."""
+        return self._subject
+
+    @property
+    def queue_group(self) -> str | None:
+        """The effective queue group; ``None`` when queue groups are disabled for it."""
+        return self._queue_group
+
+    @property
+    def metadata(self) -> Mapping[str, str] | None:
+        """The endpoint metadata (read-only), or ``None`` when none was given."""
+        return self._metadata
+
+    @property
+    def handler(self) -> Handler:
+        """The handler as given (without middlewares)."""
+        return self._handler
+
+    @property
+    def max_concurrency(self) -> int:
+        """How many requests this endpoint handles at the same time (at most)."""
+        return self._max_concurrency
+
+    @property
+    def pending_msgs_limit(self) -> int | None:
+        """Pending messages limit of the subscription (``None``: the transport default)."""
+        return self._pending_msgs_limit
+
+    @property
+    def pending_bytes_limit(self) -> int | None:
+        """Pending bytes limit of the subscription (``None``: the transport default)."""
+        return self._pending_bytes_limit
+
+    @property
+    def subscription(self) -> Subscription | None:
+        """The live subscription, or ``None`` before start / after stop or removal."""
+        return self._subscription
+
+    # ------------------------------------------------------------------ statistics
+
+    @property
+    def info(self) -> EndpointInfo:
+        """This endpoint's INFO entry (a fresh copy)."""
+        return EndpointInfo(
+            name=self._name,
+            subject=self._subject,
+            queue_group=self._queue_group,
+            metadata=None if self._metadata is None else dict(self._metadata),
+        )
+
+    @property
+    def stats(self) -> EndpointStats:
+        """A snapshot of the counters (``data`` is added by ``Service.stats()``)."""
+        requests = self._num_requests
+        return EndpointStats(
+            name=self._name,
+            subject=self._subject,
+            num_requests=requests,
+            num_errors=self._num_errors,
+            last_error=self._last_error,
+            processing_time=self._processing_time,
+            average_processing_time=self._processing_time // requests if requests else 0,
+            queue_group=self._queue_group,
+        )
+
+    def reset(self) -> None:
+        """Zero the counters and clear ``last_error`` (PROTOCOL §7.5); identity is kept."""
+        self._num_requests = 0
+        self._num_errors = 0
+        self._last_error = ""
+        self._processing_time = 0
+
+    def record_error(self, text: str) -> None:
+        """Count one error with ``text`` as ``last_error``."""
+        self._num_errors += 1
+        self._last_error = text
+
+    # ------------------------------------------------------------------ serving
+
+    async def subscribe(self) -> Subscription:
+        """Subscribe to the endpoint subject (live on return) and remember the subscription."""
+        subscription = await self._transport.subscribe(
+            self._subject,
+            queue=self._queue_group,
+            pending_msgs_limit=self._pending_msgs_limit,
+            pending_bytes_limit=self._pending_bytes_limit,
+        )
+        self._subscription = subscription
+        self._done = anyio.Event()
+        return subscription
+
+    async def wait_done(self) -> None:
+        """Return once the serving loop has ended (immediately if it never started)."""
+        if self._done is not None:
+            await self._done.wait()
+
+    async def serve(self, subscription: Subscription) -> None:
+        """Handle every message of ``subscription`` until it ends; never raises.
+
+        When it ends, the service is told (``_subscription_ended``) so that an end it
+        did not ask for stops it (PROTOCOL §8, CONFORMANCE 73).
+        """
+        error: BaseException | None = None
+        try:
+            if self._max_concurrency == 1:
+                await self._serve_serially(subscription)
+            else:
+                await self._serve_concurrently(subscription)
+        except Exception as exc:
+            error = exc
+            _log.exception("endpoint %r stopped receiving on %r", self._name, self._subject)
+        finally:
+            self._subscription = None
+            if self._done is not None:
+                self._done.set()
+        if not self._removed:
+            self._service._subscription_ended(subscription, error)
+
+    async def _serve_serially(self, subscription: Subscription) -> None:
+        """One request at a time: the hot path, ``_handle`` inlined (one coroutine less)."""
+        transport = self._transport
+        chain = self._chain
+        clock = self._clock
+        async for msg in subscription:
+            request = TransportRequest(transport, msg)
+            self._num_requests += 1
+            started = clock()
+            try:
+                await chain(request)
+            except Exception as exc:
+                await self._handler_failed(request, exc)
+            else:
+                if request.problem is not None:
+                    self._record_problem(request.problem)
+            self._processing_time += clock() - started
+
+    async def _serve_concurrently(self, subscription: Subscription) -> None:
+        slots = anyio.Semaphore(self._max_concurrency)
+
+        async def handle_and_release(msg: Msg) -> None:
+            try:
+                await self._handle(msg)
+            finally:
+                slots.release()
+
+        receive = subscription.__anext__
+        async with anyio.create_task_group() as group:
+            while True:
+                await slots.acquire()  # a free slot first: waiting messages stay buffered
+                try:
+                    msg = await receive()
+                except StopAsyncIteration:
+                    slots.release()
+                    break
+                group.start_soon(handle_and_release, msg)
+
+    async def _handle(self, msg: Msg) -> None:
+        """Run the handler chain for one message and account for it; never raises."""
+        request = TransportRequest(self._transport, msg)
+        self._num_requests += 1
+        clock = self._clock
+        started = clock()
+        try:
+            await self._chain(request)
+        except Exception as exc:
+            await self._handler_failed(request, exc)
+        else:
+            if request.problem is not None:
+                self._record_problem(request.problem)
+        self._processing_time += clock() - started
+
+    def _record_problem(self, problem: str | BaseException) -> None:
+        """Count a handled request's latest error reply or failed send as its one error."""
+        self.record_error(problem if isinstance(problem, str) else str(problem))
+
+    async def _handler_failed(self, request: TransportRequest, exc: Exception) -> None:
+        code = 500
+        description = INTERNAL_ERROR_DESCRIPTION
+        data: bytes | None = None
+        headers: Mapping[str, str] | None = None
+        if exc is request.problem:  # the handler let a failed send escape
+            text = str(exc)
+        elif isinstance(exc, ServiceError):
+            code, description = exc.code, exc.description
+            data, headers = exc.data or None, exc.headers or None
+            text = f"{code}:{description}"
+        else:
+            text = f"500:{type(exc).__name__}: {exc}"
+            _log.error(
+                "handler of endpoint %r failed on %r",
+                self._name,
+                request.subject(),
+                exc_info=exc,
+            )
+            if self._expose_exception_text and str(exc):
+                description = str(exc)
+        self.record_error(text)
+        if not request.msg.reply or request.responded:
+            return
+        try:
+            await request.respond_error(code, _header_safe(description), data, headers)
+        except Exception as send_exc:
+            _log.warning(
+                "endpoint %r could not send the error reply for %r: %s",
+                self._name,
+                request.subject(),
+                send_exc,
+            )

@@ -1,0 +1,243 @@
+"""The request a handler receives, and the helpers it answers with (PROTOCOL §6).
+
+:class:`Request` is the seed interface (an abstract class, so a test can hand a handler
+any implementation; see ``testing.stub_request.make_request``).  Subclasses implement
+four methods -- :meth:`~Request.subject`, :meth:`~Request.headers`, :meth:`~Request.data`
+and :meth:`~Request.respond` -- and inherit the helpers :meth:`~Request.respond_error`,
+:meth:`~Request.respond_success`, :meth:`~Request.respond_json` and :meth:`~Request.json`.
+
+:class:`TransportRequest` is the implementation services use: a received
+:class:`~transports.base.Msg` plus the connection to answer on.  It records what was sent so
+the endpoint can keep its statistics (an error reply or a failed send counts as an error).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from micro.errors import ERROR_CODE_HEADER, ERROR_HEADER
+from transports.base import Msg, Transport
+from transports.subjects import validate_header_value
+
+__all__ = [
+    "ERROR_CODE_HEADER",
+    "ERROR_HEADER",
+    "SUCCESS_CODE_HEADER",
+    "Handler",
+    "NoReplySubjectError",
+    "Request",
+    "TransportRequest",
+]
+
+SUCCESS_CODE_HEADER = "Nats-Service-Success-Code"
+"""Non-standard success header of ``nats_contrib.micro`` (see :meth:`Request.respond_success`)."""
+
+Handler = Callable[["Request"], Awaitable[None]]
+"""An endpoint handler: ``async def handler(request: Request) -> None``."""
+
+
+class NoReplySubjectError(RuntimeError):
+    """A response was attempted for a request that carries no reply subject (PROTOCOL §6.5).
+
+    Nothing is published.  In a service, the attempt also counts as one endpoint error.
+    """
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(
+            f"cannot respond to the request on {subject!r}: it has no reply subject "
+            "(it was published, not requested)"
+        )
+        self.subject = subject
+
+
+def _error_code_text(code: int | str) -> str:
+    if isinstance(code, bool):
+        raise TypeError(f"error code must be an int or a decimal str, got bool {code!r}")
+    if isinstance(code, int):
+        return str(code)
+    if isinstance(code, str):
+        if not code:
+            raise ValueError("error code is required: got ''")
+        try:
+            int(code)
+        except ValueError:
+            raise ValueError(f"invalid error code {code!r}: must be a decimal integer") from None
+        return code
+    raise TypeError(f"error code must be an int or a decimal str, got {type(code).__name__}")
+
+
+def _check_description(description: str) -> str:
+    if not isinstance(description, str):
+        raise TypeError(f"error description must be a str, got {type(description).__name__}")
+    if not description:
+        raise ValueError("error description is required: got ''")
+    return validate_header_value(ERROR_HEADER, description)
+
+
+class Request(abc.ABC):
+    """A request received by an endpoint (the seed's interface).
+
+    Implementations provide :meth:`subject`, :meth:`headers`, :meth:`data` and
+    :meth:`respond`; :meth:`reply` returns ``None`` unless overridden.  The helpers build
+    on :meth:`respond` and validate their arguments *before* anything is sent.
+    """
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def subject(self) -> str:
+        """The concrete subject the request was published to (never a wildcard)."""
+
+    @abc.abstractmethod
+    def headers(self) -> dict[str, str]:
+        """The request headers (an empty dict when there are none)."""
+
+    @abc.abstractmethod
+    def data(self) -> bytes:
+        """The request payload."""
+
+    @abc.abstractmethod
+    async def respond(self, data: bytes = b"", headers: Mapping[str, str] | None = None) -> None:
+        """Send ``data`` with exactly ``headers`` (none if ``None``) to the reply subject.
+
+        Raises :class:`NoReplySubjectError` when the request has no reply subject, and
+        the transport's errors (e.g. ``MaxPayloadError``) when sending fails.
+        """
+
+    def reply(self) -> str | None:
+        """The reply subject, or ``None`` when the request was only published."""
+        return None
+
+    def json(self) -> Any:
+        """The payload decoded as JSON; raises ``ValueError`` when it is not valid JSON."""
+        return json.loads(self.data())
+
+    async def respond_json(self, value: Any, headers: Mapping[str, str] | None = None) -> None:
+        """Serialize ``value`` as compact JSON and respond with it.
+
+        A value that cannot be serialized (or NaN/Infinity) raises ``TypeError`` /
+        ``ValueError`` here and nothing is sent.
+        """
+        payload = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+        await self.respond(payload, headers=headers)
+
+    async def respond_error(
+        self,
+        code: int | str,
+        description: str,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Send an error reply (PROTOCOL §6.3).
+
+        The reply carries ``Nats-Service-Error: <description>`` and
+        ``Nats-Service-Error-Code: <code>`` plus the user ``headers``; the two error
+        headers win over user headers of the same name.  ``code`` is an ``int`` (or a
+        decimal ``str``); an empty code or description raises ``ValueError``, a
+        description with CR/LF or surrounding whitespace ``BadHeaderError`` (a
+        ``ValueError``: a header cannot carry it), and nothing is sent.  In a service
+        the error reply counts as an endpoint error with ``last_error`` =
+        ``"<code>:<description>"``.
+        """
+        code_text = _error_code_text(code)
+        description = _check_description(description)
+        merged = dict(headers) if headers else {}
+        merged[ERROR_HEADER] = description
+        merged[ERROR_CODE_HEADER] = code_text
+        await self.respond(data or b"", headers=merged)
+        self._error_reply_sent(code_text, description)
+
+    async def respond_success(
+        self,
+        code: int,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Send a success reply carrying the ``Nats-Service-Success-Code`` header (seed API).
+
+        The header is not part of the protocol; plain :meth:`respond` adds no header.
+        """
+        merged = dict(headers) if headers else {}
+        merged[SUCCESS_CODE_HEADER] = _error_code_text(code)
+        await self.respond(data or b"", headers=merged)
+
+    def _error_reply_sent(self, code: str, description: str) -> None:  # noqa: B027
+        """Hook called after an error reply went out (statistics, test recording)."""
+
+
+class TransportRequest(Request):
+    """A request received from a :class:`~transports.base.Transport` subscription.
+
+    Besides answering, it records for the endpoint's statistics whether a reply was sent
+    (:attr:`responded`) and its latest :attr:`problem`: the ``"<code>:<description>"`` of
+    an error reply sent, or the exception of a failed send.  (Kept to four slots: it is
+    built for every message.)
+    """
+
+    __slots__ = ("_msg", "_transport", "problem", "responded")
+
+    def __init__(self, transport: Transport, msg: Msg) -> None:
+        self._transport = transport
+        self._msg = msg
+        self.responded = False
+        self.problem: str | BaseException | None = None
+
+    @property
+    def msg(self) -> Msg:
+        """The received message."""
+        return self._msg
+
+    @property
+    def error(self) -> str | None:
+        """``"<code>:<description>"`` when the latest problem is an error reply sent."""
+        problem = self.problem
+        return problem if isinstance(problem, str) else None
+
+    @property
+    def send_error(self) -> BaseException | None:
+        """The exception when the latest problem is a failed send (or no reply subject)."""
+        problem = self.problem
+        return problem if isinstance(problem, BaseException) else None
+
+    def subject(self) -> str:
+        return self._msg.subject
+
+    def headers(self) -> dict[str, str]:
+        raw = self._msg.headers
+        return dict(raw) if raw else {}
+
+    def data(self) -> bytes:
+        return self._msg.data
+
+    def reply(self) -> str | None:
+        return self._msg.reply or None
+
+    async def respond(self, data: bytes = b"", headers: Mapping[str, str] | None = None) -> None:
+        reply = self._msg.reply
+        if not reply:
+            error = NoReplySubjectError(self._msg.subject)
+            self.problem = error
+            raise error
+        if data.__class__ is not bytes:
+            data = _as_bytes(data)
+        try:
+            if headers:
+                await self._transport.publish(reply, data, headers=headers)
+            else:
+                await self._transport.publish(reply, data)
+        except Exception as exc:
+            self.problem = exc
+            raise
+        self.responded = True
+
+    def _error_reply_sent(self, code: str, description: str) -> None:
+        self.problem = f"{code}:{description}"
+
+
+def _as_bytes(data: object) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"response data must be bytes, got {type(data).__name__}")

@@ -1,0 +1,491 @@
+"""Services: ``add_service`` and :class:`Service` (PROTOCOL §2-§8) over any Transport.
+
+A service is created (validated, unstarted) by :func:`add_service`, started with
+``await service.start()`` (or ``async with``) and stopped with ``await service.stop()``.
+Everything it runs -- one receive loop per subscription -- lives in one task group held by
+a :class:`~micro._background.TaskHost`, so ``start()`` returns while the service serves,
+and ``stop()`` leaves nothing behind (asyncio and trio alike).
+
+The service stops by itself, firing ``done_handler`` once, when its connection closes, when
+an asynchronous subscription error concerns one of its subjects (``error_handler`` is told
+first, PROTOCOL §8) and when one of its subscriptions ends without being asked to
+(``required subscription <subject> stopped``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from functools import partial
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+from micro import _lifecycle
+from micro._background import TaskHost
+from micro._monitoring import build_info, build_stats, serve_control
+from micro._support import as_transport, call_callback, drain_quietly
+from micro.control import DEFAULT_API_PREFIX, ServiceVerb, control_subjects, validate_api_prefix
+from micro.endpoint import Endpoint, build_endpoint
+from micro.errors import ServiceStoppedError, ValidationError
+from micro.group import DEFAULT_QUEUE_GROUP, Defaults, Group
+from micro.ids import new_id
+from micro.middleware import Middleware
+from micro.models import PingInfo, ServiceInfo, ServiceStats
+from micro.request import Handler
+from micro.validation import (
+    validate_metadata,
+    validate_name,
+    validate_service_name,
+    validate_version,
+)
+from transports.base import Subscription, Transport
+
+__all__ = ["DoneHandler", "ErrorHandler", "Service", "StatsHandler", "add_service"]
+
+_log = logging.getLogger("micro.service")
+
+StatsHandler = Callable[[Endpoint], object]
+"""``stats_handler(endpoint) -> JSON value``: becomes that endpoint's STATS ``data``."""
+ErrorHandler = Callable[["Service", BaseException], object]
+"""``error_handler(service, error)``, sync or async: an asynchronous error concerned it."""
+DoneHandler = Callable[["Service"], object]
+"""``done_handler(service)``, sync or async: the service has stopped (called once)."""
+
+STOPPED_MESSAGE = "Cannot add endpoint to a stopped service"
+
+_ROOT = Defaults(
+    prefix="",
+    queue_group=DEFAULT_QUEUE_GROUP,
+    pending_msgs_limit=None,
+    pending_bytes_limit=None,
+    middlewares=(),
+)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def add_service(
+    transport: Transport | Any,
+    name: str,
+    version: str,
+    description: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    queue_group: str | None = None,
+    pending_bytes_limit_by_endpoint: int | None = None,
+    pending_msgs_limit_by_endpoint: int | None = None,
+    now: Callable[[], datetime] | None = None,
+    id_generator: Callable[[], str] | None = None,
+    api_prefix: str | None = None,
+    *,
+    disable_queue_group: bool = False,
+    stats_handler: StatsHandler | None = None,
+    error_handler: ErrorHandler | None = None,
+    done_handler: DoneHandler | None = None,
+    middlewares: Sequence[Middleware] = (),
+    expose_exception_text: bool = False,
+    clock: Callable[[], int] | None = None,
+) -> Service:
+    """Create (but do not start) a service; every value is validated at once.
+
+    ``transport`` is a :class:`~transports.base.Transport` or a nats-py ``Client`` (wrapped
+    automatically).  ``queue_group`` is the default queue group of its endpoints (``None``
+    or ``""``: ``q``); ``disable_queue_group`` makes them plain subscriptions.  Pending
+    limits are defaults per endpoint (``None``: the transport's).  ``now`` gives the aware
+    UTC time for ``started``; ``clock`` the monotonic nanoseconds for processing times
+    (default ``time.perf_counter_ns``); ``id_generator`` the instance id (default a NUID).
+    ``middlewares`` wrap every endpoint (outermost).  ``expose_exception_text`` sends
+    ``str(exc)`` instead of ``Internal Server Error`` when a handler raises.
+
+    Raises :class:`~micro.errors.ValidationError` naming the bad value and the rule;
+    ``TypeError`` for a transport or callback of the wrong kind.  Nothing is subscribed.
+    """
+    validate_service_name(name)
+    validate_version(version)
+    if description is not None and not isinstance(description, str):
+        raise ValidationError(
+            f"service description must be a str or None, got {type(description).__name__}"
+        )
+    metadata_copy = validate_metadata(metadata, "service metadata")
+    defaults = _ROOT.child(
+        name="",
+        queue_group=queue_group,
+        disable_queue_group=disable_queue_group,
+        pending_msgs_limit=pending_msgs_limit_by_endpoint,
+        pending_bytes_limit=pending_bytes_limit_by_endpoint,
+        middlewares=middlewares,
+        what="service",
+    )
+    prefix = validate_api_prefix(DEFAULT_API_PREFIX if api_prefix is None else api_prefix)
+    for label, callback in (
+        ("now", now),
+        ("id_generator", id_generator),
+        ("stats_handler", stats_handler),
+        ("error_handler", error_handler),
+        ("done_handler", done_handler),
+        ("clock", clock),
+    ):
+        if callback is not None and not callable(callback):
+            raise TypeError(f"{label} must be callable, got {type(callback).__name__}")
+    instance_id = validate_name((id_generator or new_id)(), "service id (from id_generator)")
+    return Service(
+        as_transport(transport),
+        name=name,
+        version=version,
+        description=description or "",
+        metadata=metadata_copy,
+        instance_id=instance_id,
+        api_prefix=prefix,
+        defaults=defaults,
+        now=now or _utc_now,
+        clock=clock or time.perf_counter_ns,
+        stats_handler=stats_handler,
+        error_handler=error_handler,
+        done_handler=done_handler,
+        expose_exception_text=bool(expose_exception_text),
+    )
+
+
+class Service:
+    """A running (or startable) service instance; create it with :func:`add_service`.
+
+    Life cycle: created -> ``await start()`` -> serving -> ``await stop()`` -> stopped.
+    ``async with service:`` starts and stops it.  A stopped service cannot be restarted.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        name: str,
+        version: str,
+        description: str,
+        metadata: dict[str, str],
+        instance_id: str,
+        api_prefix: str,
+        defaults: Defaults,
+        now: Callable[[], datetime],
+        clock: Callable[[], int],
+        stats_handler: StatsHandler | None,
+        error_handler: ErrorHandler | None,
+        done_handler: DoneHandler | None,
+        expose_exception_text: bool,
+    ) -> None:
+        self._transport = transport
+        self._name = name
+        self._version = version
+        self._description = description
+        self._metadata = MappingProxyType(metadata)
+        self._id = instance_id
+        self._api_prefix = api_prefix
+        self._defaults = defaults
+        self._now = now
+        self._clock = clock
+        self._stats_handler = stats_handler
+        self._error_handler = error_handler
+        self._done_handler = done_handler
+        self._expose_exception_text = expose_exception_text
+        self._endpoints: list[Endpoint] = []
+        self._started = now()
+        self._ping_payload = PingInfo(
+            name=name, id=instance_id, version=version, metadata=dict(metadata)
+        ).to_json()
+        self._host = TaskHost(f"micro service {name} {instance_id}")
+        self._life = _lifecycle.Lifecycle()
+        self._control: list[Subscription] = []
+        self._remove_listener: Callable[[], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Service {self._name} {self._version} id={self._id} {self._life.state.value}>"
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def id(self) -> str:
+        """The instance id (constant, a valid subject token)."""
+        return self._id
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def description(self) -> str:
+        """The description (``""`` when none was given)."""
+        return self._description
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """The service metadata: a read-only mapping (PROTOCOL §2.4)."""
+        return self._metadata
+
+    @property
+    def api_prefix(self) -> str:
+        return self._api_prefix
+
+    @property
+    def queue_group(self) -> str | None:
+        """The default queue group of its endpoints (``None``: queue groups disabled)."""
+        return self._defaults.queue_group
+
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
+    @property
+    def started(self) -> datetime:
+        """When the service started (or was last reset)."""
+        return self._started
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The endpoints, in registration order (empty after stop)."""
+        return tuple(self._endpoints)
+
+    @property
+    def stopped(self) -> bool:
+        """True once the service has stopped (after ``stop()`` or a fatal event)."""
+        return self._life.state is _lifecycle.State.STOPPED
+
+    @property
+    def stop_error(self) -> BaseException | None:
+        """The error the service stopped with (``stop(error)`` or a fatal event), if any."""
+        return self._life.error
+
+    # ------------------------------------------------------------------ documents
+
+    def info(self) -> ServiceInfo:
+        """The INFO document (PROTOCOL §4.3), built fresh."""
+        return build_info(self)
+
+    def stats(self) -> ServiceStats:
+        """The STATS document (PROTOCOL §4.4), built fresh.
+
+        With a ``stats_handler``, its JSON value becomes each endpoint's ``data``; if it
+        raises (or returns something JSON cannot encode), ``data`` is left out and the
+        endpoint counts one error with the message as ``last_error``.
+        """
+        return build_stats(self)
+
+    def reset(self) -> None:
+        """Zero every endpoint's counters and set ``started`` to now (PROTOCOL §7.5)."""
+        for endpoint in self._endpoints:
+            endpoint.reset()
+        self._started = self._now()
+
+    # ------------------------------------------------------------------ groups and endpoints
+
+    def add_group(
+        self,
+        name: str,
+        queue_group: str | None = None,
+        pending_bytes_limit_by_endpoint: int | None = None,
+        pending_msgs_limit_by_endpoint: int | None = None,
+        *,
+        disable_queue_group: bool = False,
+        middlewares: Sequence[Middleware] = (),
+    ) -> Group:
+        """A group with subject prefix ``name`` (``""``: none) and endpoint defaults.
+
+        Queue group: own name, else inherited from the service (``disable_queue_group``
+        turns it off).  Raises :class:`ValidationError` for a bad name (``>``, empty tokens,
+        whitespace), queue group or limit.
+        """
+        return Group._child_of(
+            self,
+            self._defaults,
+            name,
+            queue_group,
+            pending_bytes_limit_by_endpoint,
+            pending_msgs_limit_by_endpoint,
+            disable_queue_group,
+            middlewares,
+        )
+
+    async def add_endpoint(
+        self,
+        name: str,
+        handler: Handler,
+        subject: str | None = None,
+        queue_group: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        pending_bytes_limit: int | None = None,
+        pending_msgs_limit: int | None = None,
+        middlewares: Sequence[Middleware] | None = None,
+        *,
+        disable_queue_group: bool = False,
+        max_concurrency: int = 1,
+    ) -> Endpoint:
+        """Add an endpoint serving ``subject`` (default: ``name``) with ``handler``.
+
+        Before start, it is subscribed by ``start()``; after start, it is subscribed (live)
+        before this returns and appears in INFO/STATS.  ``queue_group`` ``None``/``""``
+        inherits; ``disable_queue_group`` makes a plain subscription.  ``max_concurrency``
+        bounds concurrent requests (default 1: one at a time).
+
+        Raises :class:`ValidationError` (bad name, subject, queue group, metadata, limits),
+        :class:`~micro.errors.ServiceStoppedError` once the service is stopping or stopped,
+        and transport errors from subscribing.
+        """
+        return await self._add_endpoint(
+            self._defaults,
+            name,
+            handler,
+            subject=subject,
+            queue_group=queue_group,
+            metadata=metadata,
+            pending_bytes_limit=pending_bytes_limit,
+            pending_msgs_limit=pending_msgs_limit,
+            middlewares=middlewares,
+            disable_queue_group=disable_queue_group,
+            max_concurrency=max_concurrency,
+        )
+
+    async def _add_endpoint(
+        self, parent: Defaults, name: str, handler: Handler, **options: Any
+    ) -> Endpoint:
+        if self._life.is_ending:
+            raise ServiceStoppedError(STOPPED_MESSAGE)
+        endpoint = build_endpoint(
+            self,
+            self._transport,
+            parent,
+            name,
+            handler,
+            clock=self._clock,
+            expose_exception_text=self._expose_exception_text,
+            **options,
+        )
+        await self._life.wait_start_settled()
+        if self._life.state is _lifecycle.State.CREATED:
+            self._endpoints.append(endpoint)
+            return endpoint
+        if self._life.is_ending:
+            raise ServiceStoppedError(STOPPED_MESSAGE)
+        subscription = await endpoint.subscribe()
+        if self._life.is_ending:
+            await drain_quietly(subscription)
+            raise ServiceStoppedError(STOPPED_MESSAGE)
+        self._endpoints.append(endpoint)
+        self._spawn_loop(endpoint.serve, subscription)
+        return endpoint
+
+    async def remove_endpoint(self, endpoint: Endpoint | str) -> None:
+        """Remove an endpoint (or the only endpoint with that name) and drain it.
+
+        It leaves INFO/STATS at once; requests it already received are still handled.
+        Returns once its loop has ended -- except when called from inside one of this
+        service's handlers, where the drain completes in the background.
+        Raises ``ValueError`` for an unknown or ambiguous endpoint.
+        """
+        target = self._find_endpoint(endpoint)
+        self._endpoints.remove(target)
+        target._removed = True
+        subscription = target.subscription
+        if subscription is None:
+            return
+        if self._host.is_current():
+            self._host.start_soon(drain_quietly, subscription)
+            return
+        await drain_quietly(subscription)
+        await target.wait_done()
+
+    def _find_endpoint(self, endpoint: Endpoint | str) -> Endpoint:
+        if isinstance(endpoint, Endpoint):
+            if not any(candidate is endpoint for candidate in self._endpoints):
+                raise ValueError(
+                    f"endpoint {endpoint.name!r} ({endpoint.subject}) is not in {self!r}"
+                )
+            return endpoint
+        found = [candidate for candidate in self._endpoints if candidate.name == endpoint]
+        if len(found) == 1:
+            return found[0]
+        names = sorted({candidate.name for candidate in self._endpoints})
+        if not found:
+            raise ValueError(f"no endpoint named {endpoint!r}; endpoints: {names}")
+        subjects = [candidate.subject for candidate in found]
+        raise ValueError(
+            f"{len(found)} endpoints are named {endpoint!r} (subjects {subjects}): "
+            "pass the Endpoint object instead"
+        )
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Subscribe the nine control subjects and every endpoint, then serve.
+
+        Returns once all subscriptions are live; ``started`` is then set.  Raises
+        ``RuntimeError`` if already started, :class:`ServiceStoppedError` if stopped, and a
+        transport error if a subscribe fails (the service is then stopped with it).
+        """
+        await _lifecycle.start(self)
+
+    async def stop(
+        self, error: BaseException | None = None, *, grace_period: float | None = None
+    ) -> None:
+        """Stop serving (idempotent): drain every subscription, let in-flight requests finish.
+
+        All subscriptions drain concurrently; then the service is marked stopped, its
+        endpoints leave INFO/STATS and ``done_handler`` fires (once).  ``error`` is kept as
+        :attr:`stop_error` and returned by :meth:`wait_stopped`.  With ``grace_period``,
+        handlers still running after that many seconds are cancelled; if the calling task
+        is cancelled meanwhile, the service stops hard the same way before the cancellation
+        propagates.  Called from inside one of this service's handlers or callbacks, it
+        starts the stop and returns at once.
+        """
+        await _lifecycle.stop(self, error, grace_period)
+
+    async def wait_stopped(self) -> BaseException | None:
+        """Wait until the service has stopped; returns :attr:`stop_error`."""
+        return await _lifecycle.wait_stopped(self)
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ internal hooks
+
+    def _control_makers(self) -> list[tuple[ServiceVerb, Callable[[], Any]]]:
+        return [
+            (verb, partial(self._transport.subscribe, subject))
+            for verb, subject in control_subjects(self._name, self._id, self._api_prefix)
+        ]
+
+    def _spawn_loop(self, func: Callable[..., Any], *args: Any) -> None:
+        self._life.loop_started()
+        self._host.start_soon(self._run_loop, func, args)
+
+    async def _run_loop(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            await func(*args)
+        finally:
+            self._life.loop_ended()
+
+    def _serve_control(self, verb: ServiceVerb, subscription: Subscription) -> None:
+        self._spawn_loop(serve_control, self, self._transport, verb, subscription)
+
+    def _subscription_ended(self, subscription: Subscription, error: BaseException | None) -> None:
+        """A receive loop ended: if nobody asked for it, the service stops (CONFORMANCE 73)."""
+        _lifecycle.subscription_ended(self, subscription, error)
+
+    def _report_error(self, error: BaseException) -> None:
+        """Tell the error handler about ``error`` without stopping (in the background)."""
+        if self._host.is_open:
+            self._host.start_soon(call_callback, "error_handler", self._error_handler, self, error)
+        else:
+            _log.warning("service %r: %s", self._name, error)

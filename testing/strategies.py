@@ -1,0 +1,260 @@
+"""Hypothesis strategies: subjects, patterns, queue groups, headers, payloads, routing programs.
+
+Every generator of *valid* values produces values that ``transports.subjects`` accepts and
+that a real nats-server routes; every generator of *invalid* values produces values that
+``transports.subjects`` rejects.  Generators that build subjects take a ``tokens`` alphabet:
+pass a small one (``("a", "b", "c")``) so that generated subscriptions and publishes
+actually match each other; the default draws arbitrary printable tokens.
+
+Typical use::
+
+    from hypothesis import given
+    from testing import strategies as mst
+
+    @given(mst.patterns(tokens=("a", "b")), mst.subjects(tokens=("a", "b")))
+    def test_something(pattern: str, subject: str) -> None: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hypothesis import strategies as st
+
+from testing.differential import Publish, RoutingProgram, Step, Subscribe, Unsubscribe
+
+__all__ = [
+    "SMALL_TOKENS",
+    "WHITESPACE",
+    "header_names",
+    "header_values",
+    "headers",
+    "invalid_header_names",
+    "invalid_patterns",
+    "invalid_queue_names",
+    "invalid_subjects",
+    "patterns",
+    "payloads",
+    "queue_names",
+    "routing_programs",
+    "subjects",
+    "tokens",
+]
+
+SMALL_TOKENS: tuple[str, ...] = ("a", "b", "c")
+"""A token alphabet small enough that random patterns and subjects often match."""
+
+WHITESPACE: tuple[str, ...] = (" ", "\t", "\r", "\n", "\f", "\v")
+"""The whitespace characters the subject rules name explicitly."""
+
+_HEADER_TOKEN_CHARS = (
+    "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+
+
+def _free_token() -> st.SearchStrategy[str]:
+    """One literal token: printable, no whitespace, no ``.``, ``*`` or ``>``."""
+    return st.text(
+        alphabet=st.characters(
+            blacklist_categories=("Cs", "Cc", "Z"),
+            blacklist_characters=".*>",
+        ),
+        min_size=1,
+        max_size=8,
+    ).filter(lambda token: not any(char.isspace() for char in token))
+
+
+def tokens(alphabet: Sequence[str] | None = None) -> st.SearchStrategy[str]:
+    """One literal subject token, drawn from ``alphabet`` when given."""
+    if alphabet is None:
+        return _free_token()
+    if not alphabet:
+        raise ValueError("tokens alphabet must not be empty")
+    return st.sampled_from(tuple(alphabet))
+
+
+def subjects(
+    *, tokens: Sequence[str] | None = None, min_tokens: int = 1, max_tokens: int = 4
+) -> st.SearchStrategy[str]:
+    """A valid literal subject (publishable): ``min_tokens``..``max_tokens`` tokens."""
+    if not 1 <= min_tokens <= max_tokens:
+        raise ValueError(f"need 1 <= min_tokens <= max_tokens, got {min_tokens}, {max_tokens}")
+    token = _token_strategy(tokens)
+    return st.lists(token, min_size=min_tokens, max_size=max_tokens).map(".".join)
+
+
+def patterns(
+    *,
+    tokens: Sequence[str] | None = None,
+    min_tokens: int = 1,
+    max_tokens: int = 4,
+    wildcards: bool = True,
+) -> st.SearchStrategy[str]:
+    """A valid subscription pattern; with ``wildcards`` some tokens are ``*`` and the last
+    may be ``>``."""
+    if not 1 <= min_tokens <= max_tokens:
+        raise ValueError(f"need 1 <= min_tokens <= max_tokens, got {min_tokens}, {max_tokens}")
+    literal = _token_strategy(tokens)
+    if not wildcards:
+        return subjects(tokens=tokens, min_tokens=min_tokens, max_tokens=max_tokens)
+    token = st.one_of(literal, st.just("*"))
+
+    @st.composite
+    def build(draw: st.DrawFn) -> str:
+        parts = draw(st.lists(token, min_size=min_tokens, max_size=max_tokens))
+        if draw(st.booleans()):
+            parts[-1] = ">"
+        return ".".join(parts)
+
+    return build()
+
+
+def _token_strategy(alphabet: Sequence[str] | None) -> st.SearchStrategy[str]:
+    return tokens(alphabet)
+
+
+@st.composite
+def _broken_subject(draw: st.DrawFn, *, for_publish: bool) -> str:
+    base = draw(st.lists(_free_token(), min_size=1, max_size=3))
+    kinds = ["empty", "whitespace", "empty_token", "partial_wildcard", "inner_full_wildcard"]
+    if for_publish:
+        kinds.append("wildcard")
+    kind = draw(st.sampled_from(kinds))
+    if kind == "empty":
+        return ""
+    if kind == "whitespace":
+        joined = ".".join(base)
+        at = draw(st.integers(0, len(joined)))
+        return joined[:at] + draw(st.sampled_from(WHITESPACE)) + joined[at:]
+    if kind == "empty_token":
+        at = draw(st.integers(0, len(base)))
+        return ".".join([*base[:at], "", *base[at:]])
+    if kind == "partial_wildcard":
+        at = draw(st.integers(0, len(base) - 1))
+        wild = draw(st.sampled_from(("*", ">")))
+        token = base[at]
+        cut = draw(st.integers(0, len(token)))
+        base[at] = token[:cut] + wild + token[cut:]
+        return ".".join(base)
+    if kind == "inner_full_wildcard":
+        at = draw(st.integers(0, len(base) - 1))
+        return ".".join([*base[:at], ">", *base[at:]])
+    at = draw(st.integers(0, len(base)))
+    return ".".join([*base[:at], draw(st.sampled_from(("*", ">"))), *base[at:]])
+
+
+def invalid_subjects() -> st.SearchStrategy[str]:
+    """A string that may not be published to: empty, whitespace, an empty token, or any
+    wildcard."""
+    return _broken_subject(for_publish=True)
+
+
+def invalid_patterns() -> st.SearchStrategy[str]:
+    """A string that may not be subscribed to: empty, whitespace, an empty token, a token
+    mixing ``*``/``>`` with other characters, or ``>`` before the last token."""
+    return _broken_subject(for_publish=False)
+
+
+def queue_names(names: Sequence[str] | None = None) -> st.SearchStrategy[str]:
+    """A valid queue group name, drawn from ``names`` when given."""
+    if names is not None:
+        if not names:
+            raise ValueError("queue names must not be empty")
+        return st.sampled_from(tuple(names))
+    return st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Z")), min_size=1, max_size=12
+    ).filter(lambda name: not any(char.isspace() for char in name))
+
+
+def invalid_queue_names() -> st.SearchStrategy[str]:
+    """An empty queue group name or one containing whitespace."""
+
+    @st.composite
+    def with_space(draw: st.DrawFn) -> str:
+        name = draw(queue_names())
+        at = draw(st.integers(0, len(name)))
+        return name[:at] + draw(st.sampled_from(WHITESPACE)) + name[at:]
+
+    return st.one_of(st.just(""), with_space())
+
+
+def header_names() -> st.SearchStrategy[str]:
+    """A valid header name (an RFC 7230 token), mixed case."""
+    return st.text(alphabet=_HEADER_TOKEN_CHARS, min_size=1, max_size=16)
+
+
+def invalid_header_names() -> st.SearchStrategy[str]:
+    """An empty header name or one containing a non-token character."""
+
+    @st.composite
+    def with_bad_char(draw: st.DrawFn) -> str:
+        name = draw(header_names())
+        at = draw(st.integers(0, len(name)))
+        bad = draw(st.sampled_from((" ", ":", "\t", "\r", "\n", "(", '"', "é", "\x00", "/")))
+        return name[:at] + bad + name[at:]
+
+    return st.one_of(st.just(""), with_bad_char())
+
+
+def header_values() -> st.SearchStrategy[str]:
+    """A header value that survives the wire exactly: printable unicode, no CR/LF, no
+    leading or trailing whitespace (the NATS header format trims it)."""
+    return st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=0, max_size=24
+    ).filter(lambda value: value == value.strip())
+
+
+def headers(*, max_size: int = 4) -> st.SearchStrategy[dict[str, str]]:
+    """A non-empty header mapping with names that differ case-insensitively.
+
+    (NATS header names are case-sensitive on the wire, but names equal up to case are
+    a source of client-specific behaviour, so this strategy avoids them.)
+    """
+    return st.dictionaries(header_names(), header_values(), min_size=1, max_size=max_size).filter(
+        lambda mapping: len({name.lower() for name in mapping}) == len(mapping)
+    )
+
+
+def payloads(*, max_size: int = 256) -> st.SearchStrategy[bytes]:
+    """A payload, empty or binary."""
+    return st.binary(min_size=0, max_size=max_size)
+
+
+def routing_programs(
+    *,
+    tokens: Sequence[str] = ("a", "b"),
+    queues: Sequence[str] = ("q1", "q2"),
+    max_tokens: int = 3,
+    max_steps: int = 30,
+) -> st.SearchStrategy[RoutingProgram]:
+    """A routing program for :func:`testing.differential.run_program`.
+
+    Subscriptions (plain or in one of ``queues``, patterns over ``tokens`` with
+    wildcards), publishes to subjects over ``tokens``, and unsubscribes of earlier
+    subscriptions, interleaved.  Unsubscribe indices always refer to an earlier
+    ``Subscribe`` step (possibly already unsubscribed: that must be a no-op).
+    """
+    pattern = patterns(tokens=tokens, max_tokens=max_tokens)
+    subject = subjects(tokens=tokens, max_tokens=max_tokens)
+    queue = st.one_of(st.none(), st.sampled_from(tuple(queues)))
+
+    @st.composite
+    def build(draw: st.DrawFn) -> RoutingProgram:
+        steps: list[Step] = []
+        subscribed = 0
+        count = draw(st.integers(1, max_steps))
+        for _ in range(count):
+            kinds = ["subscribe", "publish", "publish"]
+            if subscribed:
+                kinds.append("unsubscribe")
+            kind = draw(st.sampled_from(kinds))
+            if kind == "subscribe":
+                steps.append(Subscribe(draw(pattern), draw(queue)))
+                subscribed += 1
+            elif kind == "publish":
+                steps.append(Publish(draw(subject)))
+            else:
+                steps.append(Unsubscribe(draw(st.integers(0, subscribed - 1))))
+        return RoutingProgram(tuple(steps))
+
+    return build()

@@ -1,0 +1,345 @@
+"""Blocking calls (``*_sync``, ``*_from_another_thread``), ``app.start()`` and stop signals.
+
+Every blocking call is the async call run through the app's one blocking portal.  These
+tests run in plain threads (no event loop) unless marked ``anyio``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from micro.app import (
+    App,
+    AppError,
+    AppFailedError,
+    AppNotRunningError,
+    Message,
+    SyncCallInLoopError,
+)
+from micro.errors import ServiceError
+from transports.base import BadSubjectError, NoRespondersError, RequestTimeoutError
+
+WAIT = 5.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _app_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("micro-app-")]
+
+
+@pytest.fixture
+def echo_app(url: str) -> Iterator[App]:
+    app = App(url)
+
+    @app.listen(subject="echo")
+    async def echo(msg: Message) -> Any:
+        return msg.data
+
+    yield app
+    app.disconnect_sync()
+
+
+def test_blocking_calls_start_the_app_in_its_own_thread(echo_app: App) -> None:
+    app = echo_app
+    assert not app.is_running
+    assert app.request_sync(subject="echo", message={"some": "message"}) == {"some": "message"}
+    assert app.is_running
+    assert any(name == "micro-app-app" for name in _app_threads())
+    assert app.nats.request_sync("echo", [1], timeout=WAIT) == [1]
+    assert app.request_from_another_thread("echo", "x", data_type="json") == "x"  # JSON "x"
+    assert app.nats.request_from_another_thread("echo", 2, headers={"H": "v"}) == 2
+    app.disconnect_sync()
+    assert not app.is_running
+    assert "micro-app-app" not in _app_threads()
+    with pytest.raises(AppNotRunningError):
+        app.publish_sync("echo", 1)
+    app.disconnect_sync()  # idempotent
+
+
+def test_publish_sync_has_handed_the_message_over_when_it_returns(echo_app: App) -> None:
+    app = echo_app
+    got: queue.Queue[Any] = queue.Queue()
+
+    def collect(msg: Message) -> None:  # a plain function: runs in a worker thread
+        got.put((msg.subject, msg.data, msg.reply))
+
+    ssid = app.subscribe_new_subject_sync("collected", collect)
+    assert app.subscriptions[ssid] == "collected"
+    app.publish_sync(subject="collected", message={"n": 1}, force=True)
+    app.nats.publish_sync("collected", {"n": 2}, reply_to="replies.here")
+    app.publish_from_another_thread("collected", {"n": 3})
+    app.nats.publish_from_another_thread(subject="collected", message={"n": 4}, force=True)
+    assert [got.get(timeout=WAIT) for _ in range(4)] == [
+        ("collected", {"n": 1}, None),
+        ("collected", {"n": 2}, "replies.here"),
+        ("collected", {"n": 3}, None),
+        ("collected", {"n": 4}, None),
+    ]
+
+
+def test_subscribe_and_unsubscribe_sync(echo_app: App) -> None:
+    app = echo_app
+    ssid = app.subscribe_new_subject_sync("upper", lambda msg: msg.data.upper(), data_type=str)
+    assert app.request_sync("upper", "abc", response_data_type=str) == "ABC"
+    app.unsubscribe_ssid_sync(ssid)
+    with pytest.raises(NoRespondersError):
+        app.request_sync("upper", "abc")
+    app.nats.subscribe_new_subject_sync("lower", lambda msg: msg.data.lower(), data_type=str)
+    assert app.request_sync("lower", "ABC", response_data_type=str) == "abc"
+    app.nats.unsubscribe_subject_sync("lower")
+    with pytest.raises(NoRespondersError):
+        app.request_sync("lower", "abc")
+    app.nats.unsubscribe_ssid_sync(app.subscribe_new_subject_sync("x", print))
+    with pytest.raises(ValueError, match="unknown ssid"):
+        app.unsubscribe_ssid_sync("nope")
+
+
+def test_errors_reach_the_blocking_caller(echo_app: App) -> None:
+    app = echo_app
+
+    async def refuse(msg: Message) -> None:
+        raise ServiceError(403, "forbidden")
+
+    app.subscribe_new_subject_sync("refuse", refuse)
+    with pytest.raises(BadSubjectError):
+        app.publish_sync("bad subject", 1)
+    with pytest.raises(NoRespondersError):
+        app.request_sync("nobody", 1)
+    with pytest.raises(ServiceError, match="403:forbidden"):
+        app.request_sync("refuse", 1)
+    app.subscribe_new_subject_sync("quiet", lambda msg: None)
+    with pytest.raises(RequestTimeoutError):
+        app.request_sync("quiet", 1, timeout=0.05)
+    assert app.request_sync("echo", 1) == 1  # still fine
+
+
+def test_many_threads_call_in_concurrently(echo_app: App) -> None:
+    app = echo_app
+    results: queue.Queue[Any] = queue.Queue()
+
+    def worker(number: int) -> None:
+        for i in range(10):
+            results.put(app.request_from_another_thread("echo", [number, i]))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    answers = sorted(tuple(results.get_nowait()) for _ in range(40))
+    assert answers == sorted((n, i) for n in range(4) for i in range(10))
+
+
+def test_a_blocking_call_from_the_app_loop_raises_instead_of_deadlocking(echo_app: App) -> None:
+    app = echo_app
+
+    async def misuse(msg: Message) -> str:
+        try:
+            app.request_sync("echo", 1)
+        except SyncCallInLoopError as exc:
+            return str(exc)
+        return "no error"
+
+    app.subscribe_new_subject_sync("misuse", misuse)
+    text = app.request_sync("misuse", None, response_data_type=str, timeout=WAIT)
+    assert "app.request_sync() blocks" in text
+    assert "use 'await app.request(...)' there" in text
+
+
+def test_start_runs_until_a_task_disconnects(url: str) -> None:
+    app = App(url)
+    log: list[Any] = []
+
+    @app.listen(subject="ping")
+    async def ping(msg: Message) -> str:
+        return "pong"
+
+    @app.task()
+    async def work() -> None:
+        log.append(await app.request("ping", None))
+        await app.disconnect()
+
+    app.start()
+    assert log == ["pong"]
+    assert not app.is_running
+    assert "micro-app-app" not in _app_threads()
+    with pytest.raises(AppNotRunningError, match="has stopped"):
+        app.start()
+
+
+def test_start_raises_when_a_task_stops_the_app(url: str) -> None:
+    app = App(url)
+
+    @app.task(on_error="stop")
+    def fatal() -> None:
+        raise LookupError("missing")
+
+    with pytest.raises(AppFailedError, match="missing") as caught:
+        app.start()
+    assert isinstance(caught.value.__cause__, LookupError)
+    assert "micro-app-app" not in _app_threads()
+
+
+def test_start_stops_gracefully_on_sigterm(url: str) -> None:
+    app = App(url, backend="trio")
+    drained: list[str] = []
+
+    @app.task()
+    async def kill_me() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await anyio.sleep_forever()
+        finally:
+            drained.append("task cancelled")
+
+    before = signal.getsignal(signal.SIGTERM)
+    app.start()
+    assert drained == ["task cancelled"]
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_thread_home_can_run_trio(url: str) -> None:
+    app = App(url, backend="trio")
+
+    @app.listen(subject="which")
+    async def which(msg: Message) -> str:
+        import sniffio
+
+        return sniffio.current_async_library()
+
+    try:
+        assert app.request_sync("which", None) == "trio"
+    finally:
+        app.disconnect_sync()
+
+
+def test_an_app_given_a_transport_must_first_run_in_its_loop() -> None:
+    async def make() -> Any:
+        from transports.memory import MemoryBroker
+
+        return await MemoryBroker().connect()
+
+    transport = anyio.run(make)
+    app = App(transport=transport)
+    with pytest.raises(AppError, match="given a transport"):
+        app.publish_sync("a", 1)
+    with pytest.raises(AppError, match="given a transport"):
+        app.start()
+    app.disconnect_sync()
+
+
+def test_disconnect_sync_before_any_use_ends_the_app(url: str) -> None:
+    app = App(url)
+    app.disconnect_sync()
+    with pytest.raises(AppNotRunningError):
+        app.publish_sync("a", 1)
+
+
+def test_an_app_left_running_is_stopped_cleanly_at_exit(tmp_path: Path) -> None:
+    script = tmp_path / "left_running.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import anyio
+            from micro.app import App
+
+            app = App("memory://")
+
+            @app.task()
+            async def background() -> None:
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    print("stopped cleanly", flush=True)
+
+            app.publish_sync("anything", 1)
+            print("leaving without disconnect", flush=True)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["leaving without disconnect", "stopped cleanly"]
+
+
+# --------------------------------------------------------------------------- loop homes
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.anyio
+async def test_other_threads_call_into_an_app_running_in_their_loop(url: str) -> None:
+    app = App(url)
+
+    @app.listen(subject="echo")
+    async def echo(msg: Message) -> Any:
+        return msg.data
+
+    async with app:
+        assert await anyio.to_thread.run_sync(
+            lambda: app.request_from_another_thread("echo", {"t": 1})
+        ) == {"t": 1}
+        await anyio.to_thread.run_sync(lambda: app.nats.publish_from_another_thread("echo", 1))
+        with pytest.raises(SyncCallInLoopError, match=r"await app.publish\(\.\.\.\)"):
+            app.publish_sync("echo", 1)
+        with pytest.raises(SyncCallInLoopError, match=r"await app.run\(\.\.\.\)"):
+            app.start()
+        with pytest.raises(SyncCallInLoopError):
+            app.disconnect_sync()
+    with pytest.raises(AppNotRunningError):
+        await anyio.to_thread.run_sync(lambda: app.publish_sync("echo", 1))
+
+
+@pytest.mark.anyio
+async def test_await_from_another_thread_is_refused(url: str) -> None:
+    async with App(url) as app:
+
+        def other_loop() -> None:
+            async def call() -> None:
+                await app.publish("x", 1)
+
+            anyio.run(call)
+
+        with pytest.raises(AppError, match=r"must run in the app's event loop"):
+            await anyio.to_thread.run_sync(other_loop)
+
+
+@pytest.mark.anyio
+async def test_run_stops_gracefully_on_sigterm(url: str) -> None:
+    app = App(url)
+    stopped: list[str] = []
+
+    @app.task()
+    async def kill_me() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await anyio.sleep_forever()
+        finally:
+            stopped.append("cancelled")
+
+    with anyio.fail_after(WAIT):
+        await app.run()
+    assert stopped == ["cancelled"]

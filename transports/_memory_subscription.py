@@ -1,0 +1,280 @@
+"""Subscriptions of the in-memory broker (re-exported by ``transports.memory``).
+
+A subscription is a bounded FIFO buffer filled synchronously by the broker's dispatch
+and emptied by its consumer.  Its life has three states:
+
+* ``LIVE``: registered in the broker's sublist, receiving messages;
+* ``STOPPING``: interest removed (``drain()``, or the ``unsubscribe(limit=N)`` count
+  reached), the buffer is still handed out; it ends as soon as the buffer is empty;
+* ``ENDED``: nothing more is handed out; iteration stops, ``next_msg`` raises
+  :class:`~transports.base.SubscriptionClosedError`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from transports._wakeup import Waiter, new_waiter, wait, wake
+from transports.base import (
+    Msg,
+    SlowConsumerError,
+    SubscriptionClosedError,
+    TransportEvent,
+    TransportEventKind,
+)
+
+if TYPE_CHECKING:
+    from transports.memory import MemoryTransport
+
+__all__ = ["MemorySubscription"]
+
+_LIVE, _STOPPING, _ENDED = 0, 1, 2
+
+
+class MemorySubscription:
+    """A :class:`~transports.base.Subscription` held by the in-memory broker.
+
+    Create it with ``MemoryTransport.subscribe``.  Every sentence of the protocol's
+    docstrings holds; in addition several tasks may wait on one subscription at once
+    (each message goes to exactly one of them).
+    """
+
+    def __init__(
+        self,
+        conn: MemoryTransport,
+        sid: int,
+        subject: str,
+        queue: str | None,
+        pending_msgs_limit: int,
+        pending_bytes_limit: int,
+    ) -> None:
+        self._conn = conn
+        self._broker = conn.broker
+        self._sid = sid
+        self._subject = subject
+        self._queue = queue
+        self._msgs_limit = pending_msgs_limit
+        self._bytes_limit = pending_bytes_limit
+        self._buffer: deque[Msg] = deque()
+        self._pending_bytes = 0
+        self._received = 0
+        self._delivered = 0
+        self._dropped = 0
+        self._max_msgs = 0
+        self._state = _LIVE
+        self._waiters: list[Waiter[None]] = []
+        self._drain_waiters: list[Waiter[None]] = []
+
+    def __repr__(self) -> str:
+        state = ("live", "stopping", "ended")[self._state]
+        return (
+            f"<MemorySubscription sid={self._sid} subject={self._subject!r} "
+            f"queue={self._queue!r} {state} pending={len(self._buffer)}>"
+        )
+
+    # ------------------------------------------------------------------ protocol properties
+
+    @property
+    def subject(self) -> str:
+        """The subscribed pattern, wildcards included."""
+        return self._subject
+
+    @property
+    def queue(self) -> str | None:
+        """The queue group, or ``None`` for a plain subscription."""
+        return self._queue
+
+    @property
+    def pending_msgs(self) -> int:
+        """Messages buffered and not yet taken by the consumer."""
+        return len(self._buffer)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Payload bytes buffered and not yet taken by the consumer."""
+        return self._pending_bytes
+
+    @property
+    def delivered(self) -> int:
+        """Messages handed to the consumer so far."""
+        return self._delivered
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped because a pending limit was reached (slow consumer)."""
+        return self._dropped
+
+    @property
+    def is_active(self) -> bool:
+        """True until the subscription has ended."""
+        return self._state != _ENDED
+
+    # ------------------------------------------------------------------ broker side
+
+    def _push(self, msg: Msg) -> None:
+        """Buffer ``msg`` (called by the broker's dispatch, only while ``LIVE``).
+
+        Beyond a pending limit the message is dropped, ``dropped`` grows and an
+        ``ERROR`` event is queued on the owning connection.  Never blocks, never runs
+        consumer code.
+        """
+        self._received += 1
+        if self._max_msgs and self._received >= self._max_msgs:
+            self._stop_interest()
+        buffer = self._buffer
+        size = len(msg.data)
+        if len(buffer) >= self._msgs_limit or self._pending_bytes + size > self._bytes_limit:
+            self._dropped += 1
+            self._conn._emit(
+                TransportEvent(TransportEventKind.ERROR, SlowConsumerError(self._subject))
+            )
+            if not buffer and self._state == _STOPPING:
+                self._end()
+            return
+        buffer.append(msg)
+        self._pending_bytes += size
+        self._broker._in_flight += 1
+        waiters = self._waiters
+        if waiters:
+            for waiter in waiters:
+                wake(waiter, None)
+            waiters.clear()
+
+    def _stop_interest(self) -> None:
+        """Leave the sublist: no message is routed here any more."""
+        if self._state == _LIVE:
+            self._state = _STOPPING
+            self._broker._sublist.remove(self._subject, self, self._queue)
+
+    def _discard(self) -> None:
+        """Forget buffered messages (they are not delivered)."""
+        self._broker._in_flight -= len(self._buffer)
+        self._buffer.clear()
+        self._pending_bytes = 0
+
+    def _end(self) -> None:
+        """Enter ``ENDED``: wake every waiter, release drainers, leave the connection."""
+        self._state = _ENDED
+        for waiter in self._waiters:
+            wake(waiter, None)
+        self._waiters.clear()
+        for waiter in self._drain_waiters:
+            wake(waiter, None)
+        self._drain_waiters.clear()
+        self._conn._forget(self._sid)
+
+    def _close(self) -> None:
+        """End at once, discarding the buffer (unsubscribe, connection close)."""
+        if self._state != _ENDED:
+            self._stop_interest()
+            self._discard()
+            self._end()
+
+    def _begin_drain(self) -> None:
+        """Stop interest, keep the buffer; end now if it is already empty."""
+        if self._state != _ENDED:
+            self._stop_interest()
+            if not self._buffer:
+                self._end()
+
+    async def _wait_ended(self) -> None:
+        if self._state != _ENDED:
+            waiter: Waiter[None] = new_waiter()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    # ------------------------------------------------------------------ consumer side
+
+    def _take(self) -> Msg:
+        msg = self._buffer.popleft()
+        self._pending_bytes -= len(msg.data)
+        self._delivered += 1
+        self._broker._in_flight -= 1
+        if not self._buffer and self._state == _STOPPING:
+            self._end()
+        return msg
+
+    def _park(self) -> Waiter[None]:
+        """A waiter woken when a message is pushed or the subscription ends.
+        The caller awaits it and calls :meth:`_unpark` if the wait raises."""
+        waiter: Waiter[None] = new_waiter()
+        self._waiters.append(waiter)
+        return waiter
+
+    def _unpark(self, waiter: Waiter[None]) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+
+    def __aiter__(self) -> MemorySubscription:
+        return self
+
+    async def __anext__(self) -> Msg:
+        """Wait for the next message; ``StopAsyncIteration`` once the subscription ended
+        and its buffer is exhausted."""
+        buffer = self._buffer
+        while not buffer:
+            if self._state != _LIVE:
+                raise StopAsyncIteration
+            waiter = self._park()
+            try:
+                await waiter
+            except BaseException:
+                self._unpark(waiter)
+                raise
+        return self._take()
+
+    async def next_msg(self, timeout: float | None = None) -> Msg:
+        """Wait up to ``timeout`` seconds (``None``: forever, ``0``: only what is buffered).
+
+        Raises builtin :class:`TimeoutError` when nothing arrives in time,
+        :class:`SubscriptionClosedError` once the subscription ended and its buffer is
+        exhausted, and ``ValueError`` for a negative or NaN ``timeout``.
+        """
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"invalid timeout {timeout!r}: must be None or a number >= 0")
+        buffer = self._buffer
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not buffer:
+            if self._state != _LIVE:
+                raise SubscriptionClosedError(self._subject)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            waiter = self._park()
+            try:
+                if remaining is None:
+                    await waiter
+                else:
+                    await wait(waiter, remaining, self._conn._expiry)
+            except BaseException:
+                self._unpark(waiter)
+                raise
+        return self._take()
+
+    async def unsubscribe(self, limit: int = 0) -> None:
+        """Remove interest.
+
+        ``limit == 0``: when this returns nothing more is delivered and the buffer is
+        discarded.  ``limit > 0``: the subscription stops receiving once ``limit``
+        messages in total have been routed to it (counting those already received, and
+        like nats-server counting ones dropped as slow consumer), and ends when its
+        buffer is consumed.  No effect on an ended subscription.  Raises
+        ``ValueError`` for a negative or non-int ``limit``.
+        """
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise ValueError(f"invalid limit {limit!r}: must be an int >= 0")
+        if self._state == _ENDED:
+            return
+        if limit == 0:
+            self._close()
+            return
+        self._max_msgs = limit
+        if self._received >= limit:
+            self._begin_drain()
+
+    async def drain(self) -> None:
+        """Stop interest at once; return once every buffered message has been taken
+        (the iterator then ends).  No effect on an ended subscription.  Also returns
+        when the subscription ends otherwise (``unsubscribe()``, connection close)."""
+        self._begin_drain()
+        await self._wait_ended()

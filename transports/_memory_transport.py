@@ -1,0 +1,365 @@
+"""``MemoryTransport``: one connection to a ``transports.memory.MemoryBroker``.
+
+Implements :class:`transports.base.Transport`; re-exported by ``transports.memory``
+(read that module's docstring for the broker semantics).  Validation happens here,
+routing in ``MemoryBroker._dispatch``, buffering in ``MemorySubscription``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.lowlevel
+
+from transports._memory_messages import (
+    Nuid,
+    as_bytes,
+    check_positive,
+    check_subject,
+    checked_headers,
+    make_msg,
+    pending_limit,
+)
+from transports._memory_subscription import MemorySubscription
+from transports._wakeup import TIMED_OUT, Expiry, Waiter, call_soon, fail, new_waiter, wake
+from transports.base import (
+    DEFAULT_PENDING_BYTES_LIMIT,
+    DEFAULT_PENDING_MSGS_LIMIT,
+    ConnectionClosedError,
+    EventListener,
+    Headers,
+    MaxPayloadError,
+    Msg,
+    NoRespondersError,
+    RequestTimeoutError,
+    TransportError,
+    TransportEvent,
+    TransportEventKind,
+)
+from transports.subjects import validate_pattern, validate_queue
+
+if TYPE_CHECKING:
+    from transports.memory import MemoryBroker
+
+__all__ = ["MemoryTransport"]
+
+_log = logging.getLogger("transports.memory")
+
+
+class _ReplyMux:
+    """One wildcard inbox subscription per connection serving all its ``request()`` calls
+    (like nats-py's response multiplexer): the first reply per token wins."""
+
+    __slots__ = ("_conn", "counter", "pattern", "pending", "prefix")
+
+    def __init__(self, conn: MemoryTransport, inbox: str) -> None:
+        self._conn = conn
+        self.prefix = inbox + "."
+        self.pattern = inbox + ".*"
+        self.pending: dict[str, Waiter[Msg]] = {}
+        self.counter = 0
+
+    def _push(self, msg: Msg) -> None:
+        waiter = self.pending.pop(msg.subject[len(self.prefix) :], None)
+        if waiter is not None:
+            self._conn._expiry.discard(waiter)
+            wake(waiter, msg)
+
+
+class MemoryTransport:
+    """A connection to a :class:`MemoryBroker`; a :class:`~transports.base.Transport`.
+
+    Beyond the protocol: ``drain()`` is bounded by ``drain_timeout`` (then it closes
+    anyway and emits an ``ERROR`` event), and ``subscribe`` raises
+    :class:`ConnectionClosedError` while the connection drains.
+    """
+
+    def __init__(
+        self, broker: MemoryBroker, cid: int, name: str | None, drain_timeout: float
+    ) -> None:
+        self._broker = broker
+        self._cid = cid
+        self._name = name
+        self._drain_timeout = drain_timeout
+        self._closed = False
+        self._draining = False
+        self._subs: dict[int, MemorySubscription] = {}
+        self._next_sid = 0
+        self._listeners: dict[int, EventListener] = {}
+        self._next_listener = 0
+        self._events: deque[TransportEvent] = deque()
+        self._events_scheduled = False
+        self._nuid = Nuid(random.Random(broker._id_rng.getrandbits(64)))
+        self._mux: _ReplyMux | None = None
+        self._closed_waiters: list[Waiter[None]] = []
+        self._expiry = Expiry()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "draining" if self._draining else "open"
+        return f"<MemoryTransport cid={self._cid} name={self._name!r} {state}>"
+
+    @property
+    def broker(self) -> MemoryBroker:
+        """The broker this connection belongs to."""
+        return self._broker
+
+    @property
+    def cid(self) -> int:
+        """Connection id, unique within the broker."""
+        return self._cid
+
+    @property
+    def name(self) -> str | None:
+        """The name given to ``connect``."""
+        return self._name
+
+    @property
+    def max_payload(self) -> int:
+        """Largest message ``publish`` and ``request`` accept: payload plus encoded headers,
+        in bytes, as nats-server counts them."""
+        return self._broker._max_payload
+
+    @property
+    def is_connected(self) -> bool:
+        """True until the connection is closed."""
+        return not self._closed
+
+    @property
+    def is_closed(self) -> bool:
+        """True once ``close()`` or ``drain()`` has finished."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConnectionClosedError()
+
+    def new_inbox(self) -> str:
+        """A fresh, unique subject ``_INBOX.<22-char id>``; works after close too."""
+        return "_INBOX." + self._nuid.next()
+
+    def _message(
+        self,
+        subject: str,
+        data: bytes,
+        reply: str | None,
+        headers: Headers | None,
+        own_reply: bool = False,
+    ) -> Msg:
+        """Validate a message about to be published (order: subjects, headers, payload,
+        connection state) and build it.  ``own_reply``: the reply subject was minted
+        here and needs no check."""
+        known = self._broker._known_subjects
+        check_subject(subject, known)
+        if reply is not None and not own_reply:
+            check_subject(reply, known)
+        copied, size = (None, 0) if headers is None else checked_headers(headers)
+        if type(data) is not bytes:
+            data = as_bytes(data)
+        size += len(data)
+        max_payload = self._broker._max_payload
+        if size > max_payload:
+            raise MaxPayloadError(size, max_payload)
+        if self._closed:
+            raise ConnectionClosedError()
+        return make_msg(subject, data, copied, reply)
+
+    async def publish(
+        self,
+        subject: str,
+        data: bytes = b"",
+        *,
+        reply: str | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        """Publish one message (see ``Transport.publish``); never runs consumer code.
+
+        Raises BadSubjectError, BadHeaderError, MaxPayloadError, ConnectionClosedError,
+        and TypeError when ``data`` is not bytes-like.
+        """
+        self._broker._dispatch(self, self._message(subject, data, reply, headers))
+
+    async def subscribe(
+        self,
+        subject: str,
+        *,
+        queue: str | None = None,
+        pending_msgs_limit: int | None = None,
+        pending_bytes_limit: int | None = None,
+    ) -> MemorySubscription:
+        """Subscribe (see ``Transport.subscribe``); live at the broker when it returns."""
+        validate_pattern(subject)
+        validate_queue(queue)
+        msgs_limit = pending_limit(
+            "pending_msgs_limit", pending_msgs_limit, DEFAULT_PENDING_MSGS_LIMIT
+        )
+        bytes_limit = pending_limit(
+            "pending_bytes_limit", pending_bytes_limit, DEFAULT_PENDING_BYTES_LIMIT
+        )
+        self._check_open()
+        if self._draining:
+            raise ConnectionClosedError("the connection is draining")
+        self._next_sid += 1
+        sub = MemorySubscription(self, self._next_sid, subject, queue, msgs_limit, bytes_limit)
+        self._subs[self._next_sid] = sub
+        self._broker._sublist.insert(subject, sub, queue)
+        return sub
+
+    async def request(
+        self,
+        subject: str,
+        data: bytes = b"",
+        *,
+        headers: Headers | None = None,
+        timeout: float = 1.0,  # noqa: ASYNC109 (signature fixed by the Transport protocol)
+    ) -> Msg:
+        """Publish with a private reply subject and return the first reply.
+
+        Raises NoRespondersError (promptly), RequestTimeoutError, ConnectionClosedError
+        (also when closed while waiting), ValueError for a non-positive ``timeout``,
+        and the validation errors of ``publish``.
+        """
+        if type(timeout) is not float or not timeout > 0.0:
+            check_positive("timeout", timeout)
+        mux = self._mux
+        if mux is None:
+            self._check_open()
+            mux = self._mux = _ReplyMux(self, self.new_inbox())
+            self._broker._sublist.insert(mux.pattern, mux)
+        mux.counter += 1
+        token = str(mux.counter)
+        msg = self._message(subject, data, mux.prefix + token, headers, own_reply=True)
+        waiter: Waiter[Msg] = new_waiter()
+        mux.pending[token] = waiter  # the mux pops it (and its deadline) when the reply comes
+        expiry = self._expiry
+        expiry.add(waiter, timeout)
+        try:
+            self._broker._dispatch(self, msg)
+            reply = await waiter
+        except BaseException:  # cancelled, or closed (ConnectionClosedError)
+            mux.pending.pop(token, None)
+            expiry.discard(waiter)
+            raise
+        if reply is TIMED_OUT:
+            mux.pending.pop(token, None)
+            raise RequestTimeoutError(subject, timeout)
+        if not reply.data and reply.headers is not None and reply.is_no_responders:
+            raise NoRespondersError(subject)
+        return reply
+
+    async def flush(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (protocol signature)
+        """A checkpoint: everything published is already at the broker; delivers this
+        connection's queued events.  Raises ConnectionClosedError after close and
+        ValueError for a non-positive ``timeout``."""
+        check_positive("timeout", timeout)
+        self._check_open()
+        self._deliver_events()
+        await anyio.lowlevel.checkpoint()
+
+    async def drain(self) -> None:
+        """Drain every subscription (see ``Subscription.drain``), then close.
+
+        Bounded by ``drain_timeout``: past it the rest is discarded, an ``ERROR`` event
+        reports it and the connection closes.  Concurrent calls all return once closed.
+        Cancelling the draining call closes the connection at once.
+        """
+        if self._closed:
+            return
+        if self._draining:
+            closed: Waiter[None] = new_waiter()
+            self._closed_waiters.append(closed)
+            await closed
+            return
+        self._draining = True
+        subs = list(self._subs.values())
+        try:
+            for sub in subs:
+                sub._begin_drain()
+            with anyio.move_on_after(self._drain_timeout) as scope:
+                for sub in subs:
+                    await sub._wait_ended()
+            if scope.cancelled_caught:
+                left = sum(sub.pending_msgs for sub in subs)
+                error = TransportError(
+                    f"drain timed out after {self._drain_timeout:g} s; "
+                    f"{left} buffered message(s) discarded"
+                )
+                self._emit(TransportEvent(TransportEventKind.ERROR, error))
+        finally:
+            await self.close()  # never suspends, so it completes even when cancelled
+
+    async def close(self) -> None:
+        """Close at once: subscriptions end (buffers discarded), pending requests fail
+        with ConnectionClosedError, queued events are delivered, then ``CLOSED``
+        (exactly once).  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for sub in list(self._subs.values()):
+            sub._close()
+        mux, self._mux = self._mux, None
+        if mux is not None:
+            self._broker._sublist.remove(mux.pattern, mux)
+            pending, mux.pending = mux.pending, {}
+            for waiter in pending.values():
+                fail(waiter, ConnectionClosedError("the connection was closed during the request"))
+        self._broker._forget(self)
+        self._expiry.close()
+        self._emit(TransportEvent(TransportEventKind.CLOSED))
+        self._deliver_events()
+        for closed_waiter in self._closed_waiters:
+            wake(closed_waiter, None)
+        self._closed_waiters.clear()
+
+    def add_event_listener(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener`` for every later event; returns its remover (idempotent).
+
+        Raises TypeError for a non-callable.  After close nothing more is emitted.
+        """
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {type(listener).__name__}")
+        self._next_listener += 1
+        key = self._next_listener
+        self._listeners[key] = listener
+
+        def remove() -> None:
+            self._listeners.pop(key, None)
+
+        return remove
+
+    def _emit(self, event: TransportEvent) -> None:
+        """Queue ``event`` for the listeners; they run soon, never inside the caller."""
+        self._events.append(event)
+        if not self._events_scheduled:
+            self._events_scheduled = True
+            call_soon(self._deliver_events)
+
+    def _deliver_events(self) -> None:
+        self._events_scheduled = False
+        events = self._events
+        while events:
+            event = events.popleft()
+            for listener in list(self._listeners.values()):
+                try:
+                    listener(event)
+                except Exception:
+                    _log.exception("event listener %r failed on %r", listener, event)
+
+    def _forget(self, sid: int) -> None:
+        self._subs.pop(sid, None)
+
+    async def __aenter__(self) -> MemoryTransport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,271 @@
+"""The ``Subscription`` of ``transports.nats``: a thin, fast iterator over a nats-py subscription.
+
+This module does not import ``nats``: it works on the few attributes of a nats-py
+``Subscription`` listed in :class:`RawSubscription` (the message queue nats-py's reader
+task fills, and its counters) and asks its owner, the ``NatsTransport``, for everything
+that talks to the server.
+
+Why not nats-py's own iterator: it starts a task and an ``asyncio.wait`` per message, and it
+does not end on every path our contract names.  Here the consumer awaits the nats-py queue
+directly; when the subscription ends an end marker is queued behind the buffered messages,
+so a waiting consumer wakes up.  The marker is put back whenever a consumer takes it (every
+later ``__anext__`` stops too), and it never counts as an unfinished task of the queue, so
+``queue.join()`` (used by drain) waits for real messages only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from transports._nats_support import to_msg
+from transports.base import Msg, SubscriptionClosedError
+
+__all__ = ["NatsSubscription", "RawSubscription", "SubscriptionOwner"]
+
+_END: Any = object()
+"""Queued once a subscription has ended: wakes and stops its consumers."""
+
+
+class RawSubscription(Protocol):
+    """The parts of a nats-py ``Subscription`` this module relies on (pinned by a test)."""
+
+    _id: int
+    _pending_queue: asyncio.Queue[Any]
+    _pending_size: int
+    _received: int
+    _max_msgs: int
+
+
+class SubscriptionOwner(Protocol):
+    """What a :class:`NatsSubscription` needs from its transport."""
+
+    def _forget_subscription(self, sub: NatsSubscription) -> None:
+        """Stop routing messages to ``sub`` (locally; sends nothing)."""
+
+    async def _send_unsubscribe(self, sub: NatsSubscription, limit: int) -> None:
+        """Send ``UNSUB`` (with ``limit`` when positive); return once the server has it."""
+
+    async def _stop_interest(self, sub: NatsSubscription) -> None:
+        """Send ``UNSUB`` and return once every message the server sent before it is queued."""
+
+
+class NatsSubscription:
+    """A :class:`transports.base.Subscription` over a nats-py subscription in iterator mode.
+
+    Created by ``NatsTransport.subscribe``; see ``transports.base.Subscription`` for the
+    contract.  Message order is the server's delivery order.
+    """
+
+    __slots__ = (
+        "_delivered",
+        "_drained",
+        "_dropped",
+        "_end_queued",
+        "_ended",
+        "_limit",
+        "_owner",
+        "_queue",
+        "_queue_group",
+        "_raw",
+        "_subject",
+        "_watch",
+    )
+
+    def __init__(
+        self, owner: SubscriptionOwner, raw: RawSubscription, subject: str, queue: str | None
+    ) -> None:
+        self._owner = owner
+        self._raw = raw
+        self._queue: asyncio.Queue[Any] = raw._pending_queue
+        self._subject = subject
+        self._queue_group = queue
+        self._delivered = 0
+        self._dropped = 0
+        self._limit = 0
+        self._ended = False
+        self._end_queued = False
+        self._watch = False  # True once the per-message slow path (limit or end) applies
+        self._drained: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        state = "active" if not self._ended else "ended"
+        return f"<NatsSubscription {self._subject!r} queue={self._queue_group!r} {state}>"
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def subject(self) -> str:
+        """The subscribed pattern, wildcards included."""
+        return self._subject
+
+    @property
+    def queue(self) -> str | None:
+        """The queue group, or ``None`` for a plain subscription."""
+        return self._queue_group
+
+    @property
+    def sid(self) -> int:
+        """The subscription id on this connection (the server's ``sid``)."""
+        return self._raw._id
+
+    @property
+    def pending_msgs(self) -> int:
+        """Messages buffered and not yet taken by the consumer."""
+        return max(0, self._queue.qsize() - self._end_queued)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Payload bytes buffered and not yet taken by the consumer."""
+        return self._raw._pending_size
+
+    @property
+    def delivered(self) -> int:
+        """Messages handed to the consumer so far."""
+        return self._delivered
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped because a pending limit was reached (slow consumer)."""
+        return self._dropped
+
+    @property
+    def is_active(self) -> bool:
+        """True until the subscription has ended."""
+        return not self._ended
+
+    # ------------------------------------------------------------------ consuming
+
+    def __aiter__(self) -> NatsSubscription:
+        return self
+
+    async def __anext__(self) -> Msg:
+        """Wait for the next message; ``StopAsyncIteration`` once the subscription ended
+        and its buffer is exhausted."""
+        queue = self._queue
+        msg = await queue.get()
+        if msg.__class__ is not Msg:  # the end marker, or a message built by nats-py
+            if msg is _END:
+                self._requeue_end()
+                raise StopAsyncIteration
+            msg = to_msg(msg)
+        queue.task_done()
+        self._raw._pending_size -= len(msg.data)
+        self._delivered += 1
+        if self._watch:
+            self._after_take()
+        return msg
+
+    async def next_msg(self, timeout: float | None = None) -> Msg:
+        """Wait up to ``timeout`` seconds (``None``: forever) for the next message.
+
+        Raises builtin :class:`TimeoutError` when none arrives in time,
+        :class:`SubscriptionClosedError` once the subscription has ended and its buffer is
+        exhausted, and ``ValueError`` for a negative ``timeout``.
+        """
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
+        queue = self._queue
+        if timeout is None or not queue.empty():
+            raw = await queue.get()
+        else:
+            try:
+                raw = await asyncio.wait_for(queue.get(), timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"no message on {self._subject!r} within {timeout:g} s"
+                ) from None
+        if raw is _END:
+            self._requeue_end()
+            raise SubscriptionClosedError(self._subject)
+        msg = raw if raw.__class__ is Msg else to_msg(raw)
+        queue.task_done()
+        self._raw._pending_size -= len(msg.data)
+        self._delivered += 1
+        if self._watch:
+            self._after_take()
+        return msg
+
+    # ------------------------------------------------------------------ ending
+
+    async def unsubscribe(self, limit: int = 0) -> None:
+        """Remove interest (see ``transports.base.Subscription.unsubscribe``).
+
+        Raises ``ValueError`` for a negative or non-integer ``limit``.
+        """
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        if self._ended:
+            return
+        if (
+            limit == 0
+            or self._delivered >= limit
+            or (self._raw._received >= limit and self._queue.empty())
+        ):
+            self._end(discard=True)
+            await self._owner._send_unsubscribe(self, 0)
+            return
+        self._limit = limit
+        self._raw._max_msgs = limit  # nats-py stops queueing once it has received `limit`
+        self._watch = True
+        await self._owner._send_unsubscribe(self, limit)
+
+    async def drain(self) -> None:
+        """Stop interest at once, keep what is buffered, return once the consumer took it all.
+
+        The iterator then ends.  Concurrent calls all return at that point; calling it on an
+        ended subscription does nothing.  If it is cancelled, the subscription ends anyway
+        (buffered messages stay available to the consumer).
+        """
+        if self._ended:
+            return
+        if self._drained is not None:
+            await self._drained.wait()
+            return
+        self._drained = asyncio.Event()
+        try:
+            await self._owner._stop_interest(self)
+            await self._queue.join()
+        finally:
+            self._end(discard=False)
+            self._drained.set()
+
+    def _end(self, *, discard: bool) -> None:
+        """End the subscription locally; with ``discard`` drop what is buffered.  Idempotent."""
+        if self._ended:
+            return
+        self._ended = True
+        self._watch = True
+        self._owner._forget_subscription(self)
+        queue = self._queue
+        if discard:
+            while not queue.empty():
+                queue.get_nowait()
+                queue.task_done()
+            self._raw._pending_size = 0
+        self._queue_end()
+
+    def _queue_end(self) -> None:
+        # A full queue has no waiting consumer; the marker is queued after the next take.
+        if not self._end_queued and not self._queue.full():
+            self._queue.put_nowait(_END)
+            self._queue.task_done()  # the marker is not a message: join() must not wait for it
+            self._end_queued = True
+
+    def _requeue_end(self) -> None:
+        self._queue.put_nowait(_END)
+        self._queue.task_done()
+
+    def _after_take(self) -> None:
+        """Slow path after a message was taken: queue the end marker or apply the limit."""
+        if self._ended:
+            self._queue_end()
+            return
+        limit = self._limit
+        if limit and (
+            self._delivered >= limit or (self._raw._received >= limit and self._queue.empty())
+        ):
+            self._end(discard=True)
+
+    def _note_dropped(self) -> None:
+        self._dropped += 1

@@ -1,0 +1,183 @@
+"""A subject trie ("sublist", after nats-server's) mapping subscription patterns to subscribers.
+
+Patterns are stored token by token; ``*`` and ``>`` are ordinary child keys of a node
+(literal subject tokens can never be ``*`` or ``>``, see ``transports.subjects``).  A
+match walks at most three children per token (the literal token, ``*`` and ``>``), so
+its cost depends on the subject's length and on the patterns that actually match, not
+on how many unrelated patterns are stored.
+
+Results are cached per subject (a bounded cache, emptied when full) and the whole
+cache is dropped on every insert or remove, as nats-server invalidates its own match
+cache.  A result groups queue subscribers by queue name *across* patterns: a
+member of queue ``q`` on ``foo.*`` and one on ``foo.bar`` form one group for
+``foo.bar``, exactly as the server groups them.
+
+Inputs are assumed valid (validate with ``transports.subjects`` first).  Ordering is
+deterministic: the trie is walked level by level (literal, ``*``, then ``>`` children);
+within a node, subscribers keep their insertion order.  The class is not thread-safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+__all__ = ["DEFAULT_CACHE_SIZE", "Match", "Sublist"]
+
+T = TypeVar("T", bound=Hashable)
+
+DEFAULT_CACHE_SIZE = 4096
+"""How many subjects' match results are kept before the cache is emptied."""
+
+Match = tuple[tuple[T, ...], tuple[tuple[T, ...], ...]]
+"""``(plain subscribers, queue groups)``; each queue group is a non-empty tuple of members."""
+
+
+class _Node(Generic[T]):
+    """One token position: children by token, and the subscribers whose pattern ends here."""
+
+    __slots__ = ("children", "plain", "queues")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node[T]] = {}
+        self.plain: dict[T, None] = {}
+        self.queues: dict[str, dict[T, None]] = {}
+
+    def is_empty(self) -> bool:
+        return not (self.children or self.plain or self.queues)
+
+
+class Sublist(Generic[T]):
+    """Pattern -> subscriber index with a per-subject match cache.
+
+    ``insert``/``remove`` are O(pattern tokens); ``match`` is a dict lookup when the
+    subject is cached and otherwise a walk bounded by the subject's length and the
+    matching patterns.
+    """
+
+    __slots__ = ("_cache", "_cache_size", "_count", "_root", "_uncached_prefix")
+
+    def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE, uncached_prefix: str = "") -> None:
+        """``uncached_prefix``: subjects starting with it are never cached (use it for
+        one-off subjects such as request inboxes, which would only churn the cache)."""
+        if not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(f"invalid cache_size {cache_size!r}: must be an int >= 0")
+        self._root: _Node[T] = _Node()
+        self._cache: dict[str, Match[T]] = {}
+        self._cache_size = cache_size
+        self._uncached_prefix = uncached_prefix or None
+        self._count = 0
+
+    def __len__(self) -> int:
+        """Number of (pattern, subscriber) entries stored."""
+        return self._count
+
+    @property
+    def cached_subjects(self) -> int:
+        """Number of subjects whose match result is currently cached."""
+        return len(self._cache)
+
+    def insert(self, pattern: str, item: T, queue: str | None = None) -> None:
+        """Add ``item`` under ``pattern`` (in queue group ``queue`` if given).
+
+        Raises ``ValueError`` if ``item`` is already stored under this pattern.
+        """
+        node = self._root
+        for token in pattern.split("."):
+            child = node.children.get(token)
+            if child is None:
+                child = node.children[token] = _Node()
+            node = child
+        members = node.plain if queue is None else node.queues.setdefault(queue, {})
+        if item in members:
+            raise ValueError(f"{item!r} is already subscribed to {pattern!r}")
+        members[item] = None
+        self._count += 1
+        self._cache.clear()
+
+    def remove(self, pattern: str, item: T, queue: str | None = None) -> bool:
+        """Remove ``item`` from ``pattern``; returns False if it was not stored there.
+
+        Nodes left empty are pruned, so the trie never grows with removed patterns.
+        """
+        path: list[tuple[_Node[T], str]] = []
+        node = self._root
+        for token in pattern.split("."):
+            child = node.children.get(token)
+            if child is None:
+                return False
+            path.append((node, token))
+            node = child
+        if queue is None:
+            members = node.plain
+        else:
+            found = node.queues.get(queue)
+            if found is None:
+                return False
+            members = found
+        if item not in members:
+            return False
+        del members[item]
+        if queue is not None and not members:
+            del node.queues[queue]
+        for parent, token in reversed(path):
+            if not parent.children[token].is_empty():
+                break
+            del parent.children[token]
+        self._count -= 1
+        self._cache.clear()
+        return True
+
+    def match(self, subject: str) -> Match[T]:
+        """Every subscriber whose pattern matches the literal ``subject``.
+
+        Returns ``(plain, groups)``: plain subscribers, and one tuple of members per
+        queue name.  Each subscriber appears once per pattern it is stored under.
+        """
+        cached = self._cache.get(subject)
+        if cached is not None:
+            return cached
+        plain: list[T] = []
+        groups: dict[str, list[T]] = {}
+        nodes = [self._root]
+        for token in subject.split("."):
+            following: list[_Node[T]] = []
+            for node in nodes:
+                children = node.children
+                if not children:
+                    continue
+                child = children.get(token)
+                if child is not None:
+                    following.append(child)
+                child = children.get("*")
+                if child is not None:
+                    following.append(child)
+                child = children.get(">")
+                if child is not None:  # this token and any after it: '>' matches
+                    _add(child, plain, groups)
+            nodes = following
+            if not nodes:
+                break
+        for node in nodes:
+            _add(node, plain, groups)
+        result: Match[T] = (tuple(plain), tuple(map(tuple, groups.values())) if groups else ())
+        prefix = self._uncached_prefix
+        if self._cache_size and (prefix is None or not subject.startswith(prefix)):
+            cache = self._cache
+            if len(cache) >= self._cache_size:
+                cache.clear()  # cheaper than evicting one by one; hot subjects return at once
+            cache[subject] = result
+        return result
+
+
+def _add(node: _Node[T], plain: list[T], groups: dict[str, list[T]]) -> None:
+    """Add the subscribers whose pattern ends at ``node``."""
+    if node.plain:
+        plain.extend(node.plain)
+    if node.queues:
+        for name, members in node.queues.items():
+            group = groups.get(name)
+            if group is None:
+                groups[name] = list(members)
+            else:
+                group.extend(members)

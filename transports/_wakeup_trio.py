@@ -1,0 +1,118 @@
+"""The trio half of ``transports._wakeup``: imported only when code runs under trio."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from typing import Any
+
+import trio
+
+from transports._wakeup import expire_due
+
+__all__ = ["TrioTimer", "TrioWaiter", "call_soon"]
+
+_EMPTY, _SET, _FAILED = 0, 1, 2
+
+
+class TrioWaiter:
+    """A one-shot value cell with the Future methods ``transports._wakeup`` uses; the
+    awaiting task parks with ``trio.lowlevel`` and is rescheduled by ``set_result``."""
+
+    __slots__ = ("_state", "_task", "_value")
+
+    def __init__(self) -> None:
+        self._state = _EMPTY
+        self._task: trio.lowlevel.Task | None = None
+        self._value: Any = None
+
+    def done(self) -> bool:
+        return self._state != _EMPTY
+
+    def _finish(self, state: int, value: Any) -> None:
+        if self._state != _EMPTY:
+            raise RuntimeError("this waiter is already done")
+        self._state = state
+        self._value = value
+        task = self._task
+        if task is not None:
+            self._task = None
+            trio.lowlevel.reschedule(task)
+
+    def set_result(self, result: Any, /) -> None:
+        self._finish(_SET, result)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self._finish(_FAILED, exception)
+
+    def result(self) -> Any:
+        if self._state == _FAILED:
+            raise self._value
+        if self._state == _EMPTY:
+            raise RuntimeError("this waiter is not done yet")
+        return self._value
+
+    def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if self._state == _EMPTY:
+            self._task = trio.lowlevel.current_task()
+            parked = trio.lowlevel.wait_task_rescheduled(self._abort)  # noqa: ASYNC105
+            yield from parked.__await__()  # awaited here; saves a coroutine frame
+        return self.result()
+
+
+class TrioTimer:
+    """Expires the waiters of one ``transports._wakeup.Expiry`` from one system task.
+
+    The task sleeps until the earliest deadline in ``waiting`` (shared with the
+    ``Expiry``); :meth:`add` wakes it early only when a new deadline is earlier than
+    the one it sleeps until.  Bound to the trio run that created it (:meth:`is_current`).
+    """
+
+    def __init__(self, waiting: dict[Any, float]) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._waiting = waiting
+        self._when = math.inf
+        self._poke: TrioWaiter | None = None
+        self._scope = trio.CancelScope()
+        trio.lowlevel.spawn_system_task(self._run, name="transports.memory expiry timer")
+
+    def is_current(self) -> bool:
+        try:
+            return trio.lowlevel.current_trio_token() is self._token
+        except RuntimeError:
+            return False
+
+    def add(self, waiter: TrioWaiter, timeout: float) -> None:
+        deadline = trio.current_time() + timeout
+        self._waiting[waiter] = deadline
+        if deadline < self._when:
+            poke = self._poke
+            if poke is not None and not poke.done():
+                poke.set_result(None)
+
+    def close(self) -> None:
+        self._scope.cancel()
+
+    async def _run(self) -> None:
+        with self._scope:
+            while True:
+                earliest = expire_due(self._waiting, trio.current_time())
+                self._when = math.inf if earliest is None else earliest
+                self._poke = poke = TrioWaiter()
+                with trio.move_on_at(self._when):
+                    await poke
+                self._poke = None
+
+
+def call_soon(callback: Callable[[], object]) -> None:
+    """Run ``callback`` soon from trio's run loop; at once when trio is not running."""
+    try:
+        token = trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        callback()
+        return
+    token.run_sync_soon(callback)

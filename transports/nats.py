@@ -1,0 +1,455 @@
+"""The production transport: nats-py behind the ``Transport`` seam (asyncio only).
+
+This module and its helper ``_nats_errors`` are the only ones that import ``nats``.  Messages
+become :class:`transports.base.Msg` at the edge; every nats-py exception and ``error_cb``
+report goes through one helper (``map_nats_error``) into our error tree.
+
+nats-py internals used where its API falls short (pinned by ``test_nats_internals_we_rely_on``):
+
+* a barrier after SUB, UNSUB and flush: nats-py's ``flush()`` writes its PING straight to the
+  socket, possibly *ahead* of commands still queued for its flusher task (``Client._pending``),
+  so one flush is no barrier.  We hand those to the socket first, then flush: one round trip;
+* ``Client.msg_class`` builds our ``Msg`` directly for our subscriptions (one object per
+  message); a ``Subscription``'s queue and counters (``_nats_subscription``);
+* ``Client._send_unsubscribe`` / ``_remove_sub`` (drain keeps in-flight messages) and
+  ``Client._resp_map`` / ``_pongs`` (pending requests and barriers fail on close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from nats import errors as nats_errors
+from nats.aio.client import Client
+
+from transports._nats_errors import map_nats_error
+from transports._nats_subscription import NatsSubscription
+from transports._nats_support import (
+    Listeners,
+    check_timeout,
+    is_plain_subject,
+    message_size,
+    msg_factory,
+    pop_callbacks,
+    positive_limit,
+    server_list,
+    to_msg,
+)
+from transports.base import (
+    ConnectFailedError,
+    ConnectionClosedError,
+    EventListener,
+    Headers,
+    MaxPayloadError,
+    Msg,
+    PermissionViolationError,
+    SlowConsumerError,
+    TransportError,
+    TransportEventKind,
+)
+from transports.subjects import validate_pattern, validate_queue, validate_subject
+
+__all__ = ["NatsSubscription", "NatsTransport", "connect_url"]
+
+_logger = logging.getLogger(__name__)
+
+_CALLBACKS = ("error_cb", "disconnected_cb", "reconnected_cb", "closed_cb")
+_CONNECT_OPTIONS = frozenset(inspect.signature(Client.connect).parameters) - {"self", "servers"}
+_UserCallback = Callable[..., Awaitable[None]]
+
+
+class _ConnectAborted(Exception):
+    """Raised from our ``error_cb`` to stop nats-py retrying a connect that must fail."""
+
+
+class NatsTransport:
+    """A :class:`transports.base.Transport` over a nats-py ``Client`` (asyncio only).
+
+    ``NatsTransport(nc)`` wraps a connected client: its ``error_cb``, ``disconnected_cb``,
+    ``reconnected_cb`` and ``closed_cb`` keep being called (ours are chained in front).
+    ``await NatsTransport.connect(servers, **options)`` makes the client itself.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        """Wrap the connected nats-py client ``nc``; ``TypeError`` if it is not a nats-py
+        client, ``ValueError`` if it never connected."""
+        if not isinstance(nc, Client):
+            raise TypeError(f"expected a nats-py Client (nats.aio.client.Client), got {nc!r}")
+        if not (nc.is_connected or nc.is_reconnecting or nc.is_closed):
+            raise ValueError(f"{nc!r} is not connected: connect it first, or use connect()")
+        self._setup(nc, {name: getattr(nc, f"_{name}") for name in _CALLBACKS})
+        for name, handler in self._handlers().items():
+            setattr(nc, f"_{name}", handler)
+        if nc.is_closed:
+            self._finish_close()
+
+    def _setup(self, nc: Client, user_callbacks: dict[str, _UserCallback | None]) -> None:
+        self._nc = nc
+        self._subs: dict[int, NatsSubscription] = {}
+        # nats-py builds every incoming message with nc.msg_class: make it build ours
+        nc.msg_class = msg_factory(self._subs, nc.msg_class)  # type: ignore[assignment]
+        self._listeners = Listeners(_logger)
+        self._user_callbacks = user_callbacks
+        self._closing = False  # close()/drain() was asked for by us
+        self._close_finished = False
+        self._drain_done: asyncio.Event | None = None
+        self._errors_seen = 0
+        self._denied: dict[str, int] = {}  # subscription denied -> error counter at the time
+        self._baseline_error = nc.last_error
+        self._connect_budget: int | None = None  # failed attempts allowed while connecting
+        self._connect_errors: list[TransportError] = []
+
+    def _handlers(self) -> dict[str, _UserCallback]:
+        """Our nats-py callbacks, by option name; each calls the user's one after ours."""
+        return {name: getattr(self, f"_on_{name.removesuffix('_cb')}") for name in _CALLBACKS}
+
+    @classmethod
+    async def connect(
+        cls, servers: str | Sequence[str] = "nats://127.0.0.1:4222", **options: Any
+    ) -> NatsTransport:
+        """Connect to NATS; ``options`` are nats-py's ``Client.connect`` options, all of them.
+
+        ``servers`` is one URL, a comma-separated string or a list.  User callbacks among
+        the options (``error_cb``, ``closed_cb``, ...) are still called.  With
+        ``allow_reconnect=False`` or ``max_reconnect_attempts=0`` each server is tried once
+        (nats-py alone would retry forever).  Raises ``TypeError`` for an unknown option or
+        a callback that is not an ``async def``, ``ValueError`` for bad ``servers``, and
+        :class:`TransportError` naming the servers and the reason when connecting fails.
+        """
+        user_callbacks = pop_callbacks(options, _CONNECT_OPTIONS, _CALLBACKS)
+        urls = server_list(servers)
+        self = cls.__new__(cls)
+        self._setup(Client(), user_callbacks)
+        options.update(self._handlers())
+        if not options.get("allow_reconnect", True) or options.get("max_reconnect_attempts") == 0:
+            self._connect_budget = len(urls)
+        try:
+            await self._nc.connect(urls, **options)
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # free the socket, no user callbacks
+                await self._nc._close(Client.CLOSED, do_cbs=False)
+            reason = self._connect_errors[-1] if self._connect_errors else map_nats_error(exc)
+            error_class = (
+                type(reason) if isinstance(reason, ConnectFailedError) else ConnectFailedError
+            )
+            raise error_class(f"cannot connect to {', '.join(urls)}: {reason}") from exc
+        finally:
+            self._connect_budget = None
+        self._baseline_error = self._nc.last_error
+        return self
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def nc(self) -> Client:
+        """The underlying nats-py client, for what the seam does not cover."""
+        return self._nc
+
+    @property
+    def max_payload(self) -> int:
+        """Largest message the server accepts, in bytes (the server counts headers too)."""
+        return self._nc.max_payload
+
+    @property
+    def is_connected(self) -> bool:
+        """True while connected to the server (False while reconnecting and after close)."""
+        return self._nc.is_connected
+
+    @property
+    def is_closed(self) -> bool:
+        """True once closed or drained, or once nats-py gave up reconnecting."""
+        return self._nc.is_closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self.is_closed else "connected" if self.is_connected else "down"
+        return f"<NatsTransport {state} {self._nc.connected_url!r}>"
+
+    def new_inbox(self) -> str:
+        """A fresh unique reply subject (``_INBOX.<nuid>`` unless ``inbox_prefix`` is set).
+
+        Pure and local: it works even after ``close()``."""
+        return self._nc.new_inbox()
+
+    # ------------------------------------------------------------------ messaging
+
+    async def publish(
+        self,
+        subject: str,
+        data: bytes = b"",
+        *,
+        reply: str | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        """Publish one message (see ``Transport.publish``).  :class:`MaxPayloadError` when
+        payload plus encoded headers exceed ``max_payload`` (the server would disconnect)."""
+        if type(subject) is not str or is_plain_subject(subject) is None:
+            validate_subject(subject)
+        if reply is not None and (type(reply) is not str or is_plain_subject(reply) is None):
+            validate_subject(reply)
+        nc = self._nc
+        if headers is None and type(data) is bytes:  # the hot path of message_size
+            size = len(data)
+            if size > nc._max_payload:
+                raise MaxPayloadError(size, nc._max_payload)
+        else:
+            size = message_size(data, headers, nc._max_payload)
+        try:
+            await nc.publish(subject, data, reply or "", headers or None)  # type: ignore[arg-type]
+        except Exception as exc:
+            raise map_nats_error(
+                exc, subject=subject, size=size, max_payload=self.max_payload
+            ) from exc
+
+    async def request(
+        self,
+        subject: str,
+        data: bytes = b"",
+        *,
+        headers: Headers | None = None,
+        timeout: float = 1.0,
+    ) -> Msg:
+        """Publish with a private reply subject and return the first reply (see
+        ``Transport.request``; also raises :class:`MaxPayloadError` like ``publish``)."""
+        validate_subject(subject)
+        size = message_size(data, headers, self._nc._max_payload)
+        check_timeout(timeout)
+        if self._nc.is_closed:
+            raise ConnectionClosedError()
+        try:
+            raw = await self._nc.request(subject, data, timeout, headers=headers or None)  # type: ignore[arg-type]
+        except Exception as exc:
+            raise map_nats_error(
+                exc, subject=subject, timeout=timeout, size=size, max_payload=self.max_payload
+            ) from exc
+        return to_msg(raw)
+
+    async def subscribe(
+        self,
+        subject: str,
+        *,
+        queue: str | None = None,
+        pending_msgs_limit: int | None = None,
+        pending_bytes_limit: int | None = None,
+    ) -> NatsSubscription:
+        """Subscribe; returns once the server has the subscription (see ``Transport.subscribe``).
+
+        While the connection is reconnecting it returns at once (nats-py re-subscribes
+        after reconnecting).  Raises :class:`PermissionViolationError` when the server
+        refuses the subscription.
+        """
+        validate_pattern(subject)
+        validate_queue(queue)
+        msgs_limit = positive_limit("pending_msgs_limit", pending_msgs_limit)
+        bytes_limit = positive_limit("pending_bytes_limit", pending_bytes_limit)
+        nc = self._nc
+        if nc.is_closed:
+            raise ConnectionClosedError()
+        errors_before = self._errors_seen
+        try:
+            raw = await nc.subscribe(
+                subject,
+                queue=queue or "",
+                pending_msgs_limit=msgs_limit,
+                pending_bytes_limit=bytes_limit + 1,  # nats-py drops at >= its limit
+            )
+        except Exception as exc:
+            raise map_nats_error(exc, subject=subject) from exc
+        sub = NatsSubscription(self, raw, subject, queue)
+        self._subs[raw._id] = sub
+        try:
+            if nc.is_connected:
+                await self._barrier()
+        except BaseException:
+            sub._end(discard=True)
+            with contextlib.suppress(Exception):  # the barrier's error is the one to report
+                await nc._send_unsubscribe(raw._id)
+            raise
+        if self._denied.pop(subject.lower(), -1) >= errors_before:
+            sub._end(discard=True)
+            raise PermissionViolationError("subscription", subject)
+        return sub
+
+    async def _barrier(self, timeout: float = 10.0) -> None:
+        """Return once the server has processed everything sent so far (one round trip)."""
+        nc = self._nc
+        transport = nc._transport
+        if nc._pending and transport is not None and nc.is_connected:
+            transport.writelines(nc._pending)  # what the flusher task would write next
+            nc._pending = []
+            nc._pending_data_size = 0
+        try:
+            await nc.flush(timeout)  # type: ignore[arg-type]  # annotated int, takes float
+        except Exception as exc:
+            raise map_nats_error(exc, timeout=timeout) from exc
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Return once everything published so far has reached the server.
+
+        Raises ``ValueError`` for a non-positive timeout, :class:`ConnectionClosedError`
+        after close and :class:`TransportError` when the server does not answer in time.
+        """
+        check_timeout(timeout)
+        if self._nc.is_closed:
+            raise ConnectionClosedError()
+        await self._barrier(timeout)
+
+    # ------------------------------------------------------------------ subscription hooks
+
+    def _forget_subscription(self, sub: NatsSubscription) -> None:
+        self._subs.pop(sub.sid, None)
+        self._nc._remove_sub(sub.sid)
+
+    async def _send_unsubscribe(self, sub: NatsSubscription, limit: int) -> None:
+        """UNSUB, returning once the server has processed it (nothing while reconnecting:
+        nats-py re-subscribes only what is still in its table)."""
+        nc = self._nc
+        if nc.is_connected:
+            try:
+                await nc._send_unsubscribe(sub.sid, limit=limit)
+            except Exception as exc:
+                raise map_nats_error(exc, subject=sub.subject) from exc
+            await self._barrier()
+
+    async def _stop_interest(self, sub: NatsSubscription) -> None:
+        try:
+            await self._send_unsubscribe(sub, 0)
+        finally:
+            self._forget_subscription(sub)
+
+    # ------------------------------------------------------------------ closing
+
+    async def drain(self) -> None:
+        """Drain every subscription, then close (see ``Transport.drain``).
+
+        Bounded by nats-py's ``drain_timeout`` option: past it an ``ERROR`` event is
+        emitted and the connection is closed anyway.  Does nothing after close.
+        """
+        if self._drain_done is not None:
+            await self._drain_done.wait()
+            return
+        self._drain_done = asyncio.Event()
+        self._closing = True
+        nc = self._nc
+        try:
+            subs = [sub.drain() for sub in self._subs.values()]
+            timeout = nc.options.get("drain_timeout", 30)
+            try:
+                done = await asyncio.wait_for(
+                    asyncio.gather(*subs, return_exceptions=True), timeout
+                )
+            except asyncio.TimeoutError:
+                done = [TransportError(f"drain timed out after {timeout:g} s; closing anyway")]
+            for error in done:
+                if isinstance(error, Exception):
+                    self._emit(TransportEventKind.ERROR, map_nats_error(error))
+            if not nc.is_closed:
+                try:
+                    await nc.drain()
+                except Exception as exc:  # e.g. reconnecting: report, then close below
+                    self._emit(TransportEventKind.ERROR, map_nats_error(exc))
+        finally:
+            if not nc.is_closed:
+                await nc.close()
+            self._finish_close()
+            self._drain_done.set()
+
+    async def close(self) -> None:
+        """Close at once (see ``Transport.close``).  Idempotent."""
+        if not self._nc.is_closed:
+            self._closing = True
+            try:
+                await self._nc.close()
+            except Exception as exc:
+                self._finish_close()
+                raise map_nats_error(exc) from exc
+        self._finish_close()
+
+    def _finish_close(self) -> None:
+        """End subscriptions, fail pending requests, emit ``CLOSED``: once, however we closed."""
+        if self._close_finished:
+            return
+        self._close_finished = True
+        for sub in list(self._subs.values()):
+            sub._end(discard=False)
+        for future in [*self._nc._resp_map.values(), *self._nc._pongs]:  # requests, barriers
+            if not future.done():
+                future.set_exception(nats_errors.ConnectionClosedError())
+        last = self._nc.last_error
+        if not self._closing and last is not None and last is not self._baseline_error:
+            self._emit(TransportEventKind.ERROR, map_nats_error(last))
+        self._emit(TransportEventKind.CLOSED)
+
+    async def __aenter__(self) -> NatsTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ events
+
+    def add_event_listener(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener`` for every later connection event; returns its remover."""
+        return self._listeners.add(listener)
+
+    def _emit(self, kind: TransportEventKind, error: TransportError | None = None) -> None:
+        if self._listeners:
+            self._listeners.emit(kind, error)
+        elif (
+            error is not None
+            and self._connect_budget is None
+            and not self._user_callbacks.get("error_cb")
+        ):  # reported nowhere else (a fail-fast connect raises it instead)
+            _logger.error("NATS connection error: %s", error)
+
+    async def _call_user(self, name: str, *args: object) -> None:
+        callback = self._user_callbacks.get(name)
+        if callback is not None:
+            try:
+                await callback(*args)
+            except Exception:
+                _logger.exception("user %s %r failed", name, callback)
+
+    async def _on_error(self, exc: Exception) -> None:
+        self._errors_seen += 1
+        if isinstance(exc, nats_errors.SlowConsumerError):
+            sub = self._subs.get(exc.sid)
+            if sub is not None:
+                sub._note_dropped()
+            error: TransportError = SlowConsumerError(sub.subject if sub else exc.subject)
+        else:
+            error = map_nats_error(exc)
+            if isinstance(error, PermissionViolationError) and error.operation == "subscription":
+                self._denied[error.subject.lower()] = self._errors_seen
+        self._emit(TransportEventKind.ERROR, error)
+        await self._call_user("error_cb", exc)
+        if self._connect_budget is not None:
+            self._connect_errors.append(error)
+            if len(self._connect_errors) >= self._connect_budget:
+                raise _ConnectAborted(str(error))
+
+    async def _on_disconnected(self) -> None:
+        if not self._nc.is_closed:  # closing reports CLOSED only
+            self._emit(TransportEventKind.DISCONNECTED)
+        await self._call_user("disconnected_cb")
+
+    async def _on_reconnected(self) -> None:
+        self._baseline_error = self._nc.last_error
+        self._emit(TransportEventKind.RECONNECTED)
+        await self._call_user("reconnected_cb")
+
+    async def _on_closed(self) -> None:
+        self._finish_close()
+        await self._call_user("closed_cb")
+
+
+async def connect_url(url: str, **options: Any) -> NatsTransport:
+    """``transports.connect()`` entry for ``nats://``, ``tls://``, ``ws://`` and ``wss://``.
+
+    ``url`` may list several servers separated by commas; ``options`` are nats-py's.
+    """
+    return await NatsTransport.connect(url, **options)
