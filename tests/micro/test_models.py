@@ -34,9 +34,7 @@ from micro.models import (
 )
 
 GOLDEN = Path(__file__).parent / "golden"
-SCHEMAS = Path("/work/shared/spec/schemas")
-if not SCHEMAS.is_dir():  # pragma: no cover - layout of the shared checkout
-    SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "spec" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "testing" / "conformance" / "schemas"
 
 UTC = timezone.utc
 NUID = "Xk3p9QzV1bLr7TmWc2NaHd"

@@ -29,9 +29,7 @@ from micro.validation import (
 )
 from transports.subjects import is_valid_pattern, validate_queue
 
-SCHEMAS = Path("/work/shared/spec/schemas")
-if not SCHEMAS.is_dir():  # pragma: no cover - layout of the shared checkout
-    SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "spec" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "testing" / "conformance" / "schemas"
 
 
 def _rejects(validator: Callable[[Any], object], value: object, *fragments: str) -> str:
