@@ -1,7 +1,11 @@
 """Transport benchmark: memory vs a loopback nats-server vs faststream's TestNatsBroker.
 
-Run: ``python bench/transport_bench.py`` (needs ``pip install -e '.[dev,bench]'``).
-Prints markdown tables; copy them into ``bench/RESULTS.md``.
+Run: ``python bench/transport_bench.py [--rounds 5]`` (needs ``pip install -e '.[dev,bench]'``).
+Prints markdown tables; copy them into ``bench/RESULTS.md``.  Never part of the test suite.
+
+Every case is run once per round, the cases interleaved (A, B, C, A, B, C, ...), with a
+``gc.collect()`` before each; cells are min / median over the rounds and the ratios compare
+medians measured in this one run.
 
 Cases (payload 128 B, one process, asyncio unless named):
 * request round trip, sequential: requester connection -> responder loop on another
@@ -13,7 +17,11 @@ Cases (payload 128 B, one process, asyncio unless named):
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import gc
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -174,6 +182,7 @@ async def memory_publish_cost(unrelated: int, n: int = 20000) -> float:
             await t.publish("bench.target", PAYLOAD)
         for _ in range(100):
             await sub.next_msg(timeout=5)
+        gc.collect()  # the 10,000 subscriptions' garbage is not the publish path's cost
         start = time.perf_counter()
         for _ in range(n):
             await t.publish("bench.target", PAYLOAD)
@@ -183,18 +192,54 @@ async def memory_publish_cost(unrelated: int, n: int = 20000) -> float:
         return elapsed / n * 1e6
 
 
-async def main() -> None:
+async def _collected(case: Any) -> float:
+    gc.collect()
+    result: float = await case()
+    return result
+
+
+def _gc_first(cases: dict[str, Any]) -> dict[str, Any]:
+    return {name: (lambda case=case: _collected(case)) for name, case in cases.items()}
+
+
+def _per_round(results: dict[str, Any], slow: str, fast: str) -> str:
+    """min / median of the per-round ratios slow / fast (adjacent, paired measurements)."""
+    pairs = sorted(a / b for a, b in zip(results[slow].samples, results[fast].samples, strict=True))
+    return f"{pairs[0]:.1f} / {pairs[len(pairs) // 2]:.1f}"
+
+
+def _verdict(
+    value: float, target: float, goal: float | None = None, *, at_most: bool = False
+) -> str:
+    met = value <= target if at_most else value >= target
+    text = "met" if met else "NOT met"
+    if goal is not None and met:
+        text += ", goal met" if value >= goal else ", goal not met"
+    return text
+
+
+async def main(rounds: int) -> None:
+    from importlib.metadata import version
+
+    print(
+        f"# transport_bench  rounds={rounds}  nproc={os.cpu_count()}  "
+        f"python {platform.python_version()}  nats-py {version('nats-py')}  "
+        f"load={os.getloadavg()[0]:.2f}\n"
+    )
     with NatsServer() as server:
         url = server.url
         print("## Request round trip, sequential (µs per request)\n")
         rtt = await run_interleaved(
-            {
-                "memory transport (asyncio)": memory_rtt,
-                "memory transport (trio)": lambda: anyio.to_thread.run_sync(memory_rtt_trio),
-                "NatsTransport via loopback nats-server": lambda: nats_rtt(url),
-                "raw nats-py via loopback nats-server": lambda: raw_nats_rtt(url),
-                "faststream TestNatsBroker": faststream_rtt,
-            }
+            _gc_first(
+                {
+                    "memory transport (asyncio)": memory_rtt,
+                    "memory transport (trio)": lambda: anyio.to_thread.run_sync(memory_rtt_trio),
+                    "NatsTransport via loopback nats-server": lambda: nats_rtt(url),
+                    "raw nats-py via loopback nats-server": lambda: raw_nats_rtt(url),
+                    "faststream TestNatsBroker": faststream_rtt,
+                }
+            ),
+            rounds,
         )
         print(table(rtt, "µs/request"))
         print()
@@ -204,32 +249,47 @@ async def main() -> None:
             "faststream TestNatsBroker",
         ):
             print(
-                f"- memory (asyncio) is {ratio(rtt, slow, 'memory transport (asyncio)'):.1f}x faster than {slow}"
+                f"- memory (asyncio) is {ratio(rtt, slow, 'memory transport (asyncio)'):.1f}x faster than {slow} "
+                f"(ratio of medians; per-round ratios min / median {_per_round(rtt, slow, 'memory transport (asyncio)')})"
             )
+        vs_nats = ratio(rtt, "NatsTransport via loopback nats-server", "memory transport (asyncio)")
+        print(f"- target >= 10x (goal >= 20x) vs NatsTransport: {_verdict(vs_nats, 10, 20)}")
         print()
         print("## Publish fan-out to 10 subscribers (µs per publish, until all received)\n")
         fan = await run_interleaved(
-            {
-                "memory transport": memory_fanout,
-                "NatsTransport via loopback nats-server": lambda: nats_fanout(url),
-            }
+            _gc_first(
+                {
+                    "memory transport": memory_fanout,
+                    "NatsTransport via loopback nats-server": lambda: nats_fanout(url),
+                }
+            ),
+            rounds,
         )
         print(table(fan, "µs/publish"))
+        nats_fan = "NatsTransport via loopback nats-server"
         print(
-            f"\n- memory is {ratio(fan, 'NatsTransport via loopback nats-server', 'memory transport'):.1f}x faster\n"
+            f"\n- memory is {ratio(fan, nats_fan, 'memory transport'):.1f}x faster "
+            f"(per-round ratios min / median {_per_round(fan, nats_fan, 'memory transport')})\n"
         )
         print("## Memory publish cost vs unrelated subscriptions (µs per publish)\n")
         cost = await run_interleaved(
             {
                 "1 subscription": lambda: memory_publish_cost(0),
                 "10,000 unrelated subscriptions": lambda: memory_publish_cost(10_000),
-            }
+            },
+            rounds,
         )
         print(table(cost, "µs/publish"))
+        growth = 1 / ratio(cost, "1 subscription", "10,000 unrelated subscriptions")
         print(
-            f"\n- cost ratio 10,000 / 1: {1 / ratio(cost, '1 subscription', '10,000 unrelated subscriptions'):.2f}"
+            f"\n- cost ratio 10,000 / 1: {growth:.2f} (medians; best rounds "
+            f"{cost['10,000 unrelated subscriptions'].best / cost['1 subscription'].best:.2f}); "
+            f"target <= 1.3: {_verdict(growth, 1.3, at_most=True)}"
         )
+        print(f"\nload after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    asyncio.run(main(parser.parse_args().rounds))

@@ -3,11 +3,19 @@
 States: ``CREATED -> STARTING -> STARTED -> STOPPING -> STOPPED`` (``stop()`` before
 ``start()`` goes straight to ``STOPPED``; a failed start ends in ``STOPPED`` with the error).
 
+Starting: one task per subscription (9 control + the endpoints) subscribes and then serves
+it, so the subscribes run concurrently (over NATS they share one PING/PONG round trip) and
+no extra task is spent on them.  A loop serves as soon as its subscription is live; a loop
+that ends before the service is ``STARTED`` is handled once it is.  If any subscribe fails,
+the tasks are cancelled, what was subscribed is removed and ``start()`` raises that error.
+
 Stopping, whoever asks (``stop()``, the connection closing, a fatal subscription event):
 
 1. the state becomes ``STOPPING`` at once (later ``add_endpoint`` calls fail);
-2. every subscription -- control and endpoints -- is drained concurrently, and the
-   receive loops are awaited, so requests already received are answered;
+2. every subscription -- control and endpoints -- is drained (concurrently, one task each;
+   one after another when the transport's subscribes never suspended, see
+   ``_drain_all``), and the receive loops are awaited, so requests already received are
+   answered;
 3. the event listener is removed, endpoints are cleared, the state becomes ``STOPPED``;
 4. ``done_handler`` is called once, then ``wait_stopped()`` waiters wake up;
 5. the task host closes (awaited by an outside ``stop()`` caller).
@@ -25,20 +33,28 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 
+from micro._background import Event, new_event
+from micro._monitoring import serve_control
 from micro._support import (
     call_callback,
     drain_quietly,
     error_subject_matches,
-    subscribe_all,
     unsubscribe_quietly,
 )
 from micro.errors import ServiceStoppedError
-from transports.base import Subscription, TransportEvent, TransportEventKind
+from transports.base import (
+    SlowConsumerError,
+    Subscription,
+    TransportEvent,
+    TransportEventKind,
+)
 
 if TYPE_CHECKING:
     from micro.service import Service
@@ -70,15 +86,30 @@ class State(enum.Enum):
 class Lifecycle:
     """State, stop error, and the events a service's life cycle waits on."""
 
-    __slots__ = ("_idle", "_loops", "_settled", "_stopped", "error", "finished", "state")
+    __slots__ = (
+        "_idle",
+        "_loops",
+        "_settled",
+        "_stopped",
+        "early_end",
+        "error",
+        "finished",
+        "inline_drains",
+        "state",
+    )
 
     def __init__(self) -> None:
         self.state = State.CREATED
         self.error: BaseException | None = None
         self.finished = False
-        self._settled: anyio.Event | None = None
-        self._stopped: anyio.Event | None = None
-        self._idle: anyio.Event | None = None
+        # a receive loop that ended while starting: handled once the service has started
+        self.early_end: tuple[Subscription, BaseException | None] | None = None
+        # every subscribe of start() completed without suspending (an in-process broker):
+        # stop() then drains one subscription after another instead of a task for each
+        self.inline_drains = False
+        self._settled: Event | None = None
+        self._stopped: Event | None = None
+        self._idle: Event | None = None
         self._loops = 0
 
     @property
@@ -87,7 +118,7 @@ class Lifecycle:
 
     def begin_start(self) -> None:
         self.state = State.STARTING
-        self._settled = anyio.Event()
+        self._settled = new_event()
 
     def settle_start(self) -> None:
         if self._settled is not None:
@@ -108,7 +139,7 @@ class Lifecycle:
 
     async def wait_loops_done(self) -> None:
         while self._loops:
-            self._idle = anyio.Event()
+            self._idle = new_event()
             await self._idle.wait()
 
     def mark_stopped(self) -> None:
@@ -122,7 +153,7 @@ class Lifecycle:
         if self.state is State.STOPPED:
             return
         if self._stopped is None:
-            self._stopped = anyio.Event()
+            self._stopped = new_event()
         await self._stopped.wait()
 
 
@@ -135,30 +166,109 @@ async def start(service: Service) -> None:
     life.begin_start()
     control = service._control_makers()
     endpoints = list(service._endpoints)
+    made = _Subscribed(len(control) + len(endpoints))
     try:
         await service._host.open()
         service._remove_listener = service._transport.add_event_listener(
             partial(_on_event, service)
         )
-        subscriptions = await subscribe_all(
-            [maker for _, maker in control] + [endpoint.subscribe for endpoint in endpoints]
-        )
+        # One task per subscription subscribes, then serves it: the subscribes run
+        # concurrently (over NATS their barriers share one round trip).
+        host = service._host
+        transport = service._transport
+        for index, (verb, maker) in enumerate(control):
+            serve = partial(serve_control, service, transport, verb)
+            life.loop_started()  # control loops are library code only: no cancel scope
+            host.start_internal(_subscribe_then_serve, life, made, index, maker, serve)
+        for index, endpoint in enumerate(endpoints, len(control)):
+            life.loop_started()
+            host.start_soon(
+                _subscribe_then_serve, life, made, index, endpoint.subscribe, endpoint.serve
+            )
+        await anyio.lowlevel.checkpoint()  # the tasks take their first step
+        life.inline_drains = made.all_reported
+        subscriptions = await made.wait_all()
     except BaseException as exc:
         with anyio.CancelScope(shield=True):
-            await _fail_start(service, exc)
+            await _fail_start(service, exc, made)
         raise
     service._control = subscriptions[: len(control)]
     service._started = service._now()
     life.state = State.STARTED
-    for (verb, _), subscription in zip(control, service._control, strict=True):
-        service._serve_control(verb, subscription)
-    for endpoint, subscription in zip(endpoints, subscriptions[len(control) :], strict=True):
-        service._spawn_loop(endpoint.serve, subscription)
     life.settle_start()
+    if life.early_end is not None:  # a loop ended before we were started: now it counts
+        subscription_ended(service, *life.early_end)
 
 
-async def _fail_start(service: Service, exc: BaseException) -> None:
+class _Subscribed:
+    """The subscriptions of a starting service, made concurrently by the tasks that serve
+    them; ``start()`` waits until every task has reported."""
+
+    __slots__ = ("_all_reported", "_unreported", "errors", "subscriptions")
+
+    def __init__(self, count: int) -> None:
+        self.subscriptions: list[Subscription | None] = [None] * count
+        self.errors: list[Exception] = []
+        self._unreported = count
+        self._all_reported = new_event()
+        if not count:
+            self._all_reported.set()
+
+    def report(
+        self, index: int, subscription: Subscription | None, error: Exception | None
+    ) -> None:
+        if subscription is not None:
+            self.subscriptions[index] = subscription
+        if error is not None:
+            self.errors.append(error)
+        self._unreported -= 1
+        if self._unreported == 0:
+            self._all_reported.set()
+
+    @property
+    def all_reported(self) -> bool:
+        return self._unreported == 0
+
+    async def wait_all(self) -> list[Subscription]:
+        """All subscriptions, once every task reported; the first error if one failed."""
+        await self._all_reported.wait()
+        if self.errors:
+            raise self.errors[0]
+        return [sub for sub in self.subscriptions if sub is not None]
+
+
+async def _subscribe_then_serve(
+    life: Lifecycle,
+    made: _Subscribed,
+    index: int,
+    subscribe: Callable[[], Awaitable[Subscription]],
+    serve: Callable[[Subscription], Awaitable[None]],
+) -> None:
+    """A starting service's task for one subscription (a receive loop, counted in ``life``):
+    subscribe, report, serve.
+
+    It serves at once (a request may be answered before ``start()`` returns); should the
+    start fail, ``start()`` cancels it and removes the subscription."""
+    try:
+        try:
+            subscription = await subscribe()
+        except Exception as exc:
+            made.report(index, None, exc)
+            return
+        except BaseException:
+            made.report(index, None, RuntimeError("subscribing was cancelled"))
+            raise
+        made.report(index, subscription, None)
+        await serve(subscription)
+    finally:
+        life.loop_ended()
+
+
+async def _fail_start(service: Service, exc: BaseException, made: _Subscribed) -> None:
     await service._host.aclose(cancel=True)
+    for subscription in made.subscriptions:  # all tasks are done: what they made goes
+        if subscription is not None:
+            await unsubscribe_quietly(subscription)
     service._life.error = exc if isinstance(exc, Exception) else None
     service._life.settle_start()
     await _finish(service)
@@ -228,16 +338,45 @@ def _subscriptions(service: Service) -> list[Subscription]:
 
 
 async def _shutdown(service: Service, grace_period: float | None) -> None:
-    """The graceful stop: drain everything concurrently, wait for the loops, finish."""
-    with anyio.move_on_after(grace_period) as deadline:
-        async with anyio.create_task_group() as group:
-            for subscription in _subscriptions(service):
-                group.start_soon(drain_quietly, subscription)
+    """The graceful stop: drain everything concurrently, wait for the loops, finish.
+
+    Each drain runs as a task of the service's host (over NATS their barriers share one
+    round trip), or inline when that is cheaper (``_drain_all``); a loop ends once its
+    subscription has drained, so waiting for the loops waits for the drains too (the
+    host's close awaits what is left of the drain tasks)."""
+    if grace_period is None:
+        await _drain_all(service)
         await service._life.wait_loops_done()
-    if deadline.cancelled_caught:
-        await _abort(service, f"requests still running after {grace_period} s")
-        return
+    else:
+        with anyio.move_on_after(grace_period) as deadline:
+            await _drain_all(service)
+            await service._life.wait_loops_done()
+        if deadline.cancelled_caught:
+            await _abort(service, f"requests still running after {grace_period} s")
+            return
     await _finish(service)
+
+
+async def _drain_all(service: Service) -> None:
+    """Start draining every subscription of ``service``, each in a task of its host (if
+    the host has failed: drain them all here).
+
+    When the transport subscribed without suspending (``Lifecycle.inline_drains``: an
+    in-process broker), a subscription with nothing buffered is drained right here
+    instead, which costs less than a task: its drain has nothing to wait for.  (Were it
+    to wait after all, the result would be the same, only later.)"""
+    host = service._host
+    if host.is_open:
+        inline = service._life.inline_drains
+        for subscription in _subscriptions(service):
+            if inline and not subscription.pending_msgs:
+                await drain_quietly(subscription)
+            else:
+                host.start_internal(drain_quietly, subscription)
+        return
+    async with anyio.create_task_group() as group:
+        for subscription in _subscriptions(service):
+            group.start_soon(drain_quietly, subscription)
 
 
 async def _abort(service: Service, reason: str) -> None:
@@ -281,7 +420,10 @@ def subscription_ended(
     """A receive loop ended.  Unless the service is stopping, that is fatal: with the
     connection gone it stops quietly, otherwise with ``required subscription <subject>
     stopped`` (the error handler is told first)."""
-    if service._life.state is not State.STARTED:
+    life = service._life
+    if life.state is not State.STARTED:
+        if life.state is State.STARTING and life.early_end is None:
+            life.early_end = (subscription, error)
         return
     transport = service._transport
     if transport.is_closed or not transport.is_connected:
@@ -313,5 +455,15 @@ def _on_event(service: Service, event: TransportEvent) -> None:
             concerned = True
     if not concerned:
         concerned = any(error_subject_matches(sub.subject, subject) for sub in service._control)
-    if concerned:
-        schedule_stop(service, error, notify=True)
+    if not concerned:
+        return
+    if isinstance(error, SlowConsumerError):
+        # Dropped messages are load, not a broken subscription: they are counted on the
+        # endpoint (above) and reported to the error handler, and the service keeps serving
+        # (nats.go stops the service here; PROTOCOL §7.2 only requires counting).
+        if service._host.is_open:
+            service._host.start_soon(
+                call_callback, "error_handler", service._error_handler, service, error
+            )
+        return
+    schedule_stop(service, error, notify=True)

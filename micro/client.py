@@ -100,7 +100,8 @@ _PARSERS = {verb: _parser(verb) for verb in ServiceVerb}
 class Client:
     """Discovery and requests over one connection.
 
-    ``transport`` is a :class:`~transports.base.Transport` or a nats-py client (wrapped in
+    ``nc`` (named as in the seed API) is a :class:`~transports.base.Transport` or a nats-py
+    client (wrapped in
     ``transports.nats.NatsTransport``, imported only then).  ``default_max_wait`` replaces
     the 2.0 s overall wait of discovery calls that pass no ``max_wait``; ``api_prefix``
     the control prefix ``$SRV``.  The client owns nothing: closing the transport is the
@@ -110,11 +111,11 @@ class Client:
 
     def __init__(
         self,
-        transport: Transport | Any,
+        nc: Transport | Any,
         default_max_wait: float | None = None,
         api_prefix: str | None = None,
     ) -> None:
-        self._transport = as_transport(transport)
+        self._transport = as_transport(nc)
         if default_max_wait is not None:
             GatherLimits.of(max_wait=default_max_wait)  # validates
         self._default_max_wait = default_max_wait

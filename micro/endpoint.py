@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from micro._background import Event, new_event
 from micro.errors import ServiceError, ValidationError
 from micro.group import Defaults, join_subject
 from micro.middleware import Middleware, compose
 from micro.models import EndpointInfo, EndpointStats
 from micro.request import Handler, TransportRequest
 from micro.validation import validate_endpoint_name, validate_endpoint_subject, validate_metadata
-from transports.base import Msg, Subscription, Transport
+from transports.base import HandlerErrorSink, HandlerTracker, Msg, Subscription, Transport
 
 if TYPE_CHECKING:
     from micro.service import Service
@@ -179,7 +180,7 @@ class Endpoint:
         self._clock = clock
         self._expose_exception_text = expose_exception_text
         self._subscription: Subscription | None = None
-        self._done: anyio.Event | None = None
+        self._done: Event | None = None
         self._removed = False
         self._num_requests = 0
         self._num_errors = 0
@@ -283,7 +284,7 @@ class Endpoint:
             pending_bytes_limit=self._pending_bytes_limit,
         )
         self._subscription = subscription
-        self._done = anyio.Event()
+        self._done = new_event()
         return subscription
 
     async def wait_done(self) -> None:
@@ -333,12 +334,15 @@ class Endpoint:
 
     async def _serve_concurrently(self, subscription: Subscription) -> None:
         slots = anyio.Semaphore(self._max_concurrency)
+        tracker = self._transport if isinstance(self._transport, HandlerTracker) else None
 
         async def handle_and_release(msg: Msg) -> None:
             try:
                 await self._handle(msg)
             finally:
                 slots.release()
+                if tracker is not None:
+                    tracker.handler_finished()
 
         receive = subscription.__anext__
         async with anyio.create_task_group() as group:
@@ -349,6 +353,8 @@ class Endpoint:
                 except StopAsyncIteration:
                     slots.release()
                     break
+                if tracker is not None:
+                    tracker.handler_started()  # a test broker's wait_idle waits for it
                 group.start_soon(handle_and_release, msg)
 
     async def _handle(self, msg: Msg) -> None:
@@ -392,6 +398,8 @@ class Endpoint:
             if self._expose_exception_text and str(exc):
                 description = str(exc)
         self.record_error(text)
+        if not isinstance(exc, ServiceError) and isinstance(self._transport, HandlerErrorSink):
+            self._transport.handler_failed(request.subject(), exc)  # e.g. a strict test broker
         if not request.msg.reply or request.responded:
             return
         try:

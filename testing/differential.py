@@ -1,48 +1,73 @@
-"""Differential routing harness: run one routing program on any transport, observe, normalise.
+"""Differential routing harness: run one routing program on any transports, observe, compare.
 
-A :class:`RoutingProgram` is a list of steps: ``Subscribe(pattern, queue)`` (all on one
-*subscriber* connection), ``Publish(subject)`` (all from one *publisher* connection) and
-``Unsubscribe(index)`` (of the ``index``-th ``Subscribe``; repeating it must be a no-op).
-:func:`run_program` executes it on fresh connections from ``connect`` and returns
-:class:`Observations`; :func:`predict` computes the observations the subject rules demand
-(``transports.subjects.matches``), so one program can be compared across the memory broker,
-a real nats-server and the oracle.
+A :class:`RoutingProgram` is a list of steps run on two fresh connections -- one
+*subscriber*, one *publisher*:
 
-Barrier: the subscriber connection also subscribes to a private sentinel subject.  Before
-every unsubscribe and at the end, the publisher publishes the sentinel; once it arrives, every
-message published before it is already buffered in the subscriptions (messages from one
-publisher reach one connection in publish order), so the buffers are emptied by reading
-exactly ``pending_msgs`` messages each.  Publishing is asynchronous, so before a ``Subscribe``
-that follows publishes the publisher flushes: the earlier messages are routed before the new
-subscription exists, as the oracle assumes.  Queue group names get a per-run suffix, so members
-left behind by earlier runs on a shared server (closed connections the server has not reaped
-yet) cannot take this run's messages; observations use the names as written.  No sleeps:
-every wait is bounded by ``time_limit``.
+* ``Subscribe(pattern, queue=None)``: the subscriber subscribes (wildcards, queue groups);
+* ``Publish(subject)``: the publisher publishes one message;
+* ``Request(subject)``: the publisher publishes one message with a reply subject; the
+  subscriber answers the first copy it receives, so the outcome is ``"answered"`` -- or
+  ``"no responders"`` when nothing matched (the broker's ``503`` status);
+* ``Unsubscribe(index)`` / ``Drain(index)``: of the ``index``-th ``Subscribe``; a drain keeps
+  what the subscription buffered and hands it out before the subscription ends; repeating
+  either is a no-op.
+
+Three functions do the work:
+
+* :func:`run_program` executes a program on connections from ``connect`` and returns
+  normalised :class:`Observations` (deliveries per plain subscription, per queue group,
+  request outcomes, and anomalies found without an oracle);
+* :func:`predict` computes the observations the subject rules demand
+  (``transports.subjects.matches`` plus the queue rule);
+* :func:`compare` runs one program on several transports and raises
+  :class:`RoutingDifference` (an ``AssertionError``) listing every difference from the
+  prediction.
+
+Typical use, on your own transport against a real server (``testing.NatsServer``)::
+
+    @given(program=mst.routing_programs())
+    async def test_routes_like_nats(program):
+        await compare(program, {"mine": my_connect, "nats": nats_connect})
+
+How runs stay deterministic is described in ``testing._differential_run`` (barriers by
+sentinel messages, flushes before subscribing, per-run queue group suffixes; no sleeps, every
+wait bounded by ``time_limit``).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-import anyio
-
-from transports.base import Msg, Subscription, Transport
+from transports.base import Transport
 from transports.subjects import matches, validate_pattern, validate_queue, validate_subject
 
 __all__ = [
+    "ANSWERED",
+    "NO_RESPONDERS",
     "Delivery",
+    "Drain",
     "Observations",
     "Publish",
+    "Request",
+    "RoutingDifference",
     "RoutingProgram",
     "Step",
     "Subscribe",
     "Unsubscribe",
+    "compare",
     "predict",
     "run_program",
 ]
+
+ANSWERED = "answered"
+"""Outcome of a ``Request`` that some subscription received (and the harness answered)."""
+
+NO_RESPONDERS = "no responders"
+"""Outcome of a ``Request`` that matched nothing: the broker sent the ``503`` status."""
+
+Connect = Callable[[], Awaitable[Transport]]
+"""``async connect() -> Transport``: a new connection to the broker under test."""
 
 
 @dataclass(frozen=True)
@@ -61,16 +86,32 @@ class Publish:
 
 
 @dataclass(frozen=True)
+class Request:
+    """Publish one message to ``subject`` with a reply subject; the first copy the
+    subscriber receives is answered."""
+
+    subject: str
+
+
+@dataclass(frozen=True)
 class Unsubscribe:
     """Unsubscribe the ``index``-th subscription (0-based, in ``Subscribe`` order)."""
 
     index: int
 
 
-Step = Subscribe | Publish | Unsubscribe
+@dataclass(frozen=True)
+class Drain:
+    """Drain the ``index``-th subscription: interest stops, the buffer is still delivered."""
+
+    index: int
+
+
+Step = Subscribe | Publish | Request | Unsubscribe | Drain
 
 Delivery = tuple[int, str]
-"""One delivered message: (publish number, subject), publish numbers counting from 0."""
+"""One delivered message: (publish number, subject); ``Publish`` and ``Request`` steps are
+numbered together from 0."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +119,8 @@ class RoutingProgram:
     """A validated sequence of routing steps.
 
     Raises ``ValueError`` (a ``BadSubjectError``/``BadQueueError`` for bad names) when a
-    step is invalid or an ``Unsubscribe`` names a subscription not created before it.
+    step is invalid or an ``Unsubscribe``/``Drain`` names a subscription not created before
+    it.
     """
 
     steps: tuple[Step, ...]
@@ -90,13 +132,23 @@ class RoutingProgram:
                 validate_pattern(step.pattern)
                 validate_queue(step.queue)
                 subscribed += 1
-            elif isinstance(step, Publish):
+            elif isinstance(step, (Publish, Request)):
                 validate_subject(step.subject)
+                if step.subject.startswith("_INBOX."):
+                    raise ValueError(
+                        f"step {position}: subject {step.subject!r} is reserved: subjects "
+                        "starting with '_INBOX.' belong to the harness"
+                    )
             elif not 0 <= step.index < subscribed:
                 raise ValueError(
-                    f"step {position}: Unsubscribe({step.index}) must name one of the "
-                    f"{subscribed} subscriptions created before it"
+                    f"step {position}: {type(step).__name__}({step.index}) must name one of "
+                    f"the {subscribed} subscriptions created before it"
                 )
+
+    @property
+    def publishes(self) -> int:
+        """How many messages the program publishes (``Publish`` and ``Request`` steps)."""
+        return sum(isinstance(step, (Publish, Request)) for step in self.steps)
 
 
 @dataclass(frozen=True)
@@ -105,13 +157,16 @@ class Observations:
 
     ``plain``: per plain subscription (its ``Subscribe`` index) the sorted deliveries.
     ``groups``: per queue group the sorted deliveries over all its members (a message
-    delivered to two members appears twice).  ``anomalies``: violations found without an
-    oracle (a subscription got a subject its pattern does not match, a duplicate, a
-    publisher-order inversion, a payload/subject mix-up); empty when all is well.
+    delivered to two members appears twice).  ``replies``: per ``Request`` (its publish
+    number) :data:`ANSWERED` or :data:`NO_RESPONDERS`.  ``anomalies``: violations found
+    without an oracle (a subscription got a subject its pattern does not match, a duplicate,
+    a publisher-order inversion, a payload/subject mix-up, a second reply); empty when all
+    is well.
     """
 
     plain: dict[int, tuple[Delivery, ...]]
     groups: dict[str, tuple[Delivery, ...]]
+    replies: dict[int, str] = field(default_factory=dict)
     anomalies: tuple[str, ...] = field(default=())
 
     def differences(self, other: Observations) -> list[str]:
@@ -125,9 +180,37 @@ class Observations:
             mine, theirs = self.groups.get(name), other.groups.get(name)
             if mine != theirs:
                 found.append(f"queue group {name!r}: {mine} != {theirs}")
+        for number in sorted(set(self.replies) | set(other.replies)):
+            mine_reply, theirs_reply = self.replies.get(number), other.replies.get(number)
+            if mine_reply != theirs_reply:
+                found.append(f"request {number}: {mine_reply!r} != {theirs_reply!r}")
         if self.anomalies != other.anomalies:
             found.append(f"anomalies: {self.anomalies} != {other.anomalies}")
         return found
+
+
+class RoutingDifference(AssertionError):
+    """:func:`compare` found transports that route differently from the prediction.
+
+    ``observed`` maps each transport name to its observations, ``expected`` is the
+    prediction, ``differences`` the readable list (also the message).
+    """
+
+    def __init__(
+        self,
+        program: RoutingProgram,
+        expected: Observations,
+        observed: dict[str, Observations],
+        differences: list[str],
+    ) -> None:
+        super().__init__(
+            f"{len(differences)} routing difference(s) for {program}:\n  "
+            + "\n  ".join(differences)
+        )
+        self.program = program
+        self.expected = expected
+        self.observed = observed
+        self.differences = differences
 
 
 def predict(program: RoutingProgram) -> Observations:
@@ -136,6 +219,7 @@ def predict(program: RoutingProgram) -> Observations:
     active: set[int] = set()
     plain: dict[int, list[Delivery]] = {}
     groups: dict[str, list[Delivery]] = {}
+    replies: dict[int, str] = {}
     number = 0
     for step in program.steps:
         if isinstance(step, Subscribe):
@@ -145,140 +229,33 @@ def predict(program: RoutingProgram) -> Observations:
             else:
                 groups.setdefault(step.queue, [])
             subscriptions.append(step)
-        elif isinstance(step, Unsubscribe):
+        elif isinstance(step, (Unsubscribe, Drain)):
             active.discard(step.index)
         else:
             hit_groups: set[str] = set()
+            hit = False
             for index in sorted(active):
                 sub = subscriptions[index]
                 if matches(sub.pattern, step.subject):
+                    hit = True
                     if sub.queue is None:
                         plain[index].append((number, step.subject))
                     else:
                         hit_groups.add(sub.queue)
             for name in hit_groups:
                 groups[name].append((number, step.subject))
+            if isinstance(step, Request):
+                replies[number] = ANSWERED if hit else NO_RESPONDERS
             number += 1
     return Observations(
         plain={index: tuple(sorted(got)) for index, got in plain.items()},
         groups={name: tuple(sorted(got)) for name, got in groups.items()},
+        replies=replies,
     )
 
 
-class _Run:
-    """State of one execution of a program (see :func:`run_program`)."""
-
-    def __init__(
-        self,
-        subscriber: Transport,
-        publisher: Transport,
-        barrier_sub: Subscription,
-        timeout: float,
-    ) -> None:
-        self.subscriber = subscriber
-        self.publisher = publisher
-        self.timeout = timeout
-        self.specs: list[Subscribe] = []
-        self.subs: list[Subscription] = []
-        self.received: list[list[Delivery]] = []
-        self.published: list[str] = []
-        self.anomalies: list[str] = []
-        self.queue_suffix = "-" + uuid.uuid4().hex[:12]
-        self.barrier_sub = barrier_sub
-        self.barrier_subject = barrier_sub.subject
-        self.barriers = 0
-        self.unread_publishes = False
-        self.unflushed_publishes = False
-
-    async def step(self, step: Step) -> None:
-        if isinstance(step, Subscribe):
-            if self.unflushed_publishes:
-                # Publishing is asynchronous: only a flush makes earlier publishes reach the
-                # broker before this subscription exists (as the oracle assumes).
-                await self.publisher.flush(self.timeout)
-                self.unflushed_publishes = False
-            self.specs.append(step)
-            queue = None if step.queue is None else step.queue + self.queue_suffix
-            self.subs.append(await self.subscriber.subscribe(step.pattern, queue=queue))
-            self.received.append([])
-        elif isinstance(step, Publish):
-            number = len(self.published)
-            self.published.append(step.subject)
-            await self.publisher.publish(step.subject, str(number).encode())
-            self.unread_publishes = self.unflushed_publishes = True
-        else:
-            if self.unread_publishes:
-                await self.collect()
-            await self.subs[step.index].unsubscribe()
-
-    async def collect(self) -> None:
-        """Barrier, then move everything buffered into ``received``."""
-        self.barriers += 1
-        token = str(self.barriers).encode()
-        await self.publisher.publish(self.barrier_subject, token)
-        while True:
-            msg = await self.barrier_sub.next_msg(timeout=self.timeout)
-            if msg.data == token:
-                break
-        for index, sub in enumerate(self.subs):
-            for _ in range(sub.pending_msgs):
-                self.record(index, await sub.next_msg(timeout=self.timeout))
-        self.unread_publishes = self.unflushed_publishes = False
-
-    def record(self, index: int, msg: Msg) -> None:
-        if msg.subject == self.barrier_subject:
-            return
-        spec = self.specs[index]
-        try:
-            number = int(msg.data)
-            expected_subject = self.published[number]
-        except (ValueError, IndexError):
-            self.anomalies.append(f"#{index} got an unknown message {msg!r}")
-            return
-        if msg.subject != expected_subject:
-            self.anomalies.append(
-                f"#{index} got publish {number} on {msg.subject!r}, published to "
-                f"{expected_subject!r}"
-            )
-        if not matches(spec.pattern, msg.subject):
-            self.anomalies.append(
-                f"#{index} ({spec.pattern!r}) got {msg.subject!r}, which it does not match"
-            )
-        got = self.received[index]
-        if got and got[-1][0] >= number:
-            self.anomalies.append(f"#{index} got publish {number} after publish {got[-1][0]}")
-        got.append((number, msg.subject))
-
-    def observations(self) -> Observations:
-        plain: dict[int, tuple[Delivery, ...]] = {}
-        grouped: dict[str, list[Delivery]] = {}
-        for index, spec in enumerate(self.specs):
-            if spec.queue is None:
-                plain[index] = tuple(sorted(self.received[index]))
-            else:
-                grouped.setdefault(spec.queue, []).extend(self.received[index])
-        anomalies = list(self.anomalies)
-        for index, got in plain.items():
-            anomalies.extend(_duplicates(f"#{index}", got))
-        for name, members_got in grouped.items():
-            anomalies.extend(_duplicates(f"queue group {name!r}", members_got))
-        return Observations(
-            plain=plain,
-            groups={name: tuple(sorted(got)) for name, got in grouped.items()},
-            anomalies=tuple(anomalies),
-        )
-
-
-def _duplicates(who: str, deliveries: tuple[Delivery, ...] | list[Delivery]) -> list[str]:
-    counts = Counter(deliveries)
-    return [f"{who} got {d} {n} times" for d, n in sorted(counts.items()) if n > 1]
-
-
 async def run_program(
-    connect: Callable[[], Awaitable[Transport]],
-    program: RoutingProgram,
-    *,
-    time_limit: float = 10.0,
+    connect: Connect, program: RoutingProgram, *, time_limit: float = 10.0
 ) -> Observations:
     """Run ``program`` on two fresh connections from ``connect`` and observe the deliveries.
 
@@ -286,18 +263,32 @@ async def run_program(
     program takes longer than ``time_limit`` seconds (for example a lost barrier message),
     and whatever the transport raises.
     """
-    subscriber = await connect()
-    try:
-        publisher = await connect()
-        try:
-            with anyio.fail_after(time_limit):
-                barrier_sub = await subscriber.subscribe(subscriber.new_inbox())
-                run = _Run(subscriber, publisher, barrier_sub, time_limit)
-                for step in program.steps:
-                    await run.step(step)
-                await run.collect()
-            return run.observations()
-        finally:
-            await publisher.close()
-    finally:
-        await subscriber.close()
+    from testing._differential_run import execute
+
+    return await execute(connect, program, time_limit)
+
+
+async def compare(
+    program: RoutingProgram,
+    connects: Mapping[str, Connect],
+    *,
+    time_limit: float = 10.0,
+) -> dict[str, Observations]:
+    """Run ``program`` on every transport in ``connects`` (name -> connect function, one
+    after the other) and check each against :func:`predict`.
+
+    Returns the observations by name.  Raises :class:`RoutingDifference` listing every
+    difference (prefixed with the transport name) and every anomaly; ``ValueError`` when
+    ``connects`` is empty.
+    """
+    if not connects:
+        raise ValueError("compare() needs at least one transport in connects")
+    expected = predict(program)
+    observed: dict[str, Observations] = {}
+    differences: list[str] = []
+    for name, connect in connects.items():
+        got = observed[name] = await run_program(connect, program, time_limit=time_limit)
+        differences.extend(f"{name}: {d}" for d in got.differences(expected))
+    if differences:
+        raise RoutingDifference(program, expected, observed, differences)
+    return observed

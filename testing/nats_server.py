@@ -5,8 +5,9 @@
 
 The server always listens on a loopback address; its log (stdout and stderr) goes to a
 temporary file, so a failed start raises :class:`NatsServerError` with the server's own
-words.  ``stop()`` sends SIGTERM, waits, kills if needed and reaps the process; a server
-object that is garbage-collected, or still running at interpreter exit, is stopped too.
+words.  ``stop()`` sends SIGTERM, waits, kills if needed and reaps the process (``kill()``
+simulates a crash with SIGKILL); a server object that is garbage-collected, or still
+running at interpreter exit, is stopped too.
 This module does not import nats-py.
 """
 
@@ -259,6 +260,17 @@ class NatsServer:
         self._process = None
         self._log_path = None
         self._finalizer = None
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL: a crash, clients get no goodbye) and reap it.
+
+        Idempotent; ``start()`` brings it back on the same port.
+        """
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(self.stop_timeout)
+        self.stop()
 
     def restart(self) -> NatsServer:
         """Stop, then start again on the same port (clients can reconnect to ``url``)."""

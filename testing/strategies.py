@@ -1,4 +1,5 @@
-"""Hypothesis strategies: subjects, patterns, queue groups, headers, payloads, routing programs.
+"""Hypothesis strategies: subjects, patterns, queue groups, headers, payloads, service names,
+versions, metadata and routing programs.
 
 Every generator of *valid* values produces values that ``transports.subjects`` accepts and
 that a real nats-server routes; every generator of *invalid* values produces values that
@@ -21,24 +22,40 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-from testing.differential import Publish, RoutingProgram, Step, Subscribe, Unsubscribe
+from testing.differential import (
+    Drain,
+    Publish,
+    Request,
+    RoutingProgram,
+    Step,
+    Subscribe,
+    Unsubscribe,
+)
 
 __all__ = [
+    "NAME_CHARS",
     "SMALL_TOKENS",
     "WHITESPACE",
+    "endpoint_names",
     "header_names",
     "header_values",
     "headers",
     "invalid_header_names",
+    "invalid_metadata",
+    "invalid_names",
     "invalid_patterns",
     "invalid_queue_names",
     "invalid_subjects",
+    "invalid_versions",
+    "metadata",
     "patterns",
     "payloads",
     "queue_names",
     "routing_programs",
+    "service_names",
     "subjects",
     "tokens",
+    "versions",
 ]
 
 SMALL_TOKENS: tuple[str, ...] = ("a", "b", "c")
@@ -226,17 +243,22 @@ def routing_programs(
     queues: Sequence[str] = ("q1", "q2"),
     max_tokens: int = 3,
     max_steps: int = 30,
+    requests: bool = True,
+    drains: bool = True,
 ) -> st.SearchStrategy[RoutingProgram]:
     """A routing program for :func:`testing.differential.run_program`.
 
     Subscriptions (plain or in one of ``queues``, patterns over ``tokens`` with
-    wildcards), publishes to subjects over ``tokens``, and unsubscribes of earlier
-    subscriptions, interleaved.  Unsubscribe indices always refer to an earlier
-    ``Subscribe`` step (possibly already unsubscribed: that must be a no-op).
+    wildcards), publishes and (with ``requests``) requests to subjects over ``tokens``, and
+    unsubscribes and (with ``drains``) drains of earlier subscriptions, interleaved.  Their
+    indices always refer to an earlier ``Subscribe`` step (possibly already ended: that must
+    be a no-op).  Shrinks towards short programs of publishes.
     """
     pattern = patterns(tokens=tokens, max_tokens=max_tokens)
     subject = subjects(tokens=tokens, max_tokens=max_tokens)
     queue = st.one_of(st.none(), st.sampled_from(tuple(queues)))
+    sending = ["publish", "publish", "subscribe"] + (["request"] if requests else [])
+    ending = ["unsubscribe"] + (["drain"] if drains else [])
 
     @st.composite
     def build(draw: st.DrawFn) -> RoutingProgram:
@@ -244,17 +266,142 @@ def routing_programs(
         subscribed = 0
         count = draw(st.integers(1, max_steps))
         for _ in range(count):
-            kinds = ["subscribe", "publish", "publish"]
-            if subscribed:
-                kinds.append("unsubscribe")
-            kind = draw(st.sampled_from(kinds))
+            kind = draw(st.sampled_from(sending + ending if subscribed else sending))
             if kind == "subscribe":
                 steps.append(Subscribe(draw(pattern), draw(queue)))
                 subscribed += 1
             elif kind == "publish":
                 steps.append(Publish(draw(subject)))
-            else:
+            elif kind == "request":
+                steps.append(Request(draw(subject)))
+            elif kind == "unsubscribe":
                 steps.append(Unsubscribe(draw(st.integers(0, subscribed - 1))))
+            else:
+                steps.append(Drain(draw(st.integers(0, subscribed - 1))))
         return RoutingProgram(tuple(steps))
 
     return build()
+
+
+# --------------------------------------------------------------------------- services
+
+NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+"""The characters service and endpoint names may use (``^[A-Za-z0-9\\-_]+$``)."""
+
+
+def service_names(*, max_size: int = 24) -> st.SearchStrategy[str]:
+    """A valid service name (``micro.validation.validate_service_name`` accepts it)."""
+    return st.text(alphabet=NAME_CHARS, min_size=1, max_size=max_size)
+
+
+def endpoint_names(*, max_size: int = 24) -> st.SearchStrategy[str]:
+    """A valid endpoint name (same rule as service names)."""
+    return service_names(max_size=max_size)
+
+
+def invalid_names() -> st.SearchStrategy[str]:
+    """A string that is not a valid service or endpoint name: empty, or with a character
+    outside ``[A-Za-z0-9-_]`` (a dot, a space, a wildcard, non-ASCII...)."""
+
+    @st.composite
+    def with_bad_char(draw: st.DrawFn) -> str:
+        name = draw(service_names(max_size=12))
+        at = draw(st.integers(0, len(name)))
+        bad = draw(
+            st.one_of(
+                st.sampled_from((".", " ", "*", ">", "/", "é", "\t", "\n", "$", ":")),
+                st.characters(blacklist_characters=NAME_CHARS, blacklist_categories=["Cs"]),
+            )
+        )
+        return name[:at] + bad + name[at:]
+
+    return st.one_of(st.just(""), with_bad_char())
+
+
+_NUMBER = st.integers(0, 10**6).map(str)
+_ALNUM_DASH = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-"
+
+
+def _prerelease_identifier() -> st.SearchStrategy[str]:
+    alphanumeric = st.text(alphabet=_ALNUM_DASH, min_size=1, max_size=8).filter(
+        lambda text: not text.isdigit()
+    )
+    return st.one_of(_NUMBER, alphanumeric)
+
+
+def versions() -> st.SearchStrategy[str]:
+    """A valid semantic version (semver.org): ``MAJOR.MINOR.PATCH`` with optional
+    pre-release (``-alpha.1``) and build (``+build.5``) parts."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> str:
+        version = ".".join(draw(_NUMBER) for _ in range(3))
+        if draw(st.booleans()):
+            parts = draw(st.lists(_prerelease_identifier(), min_size=1, max_size=3))
+            version += "-" + ".".join(parts)
+        if draw(st.booleans()):
+            parts = draw(
+                st.lists(
+                    st.text(alphabet=_ALNUM_DASH, min_size=1, max_size=8), min_size=1, max_size=3
+                )
+            )
+            version += "+" + ".".join(parts)
+        return version
+
+    return build()
+
+
+def invalid_versions() -> st.SearchStrategy[str]:
+    """A string that is not a semantic version: empty, a ``v`` prefix, too few or too many
+    numbers, a leading zero, an empty or bad pre-release/build part, whitespace."""
+
+    @st.composite
+    def broken(draw: st.DrawFn) -> str:
+        good = draw(versions())
+        core = ".".join(draw(_NUMBER) for _ in range(3))
+        kind = draw(
+            st.sampled_from(
+                ["v", "two", "four", "zero", "dash", "plus", "prezero", "space", "badchar"]
+            )
+        )
+        if kind == "v":
+            return "v" + good
+        if kind == "two":
+            return ".".join(core.split(".")[:2])
+        if kind == "four":
+            return core + "." + draw(_NUMBER)
+        if kind == "zero":
+            _, rest = core.split(".", 1)
+            return f"0{draw(st.integers(0, 99))}.{rest}"
+        if kind == "dash":
+            return core + "-"
+        if kind == "plus":
+            return core + "+"
+        if kind == "prezero":
+            return f"{core}-0{draw(st.integers(0, 99))}"
+        if kind == "space":
+            at = draw(st.integers(0, len(good)))
+            return good[:at] + draw(st.sampled_from(WHITESPACE)) + good[at:]
+        return core + "-" + draw(st.sampled_from(("a_b", "é", "a..b", "a/b")))
+
+    return st.one_of(st.just(""), broken())
+
+
+def metadata(*, max_size: int = 4) -> st.SearchStrategy[dict[str, str]]:
+    """Valid service or endpoint metadata: str keys to str values (any printable text)."""
+    text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=16)
+    return st.dictionaries(text, text, max_size=max_size)
+
+
+def invalid_metadata() -> st.SearchStrategy[object]:
+    """Metadata ``micro.validation.validate_metadata`` rejects: not a mapping, a non-str key
+    or value, or more than 128 KiB of keys plus values."""
+    bad_value: st.SearchStrategy[object] = st.one_of(
+        st.integers(), st.none(), st.binary(max_size=4), st.lists(st.text(max_size=2))
+    )
+    return st.one_of(
+        st.lists(st.tuples(st.text(max_size=4), st.text(max_size=4)), min_size=1, max_size=2),
+        st.builds(lambda key, value: {key: value}, st.text(max_size=4), bad_value),
+        st.builds(lambda key: {key: "v"}, st.integers()),
+        st.just({"big": "x" * (128 * 1024)}),
+    )

@@ -26,7 +26,13 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-_NATS_FIXTURES = {"micro_nats_server", "micro_nats_transport", "nats_server", "nats_url"}
+_NATS_FIXTURES = {
+    "micro_nats_server",
+    "micro_nats_transport",
+    "micro_nats_cluster",
+    "nats_server",
+    "nats_url",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -389,7 +389,8 @@ async def test_close_fails_what_waits_for_an_unresponsive_server() -> None:
                 asyncio.ensure_future(transport.request("frozen", timeout=30)),
             ]
             await asyncio.sleep(0)  # one loop turn: each task sends, then waits for an answer
-            assert len(transport.nc._pongs) == 2  # flush and subscribe wait for PONG
+            await asyncio.sleep(0)  # ... and the turn's barriers went out as one PING
+            assert len(transport.nc._pongs) == 1  # flush and subscribe share that PING
             assert len(transport.nc._resp_map) == 1  # the request waits for its reply
             with anyio.fail_after(5):
                 await transport.close()
@@ -514,8 +515,17 @@ async def test_nats_internals_we_rely_on(micro_nats_transport: NatsTransport) ->
         assert hasattr(nc, name), name
     for name in ("_send_unsubscribe", "_remove_sub", "_close", "_error_cb", "_closed_cb"):
         assert hasattr(nc, name), name
-    for name in ("_disconnected_cb", "_reconnected_cb", "msg_class"):
+    for name in ("_disconnected_cb", "_reconnected_cb", "msg_class", "_pongs", "_reading_task"):
         assert hasattr(nc, name), name
+    for name in ("_process_headers", "_build_message"):  # the guard against unreadable frames
+        assert callable(getattr(nc, name, None)), name
+    for name in ("parse", "buf"):
+        assert hasattr(nc._ps, name), name
+    import nats.errors
+    import nats.protocol.command
+
+    assert callable(nats.protocol.command.unsub_cmd)  # the coalescing barrier queues UNSUBs
+    assert issubclass(nats.errors.ProtocolError, nats.errors.Error)
     sub = await micro_nats_transport.subscribe("internals")
     raw = sub._raw
     for name in ("_id", "_pending_queue", "_pending_size", "_received", "_max_msgs"):

@@ -12,11 +12,12 @@ and emptied by its consumer.  Its life has three states:
 
 from __future__ import annotations
 
-import time
+from asyncio import AbstractEventLoop, _get_running_loop
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from transports._wakeup import Waiter, new_waiter, wait, wake
+from transports._wakeup import Waiter, current_task, new_waiter, now, wait, wake
 from transports.base import (
     Msg,
     SlowConsumerError,
@@ -31,6 +32,13 @@ if TYPE_CHECKING:
 __all__ = ["MemorySubscription"]
 
 _LIVE, _STOPPING, _ENDED = 0, 1, 2
+
+try:  # CPython's {loop: running task}: a dict lookup instead of a call (hot path)
+    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
+
+    _task_of: Callable[[AbstractEventLoop], object] = _current_tasks.get
+except ImportError:  # pragma: no cover - other Pythons
+    from asyncio import current_task as _task_of
 
 
 class MemorySubscription:
@@ -66,6 +74,8 @@ class MemorySubscription:
         self._state = _LIVE
         self._waiters: list[Waiter[None]] = []
         self._drain_waiters: list[Waiter[None]] = []
+        self._holder: object = None  # the task processing the last message from __anext__
+        self._iterated = False  # a consumer loop has waited in __anext__ (see wait_idle)
 
     def __repr__(self) -> str:
         state = ("live", "stopping", "ended")[self._state]
@@ -126,12 +136,7 @@ class MemorySubscription:
         buffer = self._buffer
         size = len(msg.data)
         if len(buffer) >= self._msgs_limit or self._pending_bytes + size > self._bytes_limit:
-            self._dropped += 1
-            self._conn._emit(
-                TransportEvent(TransportEventKind.ERROR, SlowConsumerError(self._subject))
-            )
-            if not buffer and self._state == _STOPPING:
-                self._end()
+            self._drop()
             return
         buffer.append(msg)
         self._pending_bytes += size
@@ -141,6 +146,30 @@ class MemorySubscription:
             for waiter in waiters:
                 wake(waiter, None)
             waiters.clear()
+
+    def _drop(self) -> None:
+        """Count one message dropped as a slow consumer and report it (``ERROR`` event)."""
+        self._dropped += 1
+        self._conn._emit(TransportEvent(TransportEventKind.ERROR, SlowConsumerError(self._subject)))
+        if not self._buffer and self._state == _STOPPING:
+            self._end()
+
+    def _push_dropped(self, msg: Msg) -> None:
+        """Route ``msg`` here but drop it as a slow consumer would (forced by a fault rule)."""
+        self._received += 1
+        if self._max_msgs and self._received >= self._max_msgs:
+            self._stop_interest()
+        self._drop()
+
+    def _attach(self) -> None:
+        """Re-register interest after the connection reconnected (only while ``LIVE``)."""
+        if self._state == _LIVE:
+            self._broker._sublist.insert(self._subject, self, self._queue)
+
+    def _detach(self) -> None:
+        """Withdraw interest while the connection is disconnected; the state is kept."""
+        if self._state == _LIVE:
+            self._broker._sublist.remove(self._subject, self, self._queue)
 
     def _stop_interest(self) -> None:
         """Leave the sublist: no message is routed here any more."""
@@ -213,16 +242,22 @@ class MemorySubscription:
     async def __anext__(self) -> Msg:
         """Wait for the next message; ``StopAsyncIteration`` once the subscription ended
         and its buffer is exhausted."""
+        # For MemoryBroker.wait_idle: the consumer is back, so it has finished with the last
+        # message; it holds the one returned below until it comes back again.
+        self._holder = None
         buffer = self._buffer
         while not buffer:
             if self._state != _LIVE:
                 raise StopAsyncIteration
+            self._iterated = True  # a consumer loop (it waits here): its buffer is awaited
             waiter = self._park()
             try:
                 await waiter
             except BaseException:
                 self._unpark(waiter)
                 raise
+        loop = _get_running_loop()
+        self._holder = _task_of(loop) if loop is not None else current_task()
         return self._take()
 
     async def next_msg(self, timeout: float | None = None) -> Msg:
@@ -235,11 +270,11 @@ class MemorySubscription:
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"invalid timeout {timeout!r}: must be None or a number >= 0")
         buffer = self._buffer
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else now() + timeout
         while not buffer:
             if self._state != _LIVE:
                 raise SubscriptionClosedError(self._subject)
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = None if deadline is None else deadline - now()
             waiter = self._park()
             try:
                 if remaining is None:

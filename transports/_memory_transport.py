@@ -26,18 +26,21 @@ from transports._memory_messages import (
     make_msg,
     pending_limit,
 )
+from transports._memory_outage import ConnectionFaults
 from transports._memory_subscription import MemorySubscription
-from transports._wakeup import TIMED_OUT, Expiry, Waiter, call_soon, fail, new_waiter, wake
+from transports._wakeup import TIMED_OUT, Expiry, Waiter, call_soon, fail, new_waiter, wait, wake
 from transports.base import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
     ConnectionClosedError,
     EventListener,
+    FlushTimeoutError,
     Headers,
     MaxPayloadError,
     Msg,
     NoRespondersError,
     RequestTimeoutError,
+    SlowConsumerError,
     TransportError,
     TransportEvent,
     TransportEventKind,
@@ -47,7 +50,10 @@ from transports.subjects import validate_pattern, validate_queue
 if TYPE_CHECKING:
     from transports.memory import MemoryBroker
 
-__all__ = ["MemoryTransport"]
+__all__ = ["DEFAULT_PENDING_SIZE", "MemoryTransport"]
+
+DEFAULT_PENDING_SIZE = 2 * 1024 * 1024
+"""Bytes of publishes buffered while disconnected (nats-py's ``pending_size`` default)."""
 
 _log = logging.getLogger("transports.memory")
 
@@ -71,23 +77,42 @@ class _ReplyMux:
             self._conn._expiry.discard(waiter)
             wake(waiter, msg)
 
+    def _push_dropped(self, msg: Msg) -> None:
+        """A reply lost as by a slow consumer (forced by a fault rule): reported, and the
+        request waits on (it times out)."""
+        self._conn._emit(TransportEvent(TransportEventKind.ERROR, SlowConsumerError(self.pattern)))
 
-class MemoryTransport:
+
+class MemoryTransport(ConnectionFaults):
     """A connection to a :class:`MemoryBroker`; a :class:`~transports.base.Transport`.
 
     Beyond the protocol: ``drain()`` is bounded by ``drain_timeout`` (then it closes
     anyway and emits an ``ERROR`` event), and ``subscribe`` raises
     :class:`ConnectionClosedError` while the connection drains.
+
+    Simulated network failures (:meth:`force_disconnect`, :meth:`force_reconnect`,
+    :meth:`disconnected`) behave like nats-py losing and regaining its server; strict
+    mode reporting goes through :meth:`handler_failed` (``transports.base.HandlerErrorSink``).
     """
 
     def __init__(
-        self, broker: MemoryBroker, cid: int, name: str | None, drain_timeout: float
+        self,
+        broker: MemoryBroker,
+        cid: int,
+        name: str | None,
+        drain_timeout: float,
+        pending_size: int = DEFAULT_PENDING_SIZE,
     ) -> None:
         self._broker = broker
         self._cid = cid
         self._name = name
         self._drain_timeout = drain_timeout
         self._closed = False
+        self._offline = False  # force_disconnect()ed and not yet reconnected
+        self._outbox: list[Msg] = []
+        self._outbox_bytes = 0
+        self._pending_size = pending_size
+        self._reconnect_waiters: list[Waiter[None]] = []
         self._draining = False
         self._subs: dict[int, MemorySubscription] = {}
         self._next_sid = 0
@@ -101,7 +126,15 @@ class MemoryTransport:
         self._expiry = Expiry()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "draining" if self._draining else "open"
+        state = (
+            "closed"
+            if self._closed
+            else "draining"
+            if self._draining
+            else "disconnected"
+            if self._offline
+            else "open"
+        )
         return f"<MemoryTransport cid={self._cid} name={self._name!r} {state}>"
 
     @property
@@ -127,8 +160,8 @@ class MemoryTransport:
 
     @property
     def is_connected(self) -> bool:
-        """True until the connection is closed."""
-        return not self._closed
+        """True until the connection is closed, except while :meth:`force_disconnect` holds."""
+        return not (self._closed or self._offline)
 
     @property
     def is_closed(self) -> bool:
@@ -207,7 +240,8 @@ class MemoryTransport:
         self._next_sid += 1
         sub = MemorySubscription(self, self._next_sid, subject, queue, msgs_limit, bytes_limit)
         self._subs[self._next_sid] = sub
-        self._broker._sublist.insert(subject, sub, queue)
+        if not self._offline:  # else registered by force_reconnect(), as nats-py re-subscribes
+            self._broker._sublist.insert(subject, sub, queue)
         return sub
 
     async def request(
@@ -230,7 +264,8 @@ class MemoryTransport:
         if mux is None:
             self._check_open()
             mux = self._mux = _ReplyMux(self, self.new_inbox())
-            self._broker._sublist.insert(mux.pattern, mux)
+            if not self._offline:
+                self._broker._sublist.insert(mux.pattern, mux)
         mux.counter += 1
         token = str(mux.counter)
         msg = self._message(subject, data, mux.prefix + token, headers, own_reply=True)
@@ -254,10 +289,27 @@ class MemoryTransport:
 
     async def flush(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (protocol signature)
         """A checkpoint: everything published is already at the broker; delivers this
-        connection's queued events.  Raises ConnectionClosedError after close and
-        ValueError for a non-positive ``timeout``."""
+        connection's queued events.  While disconnected it waits for the reconnection
+        (like nats-py's PING waiting for its PONG).
+
+        Raises ConnectionClosedError after close (also when closed while waiting),
+        FlushTimeoutError when still disconnected after ``timeout`` seconds, and
+        ValueError for a non-positive ``timeout``.
+        """
         check_positive("timeout", timeout)
         self._check_open()
+        if self._offline:
+            waiter: Waiter[None] = new_waiter()
+            self._reconnect_waiters.append(waiter)
+            try:
+                await wait(waiter, timeout, self._expiry)
+            except TimeoutError:
+                raise FlushTimeoutError(
+                    f"flush timed out after {timeout:g} s: the connection is disconnected"
+                ) from None
+            finally:
+                if waiter in self._reconnect_waiters:
+                    self._reconnect_waiters.remove(waiter)
         self._deliver_events()
         await anyio.lowlevel.checkpoint()
 
@@ -309,6 +361,14 @@ class MemoryTransport:
             for waiter in pending.values():
                 fail(waiter, ConnectionClosedError("the connection was closed during the request"))
         self._broker._forget(self)
+        if self._offline:
+            self._offline = False
+            self._broker._offline_changed(-1)
+        self._outbox.clear()  # like nats-py, what a disconnected connection buffered is lost
+        self._outbox_bytes = 0
+        waiters, self._reconnect_waiters = self._reconnect_waiters, []
+        for reconnect_waiter in waiters:
+            fail(reconnect_waiter, ConnectionClosedError())
         self._expiry.close()
         self._emit(TransportEvent(TransportEventKind.CLOSED))
         self._deliver_events()

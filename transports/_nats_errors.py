@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import ssl
 
 from nats import errors as nats_errors
 
@@ -29,7 +30,12 @@ from transports.base import (
     TransportError,
 )
 
-__all__ = ["map_nats_error", "parse_permission_violation"]
+__all__ = [
+    "is_permanent_connect_error",
+    "map_nats_error",
+    "parse_permission_violation",
+    "permission_violation_parts",
+]
 
 # nats-py lower-cases the server's -ERR line, e.g.
 #   'Permissions Violation for Publish to "a.b"'
@@ -42,17 +48,38 @@ _PERMISSION = re.compile(
 )
 
 
-def parse_permission_violation(text: str) -> PermissionViolationError | None:
-    """The ``PermissionViolationError`` described by a server error line, or ``None``.
+def permission_violation_parts(text: str) -> tuple[str, str, str | None] | None:
+    """``(operation, subject, queue)`` of a server permissions-violation line, or ``None``.
 
-    ``operation`` is ``"publish"`` or ``"subscription"``.  nats-py lower-cases the whole
-    error line before reporting it, so ``subject`` is lower-case too.
+    ``operation`` is ``"publish"`` or ``"subscription"``; ``queue`` is ``None`` unless the
+    line names one.  nats-py lower-cases the whole error line before reporting it, so
+    ``subject`` and ``queue`` are lower-case too.
     """
     match = _PERMISSION.search(text)
     if match is None:
         return None
-    operation, subject, queue = match.group(1).lower(), match.group(2), match.group(3)
+    return match.group(1).lower(), match.group(2), match.group(3)
+
+
+def parse_permission_violation(text: str) -> PermissionViolationError | None:
+    """The ``PermissionViolationError`` described by a server error line, or ``None``
+    (see :func:`permission_violation_parts`)."""
+    parts = permission_violation_parts(text)
+    if parts is None:
+        return None
+    operation, subject, queue = parts
     return PermissionViolationError(operation, subject, f"queue group {queue!r}" if queue else "")
+
+
+def is_permanent_connect_error(exc: BaseException) -> bool:
+    """True for a connect failure that retrying cannot cure: the server rejected the
+    credentials, or the TLS handshake failed (certificate not trusted, no client
+    certificate, protocol mismatch).  A dropped connection or a refused port is not."""
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return False
+    if isinstance(exc, ssl.SSLError):
+        return True
+    return isinstance(map_nats_error(exc), AuthorizationError)
 
 
 def map_nats_error(
@@ -107,6 +134,8 @@ def map_nats_error(
         return violation
     if "authorization violation" in text.lower():
         return AuthorizationError(f"authorization violation: {text.removeprefix('nats: ')}")
+    if isinstance(exc, ssl.SSLError):  # before OSError: its errno is not an OS error code
+        return ConnectFailedError(f"TLS error: {exc}")
     if isinstance(exc, OSError):
         reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
         return ConnectFailedError(f"connection error: {reason} ({exc})")

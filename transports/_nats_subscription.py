@@ -143,7 +143,8 @@ class NatsSubscription:
         """Wait for the next message; ``StopAsyncIteration`` once the subscription ended
         and its buffer is exhausted."""
         queue = self._queue
-        msg = await queue.get()
+        # a buffered message is taken without creating the `get()` coroutine (per message)
+        msg = await queue.get() if queue.empty() else queue.get_nowait()
         if msg.__class__ is not Msg:  # the end marker, or a message built by nats-py
             if msg is _END:
                 self._requeue_end()

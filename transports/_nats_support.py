@@ -5,7 +5,8 @@
 * header validation and the size of the header block nats-py will send;
 * the argument checks of ``NatsTransport`` (pending limits, server lists, a fast path of
   ``validate_subject`` for publishing);
-* :class:`Listeners`, the event listeners of a connection.
+* :class:`Listeners`, the event listeners of a connection;
+* :func:`guard_incoming`: what nats-py cannot read is dropped and reported, not fatal.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "HEADER_FRAME",
     "Listeners",
     "check_timeout",
+    "guard_incoming",
     "headers_size",
     "message_size",
     "is_plain_subject",
@@ -203,6 +205,101 @@ def check_timeout(timeout: float) -> None:
     """Raise ``ValueError`` unless ``timeout`` is a positive number of seconds."""
     if not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+
+def guard_incoming(
+    nc: Any, report: Callable[[TransportError], None], protocol_error: type[Exception]
+) -> None:
+    """Make nats-py's client ``nc`` survive incoming messages it cannot read.
+
+    nats-server relays messages from any publisher, and some of them defeat nats-py:
+
+    * a subject or reply containing a byte nats-py's parser takes for whitespace (``\\r``,
+      ``\\v``, ``\\f``; the server allows them): the parser raises ``protocol_error``
+      and nats-py drops the connection and reconnects -- losing what was in flight, for
+      every subscriber the message reached;
+    * a header block that is not ``NATS/1.0`` headers (e.g. shorter than that, or a status
+      line that is not UTF-8), or a subject or reply that is not UTF-8: nats-py's reader
+      task ends *silently*, the connection still claims to be connected, nothing more is
+      read.
+
+    This wraps three steps on the instance: an unparsable message line is rewritten to
+    address no subscription (nats-py then skips its payload), a message whose subject or
+    reply is not UTF-8 is dropped, unreadable headers are dropped (the message is still
+    delivered, without headers).  Each time ``report`` gets a :class:`TransportError`
+    saying what was dropped.  On the usual path the wrappers cost one call each.
+    """
+    parser = nc._ps
+    parse = parser.parse
+    process_headers = nc._process_headers
+
+    async def safe_parse(data: bytes = b"") -> None:
+        while True:
+            try:
+                await parse(data)
+                return
+            except protocol_error:
+                line = _neutralise_message_line(parser.buf)
+                if line is None:
+                    raise
+                report(
+                    TransportError(f"dropped an incoming message nats-py cannot parse: {line!r}")
+                )
+                data = b""  # go on with what is buffered
+
+    async def safe_process_headers(headers: bytes | None) -> dict[str, str] | None:
+        if not headers:
+            return None
+        try:
+            parsed: dict[str, str] | None = await process_headers(headers)
+        except Exception as exc:
+            report(
+                TransportError(
+                    f"dropped the unreadable header block {bytes(headers[:64])!r} of an "
+                    f"incoming message ({type(exc).__name__}: {exc}); delivered without headers"
+                )
+            )
+            return None
+        return parsed
+
+    def safe_build_message(
+        sid: int, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str] | None
+    ) -> Any:
+        try:
+            subject_text = subject.decode()
+            reply_text = reply.decode()
+        except UnicodeDecodeError:
+            report(
+                TransportError(
+                    f"dropped an incoming message whose subject {bytes(subject[:64])!r} or "
+                    f"reply {bytes(reply[:64])!r} is not UTF-8"
+                )
+            )
+            return None  # nats-py skips a message its builder returns None for
+        return nc.msg_class(
+            subject=subject_text, reply=reply_text, data=data, headers=headers,
+            _client=nc, _sid=sid,
+        )  # fmt: skip
+
+    parser.parse = safe_parse
+    nc._process_headers = safe_process_headers
+    nc._build_message = safe_build_message
+
+
+def _neutralise_message_line(buf: bytearray) -> bytes | None:
+    """If ``buf`` starts with a complete ``MSG``/``HMSG`` line, replace it by one for sid 0
+    (which no subscription has) with the same sizes, and return the original line;
+    otherwise return ``None`` and leave ``buf`` alone."""
+    end = buf.find(b"\r\n")
+    if end < 0 or not buf.startswith((b"MSG ", b"HMSG ")):
+        return None
+    line = bytes(buf[: end + 2])
+    parts = line[:-2].split(b" ")
+    sizes = parts[-2:] if parts[0] == b"HMSG" else parts[-1:]
+    if len(parts) < 3 + len(sizes) or not all(size.isdigit() for size in sizes):
+        return None
+    buf[: end + 2] = b" ".join([parts[0], b"_", b"0", *sizes]) + b"\r\n"
+    return line
 
 
 class Listeners:

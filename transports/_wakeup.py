@@ -20,7 +20,9 @@ timeout) or :func:`wait` (timeout).  On asyncio timeouts go through an
 from __future__ import annotations
 
 import sys
+import time
 from asyncio import AbstractEventLoop, Future, TimerHandle, _get_running_loop
+from asyncio import current_task as _asyncio_current_task
 from collections.abc import Callable, Generator
 from typing import Any, Protocol, TypeVar, cast
 
@@ -28,7 +30,10 @@ __all__ = [
     "TIMED_OUT",
     "Expiry",
     "Waiter",
+    "call_later",
     "call_soon",
+    "current_task",
+    "now",
     "expire_due",
     "fail",
     "new_waiter",
@@ -205,3 +210,34 @@ def call_soon(callback: Callable[[], object]) -> None:
         _trio_module().call_soon(callback)
     else:
         callback()
+
+
+def call_later(delay: float, callback: Callable[[], object]) -> None:
+    """Run ``callback`` after ``delay`` seconds of the running backend's clock (so a trio
+    ``MockClock`` makes it virtual).  Requires a running event loop (asyncio or trio)."""
+    loop = _get_running_loop()
+    if loop is not None:
+        loop.call_later(delay, callback)
+    else:
+        _trio_module().call_later(delay, callback)
+
+
+def current_task() -> object:
+    """The running task (an ``asyncio.Task`` or a ``trio.lowlevel.Task``), ``None`` outside."""
+    loop = _get_running_loop()
+    if loop is not None:
+        return _asyncio_current_task(loop)
+    if "trio" in sys.modules:
+        return _trio_module().current_task()
+    return None
+
+
+def now() -> float:
+    """The running backend's clock (``loop.time()`` / ``trio.current_time()``: virtual under
+    a trio ``MockClock``); ``time.monotonic()`` outside an event loop."""
+    loop = _get_running_loop()
+    if loop is not None:
+        return loop.time()
+    if "trio" in sys.modules:
+        return float(_trio_module().now())
+    return time.monotonic()

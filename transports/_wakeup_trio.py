@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -10,7 +12,7 @@ import trio
 
 from transports._wakeup import expire_due
 
-__all__ = ["TrioTimer", "TrioWaiter", "call_soon"]
+__all__ = ["TrioTimer", "TrioWaiter", "call_later", "call_soon", "current_task", "now"]
 
 _EMPTY, _SET, _FAILED = 0, 1, 2
 
@@ -116,3 +118,34 @@ def call_soon(callback: Callable[[], object]) -> None:
         callback()
         return
     token.run_sync_soon(callback)
+
+
+def call_later(delay: float, callback: Callable[[], object]) -> None:
+    """Run ``callback`` after ``delay`` seconds of trio's clock, from a system task (so it
+    never runs inside the caller and survives the caller's cancellation).  A callback that
+    raises is logged; a run that ends first cancels it."""
+    trio.lowlevel.spawn_system_task(_later, delay, callback, name="transports.memory call_later")
+
+
+async def _later(delay: float, callback: Callable[[], object]) -> None:
+    await trio.sleep(delay)
+    try:
+        callback()
+    except Exception:  # a system task must not raise: it would crash the whole run
+        logging.getLogger("transports.memory").exception("delayed callback %r failed", callback)
+
+
+def current_task() -> object:
+    """The running trio task, or ``None`` outside a trio run."""
+    try:
+        return trio.lowlevel.current_task()
+    except RuntimeError:
+        return None
+
+
+def now() -> float:
+    """trio's clock inside a run, else ``time.monotonic()``."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return time.monotonic()

@@ -23,7 +23,17 @@ What it reproduces from nats-server / nats-py:
 
 Delivery is asynchronous: ``publish`` only buffers and wakes waiting consumers.  Every
 message passes through :meth:`MemoryBroker._dispatch`, the single place where test hooks
-(recording, fault injection) attach.  A broker serves one event loop at a time.
+attach (``transports._memory_conveniences``): traffic recording (:meth:`MemoryBroker.record`),
+:meth:`MemoryBroker.wait_idle`, strict mode for handler exceptions and fault rules by subject
+pattern (drop, delay, duplicate, reorder, no-responders, slow consumer).  Per connection,
+``MemoryTransport.force_disconnect()`` / ``force_reconnect()`` simulate losing the server the
+way nats-py sees it.  While no hook is active they cost one attribute check per publish.
+A broker serves one event loop at a time.
+
+Determinism: queue-group choice, inbox ids and probabilistic faults come from the broker's
+seedable ``random.Random`` (unseeded: seeded from the global ``random`` module); under
+hypothesis every broker generator is re-seeded per example (``transports._memory_seeding``),
+so a failing example replays the same choices.
 
 URLs: ``memory://`` is the process-wide default broker, ``memory://name`` a named one
 (:func:`get_broker`); that registry is this module's only global state.
@@ -35,24 +45,40 @@ import random
 from typing import Any
 from urllib.parse import urlsplit
 
+from transports._memory_conveniences import BrokerConveniences, HandlerFailure
+from transports._memory_faults import FaultRule
 from transports._memory_messages import check_positive, make_msg
+from transports._memory_recording import RecordedMessage, Recording, Traffic
+from transports._memory_seeding import new_rng, track
 from transports._memory_subscription import MemorySubscription
-from transports._memory_transport import MemoryTransport, _ReplyMux
+from transports._memory_transport import DEFAULT_PENDING_SIZE, MemoryTransport, _ReplyMux
 from transports._sublist import Sublist
 from transports.base import NO_RESPONDERS_STATUS, STATUS_HEADER, Msg
 
-__all__ = ["MemoryBroker", "MemorySubscription", "MemoryTransport", "connect_url", "get_broker"]
+__all__ = [
+    "FaultRule",
+    "HandlerFailure",
+    "MemoryBroker",
+    "MemorySubscription",
+    "MemoryTransport",
+    "RecordedMessage",
+    "Recording",
+    "Traffic",
+    "connect_url",
+    "get_broker",
+]
 
 _Receiver = MemorySubscription | _ReplyMux
 
 
-class MemoryBroker:
-    """The in-process server: subscriptions, routing, queue-group choice.
+class MemoryBroker(BrokerConveniences):
+    """The in-process server: subscriptions, routing, queue-group choice, test hooks.
 
     ``max_payload`` is the largest message accepted (payload plus encoded headers, like
     the server's setting); ``rng`` (or a ``random.Random(seed)``) picks queue-group
     members and inbox ids, so a seeded broker replays the same choices for the same
-    sequence of operations.
+    sequence of operations; ``strict`` keeps service handler exceptions to re-raise them
+    in the test (see :attr:`strict`).
     Raises ``ValueError`` for a non-positive ``max_payload`` or both ``seed`` and ``rng``.
     """
 
@@ -62,19 +88,22 @@ class MemoryBroker:
         max_payload: int = 1024 * 1024,
         seed: int | None = None,
         rng: random.Random | None = None,
+        strict: bool = False,
     ) -> None:
         if not isinstance(max_payload, int) or isinstance(max_payload, bool) or max_payload <= 0:
             raise ValueError(f"invalid max_payload {max_payload!r}: must be a positive int")
         if seed is not None and rng is not None:
             raise ValueError("pass either seed or rng, not both")
         self._max_payload = max_payload
-        self._rng = rng if rng is not None else random.Random(seed)
+        self._rng = rng if rng is not None else new_rng(seed)
         self._id_rng = random.Random(self._rng.getrandbits(64))
         self._sublist: Sublist[_Receiver] = Sublist(uncached_prefix="_INBOX.")
         self._known_subjects: dict[str, None] = {}  # publish subjects found valid
         self._connections: dict[int, MemoryTransport] = {}
         self._next_cid = 0
         self._in_flight = 0
+        self._init_conveniences(strict)
+        track(self._rng)  # replayable choices inside hypothesis tests
 
     @property
     def max_payload(self) -> int:
@@ -97,19 +126,28 @@ class MemoryBroker:
         return list(self._connections.values())
 
     async def connect(
-        self, *, name: str | None = None, drain_timeout: float = 30.0
+        self,
+        *,
+        name: str | None = None,
+        drain_timeout: float = 30.0,
+        pending_size: int = DEFAULT_PENDING_SIZE,
     ) -> MemoryTransport:
         """Open a new connection to this broker.
 
         ``name`` labels the connection; ``drain_timeout`` bounds ``drain()`` (after it the
-        connection closes anyway, reporting an ``ERROR`` event).  Raises ``ValueError``
-        for a non-str ``name`` or a non-positive ``drain_timeout``.
+        connection closes anyway, reporting an ``ERROR`` event); ``pending_size`` bounds
+        the bytes buffered by publishes while disconnected (``0``: publishing while
+        disconnected raises, see ``MemoryTransport.force_disconnect``).  Raises
+        ``ValueError`` for a non-str ``name``, a non-positive ``drain_timeout`` or a
+        negative ``pending_size``.
         """
         if name is not None and not isinstance(name, str):
             raise ValueError(f"invalid connection name {name!r}: must be a str or None")
         check_positive("drain_timeout", drain_timeout)
+        if not isinstance(pending_size, int) or isinstance(pending_size, bool) or pending_size < 0:
+            raise ValueError(f"invalid pending_size {pending_size!r}: must be an int >= 0")
         self._next_cid += 1
-        conn = MemoryTransport(self, self._next_cid, name, drain_timeout)
+        conn = MemoryTransport(self, self._next_cid, name, drain_timeout, pending_size)
         self._connections[conn.cid] = conn
         return conn
 
@@ -120,6 +158,10 @@ class MemoryBroker:
         matching queue group; with nothing matching and a reply subject, sends the
         no-responders status to the publisher.  Synchronous: runs no consumer code.
         """
+        hooks = self._hooks
+        if hooks is not None:  # recording, faults or a disconnected connection: the slow path
+            hooks.dispatch(origin, msg)
+            return
         plain, groups = self._sublist.match(msg.subject)
         copy_next = False
         with_headers = msg.headers is not None
@@ -135,6 +177,26 @@ class MemoryBroker:
                 copy_next = with_headers
         elif not plain and msg.reply is not None:
             self._no_responders(origin, msg.reply)
+
+    def _route(self, origin: MemoryTransport, msg: Msg, slow: bool = False) -> None:
+        """:meth:`_dispatch`'s routing for the hooks (after recording and fault rules);
+        ``slow``: every receiver drops the message as a slow consumer."""
+        plain, groups = self._sublist.match(msg.subject)
+        receivers = list(plain)
+        rng = self._rng
+        for members in groups:
+            count = len(members)
+            receivers.append(members[int(rng.random() * count)] if count > 1 else members[0])
+        if not receivers:
+            if msg.reply is not None:
+                self._no_responders(origin, msg.reply)
+            return
+        for number, receiver in enumerate(receivers):
+            delivered = msg if number == 0 or msg.headers is None else _copy(msg)
+            if slow:
+                receiver._push_dropped(delivered)
+            else:
+                receiver._push(delivered)
 
     def _no_responders(self, origin: MemoryTransport, reply: str) -> None:
         """nats-server's rule: the 503 goes only to the publisher's own first plain

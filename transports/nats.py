@@ -8,11 +8,17 @@ nats-py internals used where its API falls short (pinned by ``test_nats_internal
 
 * a barrier after SUB, UNSUB and flush: nats-py's ``flush()`` writes its PING straight to the
   socket, possibly *ahead* of commands still queued for its flusher task (``Client._pending``),
-  so one flush is no barrier.  We hand those to the socket first, then flush: one round trip;
+  so one flush is no barrier.  We hand those to the socket first, then PING ourselves
+  (``_nats_barrier``, via ``Client._pongs``): one round trip, shared by every barrier asked
+  for in the same event-loop turn;
 * ``Client.msg_class`` builds our ``Msg`` directly for our subscriptions (one object per
   message); a ``Subscription``'s queue and counters (``_nats_subscription``);
 * ``Client._send_unsubscribe`` / ``_remove_sub`` (drain keeps in-flight messages) and
-  ``Client._resp_map`` / ``_pongs`` (pending requests and barriers fail on close).
+  ``Client._resp_map`` / ``_pongs`` (pending requests and barriers fail on close);
+* ``Client._ps.parse``, ``_process_headers`` and ``_build_message`` are wrapped
+  (``guard_incoming``): a message line nats-py cannot parse makes it reconnect, and a header
+  block or subject it cannot decode kills its reader silently; any client on the network can
+  send such messages.  We drop them (or their headers) and report an ``ERROR`` event.
 """
 
 from __future__ import annotations
@@ -26,12 +32,19 @@ from typing import Any
 
 from nats import errors as nats_errors
 from nats.aio.client import Client
+from nats.protocol.command import unsub_cmd
 
-from transports._nats_errors import map_nats_error
+from transports._nats_barrier import PingBarrier
+from transports._nats_errors import (
+    is_permanent_connect_error,
+    map_nats_error,
+    permission_violation_parts,
+)
 from transports._nats_subscription import NatsSubscription
 from transports._nats_support import (
     Listeners,
     check_timeout,
+    guard_incoming,
     is_plain_subject,
     message_size,
     msg_factory,
@@ -61,6 +74,9 @@ _logger = logging.getLogger(__name__)
 _CALLBACKS = ("error_cb", "disconnected_cb", "reconnected_cb", "closed_cb")
 _CONNECT_OPTIONS = frozenset(inspect.signature(Client.connect).parameters) - {"self", "servers"}
 _UserCallback = Callable[..., Awaitable[None]]
+_CLEANUP_LIMIT = 0.5
+"""Seconds a failed connect may spend freeing its socket (nats-py's close can hang after a
+failed TLS handshake: the stream's close waiter is never told)."""
 
 
 class _ConnectAborted(Exception):
@@ -91,9 +107,13 @@ class NatsTransport:
     def _setup(self, nc: Client, user_callbacks: dict[str, _UserCallback | None]) -> None:
         self._nc = nc
         self._subs: dict[int, NatsSubscription] = {}
+        self._pings = PingBarrier(
+            nc, nats_errors.ConnectionClosedError, nats_errors.FlushTimeoutError
+        )
         # nats-py builds every incoming message with nc.msg_class: make it build ours
         nc.msg_class = msg_factory(self._subs, nc.msg_class)  # type: ignore[assignment]
         self._listeners = Listeners(_logger)
+        guard_incoming(nc, self._report_unreadable, nats_errors.ProtocolError)
         self._user_callbacks = user_callbacks
         self._closing = False  # close()/drain() was asked for by us
         self._close_finished = False
@@ -102,7 +122,10 @@ class NatsTransport:
         self._denied: dict[str, int] = {}  # subscription denied -> error counter at the time
         self._baseline_error = nc.last_error
         self._connect_budget: int | None = None  # failed attempts allowed while connecting
+        self._connect_urls = 0  # while connect() runs: how many servers it may try
+        self._permanent_failures = 0  # ... and how many attempts failed for good (auth, TLS)
         self._connect_errors: list[TransportError] = []
+        self._abort_reason: TransportError | None = None  # why we ended connect() early
 
     def _handlers(self) -> dict[str, _UserCallback]:
         """Our nats-py callbacks, by option name; each calls the user's one after ours."""
@@ -117,9 +140,12 @@ class NatsTransport:
         ``servers`` is one URL, a comma-separated string or a list.  User callbacks among
         the options (``error_cb``, ``closed_cb``, ...) are still called.  With
         ``allow_reconnect=False`` or ``max_reconnect_attempts=0`` each server is tried once
-        (nats-py alone would retry forever).  Raises ``TypeError`` for an unknown option or
-        a callback that is not an ``async def``, ``ValueError`` for bad ``servers``, and
-        :class:`TransportError` naming the servers and the reason when connecting fails.
+        (nats-py alone would retry forever).  Rejected credentials or a failed TLS handshake
+        on every server end the attempt at once (:class:`AuthorizationError`,
+        :class:`ConnectFailedError`), whatever the reconnect options: retrying cannot help.
+        Raises ``TypeError`` for an unknown option or a callback that is not an
+        ``async def``, ``ValueError`` for bad ``servers``, and :class:`TransportError`
+        naming the servers and the reason when connecting fails.
         """
         user_callbacks = pop_callbacks(options, _CONNECT_OPTIONS, _CALLBACKS)
         urls = server_list(servers)
@@ -128,18 +154,22 @@ class NatsTransport:
         options.update(self._handlers())
         if not options.get("allow_reconnect", True) or options.get("max_reconnect_attempts") == 0:
             self._connect_budget = len(urls)
+        self._connect_urls = len(urls)
         try:
             await self._nc.connect(urls, **options)
         except Exception as exc:
             with contextlib.suppress(Exception):  # free the socket, no user callbacks
-                await self._nc._close(Client.CLOSED, do_cbs=False)
-            reason = self._connect_errors[-1] if self._connect_errors else map_nats_error(exc)
+                await asyncio.wait_for(self._nc._close(Client.CLOSED, do_cbs=False), _CLEANUP_LIMIT)
+            reason = self._abort_reason or (
+                self._connect_errors[-1] if self._connect_errors else map_nats_error(exc)
+            )
             error_class = (
                 type(reason) if isinstance(reason, ConnectFailedError) else ConnectFailedError
             )
             raise error_class(f"cannot connect to {', '.join(urls)}: {reason}") from exc
         finally:
             self._connect_budget = None
+            self._connect_urls = 0
         self._baseline_error = self._nc.last_error
         return self
 
@@ -240,7 +270,9 @@ class NatsTransport:
 
         While the connection is reconnecting it returns at once (nats-py re-subscribes
         after reconnecting).  Raises :class:`PermissionViolationError` when the server
-        refuses the subscription.
+        refuses the subscription.  If the server removes it later (permissions changed by a
+        configuration reload), an ``ERROR`` event carrying a :class:`PermissionViolationError`
+        with the subject as subscribed is emitted, then the subscription ends.
         """
         validate_pattern(subject)
         validate_queue(queue)
@@ -275,14 +307,22 @@ class NatsTransport:
         return sub
 
     async def _barrier(self, timeout: float = 10.0) -> None:
-        """Return once the server has processed everything sent so far (one round trip)."""
+        """Return once the server has processed everything sent so far (one round trip).
+
+        Barriers asked for in the same event-loop turn share one PING (``_nats_barrier``):
+        a service's 9 + N concurrent subscribes or drains cost one round trip together.
+        """
         nc = self._nc
-        transport = nc._transport
-        if nc._pending and transport is not None and nc.is_connected:
-            transport.writelines(nc._pending)  # what the flusher task would write next
-            nc._pending = []
-            nc._pending_data_size = 0
         try:
+            reader = nc._reading_task
+            if nc.is_connected and reader is not None and not reader.done():
+                await self._pings.wait(timeout)
+                return
+            transport = nc._transport  # not connected: nats-py's own flush, as before
+            if nc._pending and transport is not None and nc.is_connected:
+                transport.writelines(nc._pending)  # what the flusher task would write next
+                nc._pending = []
+                nc._pending_data_size = 0
             await nc.flush(timeout)  # type: ignore[arg-type]  # annotated int, takes float
         except Exception as exc:
             raise map_nats_error(exc, timeout=timeout) from exc
@@ -309,10 +349,11 @@ class NatsTransport:
         nats-py re-subscribes only what is still in its table)."""
         nc = self._nc
         if nc.is_connected:
-            try:
-                await nc._send_unsubscribe(sub.sid, limit=limit)
-            except Exception as exc:
-                raise map_nats_error(exc, subject=sub.subject) from exc
+            # queued for the barrier, which writes what is queued before its PING (nats-py's
+            # _send_unsubscribe would also wake its flusher task for it)
+            command = unsub_cmd(sub.sid, limit)
+            nc._pending.append(command)
+            nc._pending_data_size += len(command)
             await self._barrier()
 
     async def _stop_interest(self, sub: NatsSubscription) -> None:
@@ -416,6 +457,7 @@ class NatsTransport:
 
     async def _on_error(self, exc: Exception) -> None:
         self._errors_seen += 1
+        ended: list[NatsSubscription] = []
         if isinstance(exc, nats_errors.SlowConsumerError):
             sub = self._subs.get(exc.sid)
             if sub is not None:
@@ -425,12 +467,46 @@ class NatsTransport:
             error = map_nats_error(exc)
             if isinstance(error, PermissionViolationError) and error.operation == "subscription":
                 self._denied[error.subject.lower()] = self._errors_seen
+                error, ended = self._subscription_denied(error, str(exc))
         self._emit(TransportEventKind.ERROR, error)
+        for sub in ended:  # after the event: listeners learn why before the iterator ends
+            sub._end(discard=False)
         await self._call_user("error_cb", exc)
-        if self._connect_budget is not None:
+        if self._connect_urls and self._abort_reason is None:  # later ones: from the cleanup
             self._connect_errors.append(error)
-            if len(self._connect_errors) >= self._connect_budget:
+            if is_permanent_connect_error(exc):
+                self._permanent_failures += 1
+            if self._permanent_failures >= self._connect_urls or (
+                self._connect_budget is not None
+                and len(self._connect_errors) >= self._connect_budget
+            ):
+                self._abort_reason = error
                 raise _ConnectAborted(str(error))
+
+    def _subscription_denied(
+        self, error: PermissionViolationError, text: str
+    ) -> tuple[PermissionViolationError, list[NatsSubscription]]:
+        """The server refused (or, after a configuration reload, removed) a subscription.
+
+        nats-py lower-cases the server's line: give the error the subject as subscribed, and
+        return our live subscriptions it names (subject and queue, case-insensitively), which
+        the server no longer serves and which must therefore end.
+        """
+        parts = permission_violation_parts(text)
+        queue = parts[2] if parts is not None else None
+        named = [
+            sub
+            for sub in self._subs.values()
+            if sub.subject.lower() == error.subject and (sub.queue or "").lower() == (queue or "")
+        ]
+        if not named:
+            return error, []
+        detail = f"queue group {named[0].queue!r}" if named[0].queue else ""
+        return PermissionViolationError("subscription", named[0].subject, detail), named
+
+    def _report_unreadable(self, error: TransportError) -> None:
+        """``guard_incoming`` dropped something it could not read: an ``ERROR`` event."""
+        self._emit(TransportEventKind.ERROR, error)
 
     async def _on_disconnected(self) -> None:
         if not self._nc.is_closed:  # closing reports CLOSED only

@@ -207,7 +207,7 @@ class ExceptionCases(ServiceSuiteBase):
         assert dict(reply.headers or {}) == {ERROR: "Internal Server Error", CODE: "500"}
         assert b"boom" not in reply.data
         assert (await _endpoint_stats(client, service))["last_error"] == "500:ValueError: boom"
-        assert not service.stopped
+        assert not service.stopped()
 
     async def test_g56_exception_text_is_sent_only_when_opted_in(
         self, service_env: ServiceEnv

@@ -105,7 +105,7 @@ async def test_run_forever_connects_runs_setup_and_cleans_up_in_reverse_order() 
     assert ctx.cancelled()
     assert order == ["enter resource", "exit resource", "async push", "sync push"]
     service: Service = seen["service"]
-    assert service.stopped
+    assert service.stopped()
     assert seen["transport"].is_closed
     assert ctx.services == []
 
@@ -322,7 +322,7 @@ async def test_outer_cancellation_still_cleans_up() -> None:
             scope.cancel()
             await anyio.sleep(WAIT)
     assert scope.cancelled_caught
-    assert service.stopped
+    assert service.stopped()
     assert ctx.transport.is_closed
 
 

@@ -446,6 +446,21 @@ def test_reader_defaults_for_absent_or_null_fields() -> None:
     assert endpoint == EndpointStats("e", "s", num_requests=5)
 
 
+def test_reader_rounds_fractional_durations_as_nats_js_sends_them() -> None:
+    endpoint = EndpointStats.from_response(
+        {
+            "name": "e",
+            "subject": "s",
+            "num_requests": 3,
+            "processing_time": 1000000,
+            "average_processing_time": 333333.3333333333,
+        }
+    )
+    assert (endpoint.processing_time, endpoint.average_processing_time) == (1000000, 333333)
+    with pytest.raises(ValueError, match="num_requests"):
+        EndpointStats.from_response({"name": "e", "subject": "s", "num_requests": 1.5})
+
+
 def test_reader_keeps_received_type_and_any_json_data() -> None:
     ping = PingInfo.from_response({"type": "junk", "name": "n", "id": "i", "version": "1.0.0"})
     assert ping.type == "junk"  # filtering by type is the discovery client's business
@@ -526,8 +541,8 @@ _BASE_STATS = {"name": "n", "id": "i", "version": "1.0.0", "started": "2024-05-0
         ),
         (
             ServiceStats,
-            {**_BASE_STATS, "endpoints": [{"name": "e", "subject": "s", "processing_time": 1.5}]},
-            "field 'processing_time' must be an integer",
+            {**_BASE_STATS, "endpoints": [{"name": "e", "subject": "s", "processing_time": "1"}]},
+            "field 'processing_time' must be a number of nanoseconds",
         ),
     ],
 )

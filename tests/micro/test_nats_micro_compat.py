@@ -189,7 +189,7 @@ async def test_seed_code_runs_unchanged_on_a_raw_nats_py_client(
             ("plain", "workers"),
         ]
         assert service.stats().endpoints[0].num_requests == 1
-    assert service.stopped
+    assert service.stopped()
     assert nc.is_connected  # the user's client is not ours to close
     second = add_service(nc, "seed2", "0.1.0")  # the same client is adopted once
     assert second.transport is service.transport
@@ -201,4 +201,4 @@ async def test_closing_the_raw_client_stops_services_on_it(nc: NatsClient) -> No
     await nc.close()
     with anyio.fail_after(WAIT):
         assert await service.wait_stopped() is None
-    assert service.stopped
+    assert service.stopped()

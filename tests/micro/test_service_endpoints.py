@@ -129,7 +129,7 @@ async def test_remove_endpoint_drains_and_drops_it_from_info(
             await service.remove_endpoint(gone)
         await service.remove_endpoint(keep)
         assert [e.subject for e in service.stats().endpoints] == ["twin.a", "twin.b"]
-        assert not service.stopped  # removal is not "a subscription ended under us"
+        assert not service.stopped()  # removal is not "a subscription ended under us"
         assert (await client.request("twin.b", b"b", timeout=WAIT)).data == b"b"
 
 

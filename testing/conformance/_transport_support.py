@@ -1,0 +1,159 @@
+"""Shared constants, helpers and the base class of the transport conformance suite.
+
+Waits are bounded with ``anyio.fail_after``; "nothing else arrives" is shown with a sentinel
+published after the other messages by the same publisher, never with a sleep.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from testing.conformance.backend import CAP_TRIO, ConformanceBackend
+from transports.base import Msg, Subscription, Transport, TransportEvent, TransportEventKind
+
+__all__ = [
+    "INVALID_HEADER_NAMES",
+    "INVALID_PATTERNS",
+    "INVALID_QUEUES",
+    "INVALID_SUBJECTS",
+    "ODD_HEADERS",
+    "SENTINEL",
+    "UNUSUAL_VALID_SUBJECTS",
+    "VALID_PATTERNS",
+    "WAIT",
+    "WILDCARD_TABLE",
+    "WILDCARD_UNIVERSE",
+    "EventLog",
+    "TransportSuiteBase",
+    "backend_name",
+    "collect_until_sentinel",
+    "connections",
+    "settle",
+    "take_pending",
+]
+
+WAIT = 10.0
+"""Upper bound (seconds) for any single wait in the suite; generous for busy CI machines."""
+
+SENTINEL = b"--sentinel--"
+
+INVALID_SUBJECTS = [
+    "", " a", "a b", "a ", "a..b", ".a", "a.", "a*", "*", ">", "a.*", "a.>", "*.a",
+    "a\tb", "a\nb", "a\rb", "foo.>.bar",
+]  # fmt: skip
+INVALID_PATTERNS = [
+    "", " a", "a b", "a..b", ".a", "a.", ".", "a*", "*a", ">a", "a>", "a.>.b", ">.a",
+    "a.**", "a.*>", "a\tb", "a\nb",
+]  # fmt: skip
+VALID_PATTERNS = ["*", ">", "a.*", "a.>", "*.b", "a.*.c", "*.*.>", "$SRV.PING.*", "_INBOX.>"]
+UNUSUAL_VALID_SUBJECTS = ["$SRV.PING", "ünï.cödé", "a-b_c~d#e%f/g", "A.b.C", "x" * 200, "1.2.3"]
+INVALID_QUEUES = ["", " ", "a b", "a\tb", "\n", "q "]
+INVALID_HEADER_NAMES = ["", "bad name", "bad:name", "bäd", "a\r\nb", "(x)", "a/b"]
+
+WILDCARD_UNIVERSE = [
+    "foo", "foo.bar", "foo.baz", "foo.bar.baz", "bar", "x.bar", "x.bar.y", "foo.x.baz",
+    "Foo.bar", "foo.bar.baz.qux",
+]  # fmt: skip
+# pattern -> (subjects of WILDCARD_UNIVERSE it matches, a matching sentinel subject);
+# written out by hand, independent of transports.subjects.matches.
+WILDCARD_TABLE: dict[str, tuple[list[str], str]] = {
+    "foo.*": (["foo.bar", "foo.baz"], "foo.end"),
+    "foo.>": (["foo.bar", "foo.baz", "foo.bar.baz", "foo.x.baz", "foo.bar.baz.qux"], "foo.end"),
+    ">": (WILDCARD_UNIVERSE, "end"),
+    "*.bar": (["foo.bar", "x.bar", "Foo.bar"], "end.bar"),
+    "foo.bar": (["foo.bar"], "foo.bar"),
+    "foo": (["foo"], "foo"),
+    "foo.bar.baz": (["foo.bar.baz"], "foo.bar.baz"),
+    "*": (["foo", "bar"], "end"),
+    "*.*": (["foo.bar", "foo.baz", "x.bar", "Foo.bar"], "end.end"),
+    "foo.*.baz": (["foo.bar.baz", "foo.x.baz"], "foo.end.baz"),
+    "*.bar.>": (["foo.bar.baz", "x.bar.y", "foo.bar.baz.qux"], "end.bar.end"),
+}
+ODD_HEADERS = {
+    "X-Mixed-Case": "Value",
+    "lower": "v",
+    "UPPER": "V",
+    "Unicode": "héllo ☃ 日本",
+    "Spaces": "a  b c",
+    "Colon": "a: b",
+    "Empty": "",
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def connections(backend: ConformanceBackend, count: int) -> list[Transport]:
+    return [await backend.connect() for _ in range(count)]
+
+
+async def collect_until_sentinel(sub: Subscription) -> list[Msg]:
+    """Messages of ``sub`` before the first one whose payload is :data:`SENTINEL`."""
+    got: list[Msg] = []
+    with anyio.fail_after(WAIT):
+        async for msg in sub:
+            if msg.data == SENTINEL:
+                return got
+            got.append(msg)
+    raise AssertionError(f"subscription to {sub.subject!r} ended before the sentinel arrived")
+
+
+async def settle(publisher: Transport, *subscribers: Transport) -> None:
+    """Return once every message ``publisher`` sent so far is buffered at each subscriber
+    connection (a sentinel on a private subject, relying on per-connection order)."""
+    with anyio.fail_after(WAIT):
+        for connection in subscribers:
+            barrier = await connection.subscribe(connection.new_inbox())
+            await publisher.publish(barrier.subject, SENTINEL)
+            assert (await barrier.next_msg(timeout=WAIT)).data == SENTINEL
+            await barrier.unsubscribe()
+
+
+async def take_pending(sub: Subscription) -> list[Msg]:
+    """Read exactly the messages that are buffered now."""
+    return [await sub.next_msg(timeout=WAIT) for _ in range(sub.pending_msgs)]
+
+
+class EventLog:
+    """An event listener that records events and lets a test wait for one kind."""
+
+    def __init__(self) -> None:
+        self.events: list[TransportEvent] = []
+        self._seen: dict[TransportEventKind, anyio.Event] = {
+            kind: anyio.Event() for kind in TransportEventKind
+        }
+
+    def __call__(self, event: TransportEvent) -> None:
+        self.events.append(event)
+        self._seen[event.kind].set()
+
+    def kinds(self) -> list[TransportEventKind]:
+        return [event.kind for event in self.events]
+
+    async def wait_for(self, kind: TransportEventKind) -> TransportEvent:
+        with anyio.fail_after(WAIT):
+            await self._seen[kind].wait()
+        return next(event for event in self.events if event.kind is kind)
+
+
+def backend_name(anyio_backend: object) -> str:
+    if isinstance(anyio_backend, tuple):
+        return str(anyio_backend[0])
+    return str(anyio_backend)
+
+
+class TransportSuiteBase:
+    """What every part of the transport suite shares: the anyio marker and the skip by
+    declared capability (never by transport name)."""
+
+    pytestmark = pytest.mark.anyio
+
+    @pytest.fixture(autouse=True)
+    def _declared_capabilities(
+        self, conformance_backend: ConformanceBackend, anyio_backend: object
+    ) -> None:
+        if backend_name(anyio_backend) == "trio" and CAP_TRIO not in (
+            conformance_backend.capabilities
+        ):
+            pytest.skip("the backend does not declare the 'trio' capability")

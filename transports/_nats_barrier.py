@@ -1,0 +1,152 @@
+"""The coalescing PING/PONG barrier of ``transports.nats`` (asyncio only).
+
+A barrier returns once the server has processed everything this connection sent before it
+was asked for.  ``subscribe``, ``unsubscribe``, ``drain`` and ``flush`` each need one; a
+service starting or stopping asks for 9 + N of them at once.  nats-py's ``flush()`` sends one
+PING per call and may send it *ahead* of commands still queued for its flusher task (so one
+flush is not even a barrier, see ``ANCHORS.md``).
+
+:class:`PingBarrier` makes every barrier asked for in the same event-loop turn share ONE
+PING: the first request of a turn schedules the send with ``loop.call_soon``, so the tasks
+already scheduled in that turn (e.g. the 10 tasks of a service's concurrent subscribes) join
+the batch before it goes out.  The send hands nats-py's queued commands to the socket first,
+then writes the PING: every command of every member of the batch precedes it on the wire,
+and the server answers in order, so its PONG is a barrier for all of them.  A request made
+after the PING went out waits for the next one (its commands may follow that PING).
+
+This module does not import ``nats``: it uses the nats-py ``Client`` internals listed in
+:class:`RawClient` (pinned by ``test_nats_internals_we_rely_on``), and the owner passes the
+nats-py exceptions to fail with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import Any, Protocol
+
+__all__ = ["PING_PROTO", "PingBarrier", "RawClient"]
+
+PING_PROTO = b"PING\r\n"
+
+
+class RawClient(Protocol):
+    """The parts of a nats-py ``Client`` the barrier uses."""
+
+    _pending: list[bytes]
+    _pending_data_size: int
+    _pongs: list[asyncio.Future[Any]]
+    _transport: Any
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    @property
+    def is_connected(self) -> bool: ...
+
+
+class _Batch:
+    """The barriers waiting for one PING: ``waiters`` all, ``shared`` those whose timeout is
+    the batch's (one timer for them all: a service's subscribes or drains)."""
+
+    __slots__ = ("shared", "timeout", "timer", "waiters")
+
+    def __init__(self, timeout: float) -> None:
+        self.waiters: list[asyncio.Future[None]] = []
+        self.shared: list[asyncio.Future[None]] = []
+        self.timeout = timeout
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class PingBarrier:
+    """Barriers of one nats-py connection, coalesced per event-loop turn.
+
+    ``closed_error`` and ``timeout_error`` build the exceptions a waiter fails with when
+    the connection is closed before the PING could be sent, or when no PONG came in time
+    (the owner maps them into the seam's errors).
+    """
+
+    __slots__ = ("_batch", "_closed_error", "_nc", "_timeout_error")
+
+    def __init__(
+        self,
+        nc: RawClient,
+        closed_error: type[Exception],
+        timeout_error: type[Exception],
+    ) -> None:
+        self._nc = nc
+        self._closed_error = closed_error
+        self._timeout_error = timeout_error
+        self._batch: _Batch | None = None
+
+    async def wait(self, timeout: float) -> None:
+        """Return once the server answered a PING sent after everything sent so far.
+
+        Raises ``timeout_error`` after ``timeout`` seconds without that answer and
+        ``closed_error`` (or what nats-py fails its pending PONGs with) when the connection
+        closes first.  Cancelling the caller abandons only its own wait.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = _Batch(timeout)
+            batch.timer = loop.call_later(timeout, self._expire, batch.shared)
+            loop.call_soon(self._send)
+        batch.waiters.append(waiter)
+        if timeout == batch.timeout:
+            batch.shared.append(waiter)
+            await waiter
+            return
+        timer = loop.call_later(timeout, self._expire, [waiter])
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+
+    def _expire(self, waiters: list[asyncio.Future[None]]) -> None:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(self._timeout_error())
+
+    def _send(self) -> None:
+        """Close the batch: write what nats-py has queued, then one PING for the batch."""
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        nc = self._nc
+        if nc.is_closed:
+            _settle(batch, self._closed_error())
+            return
+        transport = nc._transport
+        if transport is None:  # no socket to ping on: the waiters time out, as nats-py's would
+            return
+        if nc._pending and nc.is_connected:
+            transport.writelines(nc._pending)  # what nats-py's flusher task would write next
+            nc._pending = []
+            nc._pending_data_size = 0
+        pong: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        nc._pongs.append(pong)  # nats-py's reader resolves them in order, one per PONG
+        try:
+            transport.write(PING_PROTO)
+        except Exception as exc:
+            nc._pongs.remove(pong)
+            _settle(batch, exc)
+            return
+        pong.add_done_callback(partial(self._settle_from, batch))
+
+    def _settle_from(self, batch: _Batch, pong: asyncio.Future[Any]) -> None:
+        """The PONG came (or the connection failed it): release the batch accordingly."""
+        _settle(batch, self._closed_error() if pong.cancelled() else pong.exception())
+
+
+def _settle(batch: _Batch, error: BaseException | None) -> None:
+    """Release every waiter of ``batch`` still waiting, with ``error`` if there is one."""
+    if batch.timer is not None:
+        batch.timer.cancel()
+    for waiter in batch.waiters:
+        if not waiter.done():
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
