@@ -1,9 +1,9 @@
 """Mapping of nats-py's exceptions into the ``transports.base`` error tree (one helper).
 
-Private to ``transports.nats``; together they are the only modules that import ``nats``.
-Every exception nats-py (or the socket, TLS or asyncio layer below it) raises or reports
-through ``error_cb`` goes through :func:`map_nats_error`, so nothing above the seam ever
-sees a nats-py type.
+Private to ``transports.nats``, which is the only module that imports ``nats``: it hands
+nats-py's ``errors`` module to :func:`bind` when it is imported.  Every exception nats-py
+(or the socket, TLS or asyncio layer below it) raises or reports through ``error_cb`` goes
+through :func:`map_nats_error`, so nothing above the seam ever sees a nats-py type.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import asyncio
 import os
 import re
 import ssl
-
-from nats import errors as nats_errors
+from types import ModuleType
+from typing import Any
 
 from transports.base import (
     AuthorizationError,
@@ -31,11 +31,25 @@ from transports.base import (
 )
 
 __all__ = [
+    "bind",
     "is_permanent_connect_error",
     "map_nats_error",
     "parse_permission_violation",
     "permission_violation_parts",
 ]
+
+nats_errors: Any = None
+"""nats-py's ``nats.errors`` module, set by :func:`bind` (``transports.nats`` does it)."""
+
+
+def bind(errors_module: ModuleType) -> None:
+    """Use ``errors_module`` (nats-py's ``nats.errors``) for the mapping.
+
+    ``transports.nats`` calls it at import time, so that module stays the only one that
+    imports nats-py (ARCHITECTURE: the seam)."""
+    global nats_errors
+    nats_errors = errors_module
+
 
 # nats-py lower-cases the server's -ERR line, e.g.
 #   'Permissions Violation for Publish to "a.b"'

@@ -1,6 +1,7 @@
 """The production transport: nats-py behind the ``Transport`` seam (asyncio only).
 
-This module and its helper ``_nats_errors`` are the only ones that import ``nats``.  Messages
+This module is the only one that imports ``nats`` (its helper ``_nats_errors`` is handed
+nats-py's ``errors`` module through ``bind``).  Messages
 become :class:`transports.base.Msg` at the edge; every nats-py exception and ``error_cb``
 report goes through one helper (``map_nats_error``) into our error tree.
 
@@ -36,6 +37,7 @@ from nats.protocol.command import unsub_cmd
 
 from transports._nats_barrier import PingBarrier
 from transports._nats_errors import (
+    bind,
     is_permanent_connect_error,
     map_nats_error,
     permission_violation_parts,
@@ -66,6 +68,8 @@ from transports.base import (
     TransportEventKind,
 )
 from transports.subjects import validate_pattern, validate_queue, validate_subject
+
+bind(nats_errors)  # _nats_errors maps with nats-py's error classes, imported only here
 
 __all__ = ["NatsSubscription", "NatsTransport", "connect_url"]
 
