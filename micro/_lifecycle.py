@@ -48,6 +48,7 @@ from micro._support import (
     error_subject_matches,
     unsubscribe_quietly,
 )
+from micro.control import build_control_subjects
 from micro.errors import ServiceStoppedError
 from transports.base import (
     SlowConsumerError,
@@ -164,7 +165,11 @@ async def start(service: Service) -> None:
     if life.is_ending:
         raise ServiceStoppedError(f"cannot start {service!r}: it has stopped")
     life.begin_start()
-    control = service._control_makers()
+    subscribe = service._transport.subscribe
+    control = [
+        (verb, partial(subscribe, subject))
+        for verb, subject in build_control_subjects(service.name, service.id, service.api_prefix)
+    ]
     endpoints = list(service._endpoints)
     made = _Subscribed(len(control) + len(endpoints))
     try:
@@ -461,9 +466,6 @@ def _on_event(service: Service, event: TransportEvent) -> None:
         # Dropped messages are load, not a broken subscription: they are counted on the
         # endpoint (above) and reported to the error handler, and the service keeps serving
         # (nats.go stops the service here; PROTOCOL §7.2 only requires counting).
-        if service._host.is_open:
-            service._host.start_soon(
-                call_callback, "error_handler", service._error_handler, service, error
-            )
+        service._report_error(error)
         return
     schedule_stop(service, error, notify=True)

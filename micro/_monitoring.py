@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from micro.control import ServiceVerb
-from micro.models import ServiceInfo, ServiceStats
+from micro.models import PingInfo, ServiceInfo, ServiceStats
 from micro.request import NoReplySubjectError
 from transports.base import Msg, Subscription, Transport
 
@@ -70,9 +70,21 @@ def build_stats(service: Service) -> ServiceStats:
     )
 
 
+def _ping_payload(service: Service) -> bytes:
+    """The PING response (PROTOCOL §4.2): built on the first PING, then reused."""
+    if service._ping_json is None:
+        service._ping_json = PingInfo(
+            name=service.name,
+            id=service.id,
+            version=service.version,
+            metadata=dict(service.metadata),
+        ).to_json()
+    return service._ping_json
+
+
 def _response(service: Service, verb: ServiceVerb) -> bytes:
     if verb is ServiceVerb.PING:
-        return service._ping_payload
+        return _ping_payload(service)
     if verb is ServiceVerb.INFO:
         return service.info().to_json()
     return service.stats().to_json()

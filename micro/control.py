@@ -18,6 +18,7 @@ __all__ = [
     "PING_RESPONSE_TYPE",
     "STATS_RESPONSE_TYPE",
     "ServiceVerb",
+    "build_control_subjects",
     "control_subject",
     "control_subjects",
     "validate_api_prefix",
@@ -130,8 +131,19 @@ def control_subjects(
         raise ValidationError(
             f"control subjects need a service name and an id, got name {name!r} and id {id!r}"
         )
-    return [
-        (verb, control_subject(verb, *narrowing, api_prefix=api_prefix))
-        for verb in ServiceVerb
-        for narrowing in ((), (name,), (name, id))
-    ]
+    validate_api_prefix(api_prefix)
+    control_subject(ServiceVerb.PING, name, id, api_prefix=api_prefix)  # name and id rules
+    return build_control_subjects(name, id, api_prefix)
+
+
+def build_control_subjects(name: str, id: str, api_prefix: str) -> list[tuple[ServiceVerb, str]]:
+    """:func:`control_subjects` for values that are already validated (no checks at all).
+
+    A service validates its name, id and prefix once at creation and builds its nine
+    subjects with this at every start."""
+    pairs: list[tuple[ServiceVerb, str]] = []
+    for verb in ServiceVerb:
+        subject = f"{api_prefix}.{verb.value}"
+        by_name = f"{subject}.{name}"
+        pairs += [(verb, subject), (verb, by_name), (verb, f"{by_name}.{id}")]
+    return pairs

@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from functools import partial
 from types import MappingProxyType, TracebackType
 from typing import Any
 
@@ -26,13 +25,13 @@ from micro import _lifecycle
 from micro._background import TaskHost
 from micro._monitoring import build_info, build_stats
 from micro._support import as_transport, call_callback, drain_quietly
-from micro.control import DEFAULT_API_PREFIX, ServiceVerb, validate_api_prefix
+from micro.control import DEFAULT_API_PREFIX, validate_api_prefix
 from micro.endpoint import Endpoint, build_endpoint
 from micro.errors import ServiceStoppedError, ValidationError
 from micro.group import DEFAULT_QUEUE_GROUP, Defaults, Group
 from micro.ids import new_id
 from micro.middleware import Middleware
-from micro.models import PingInfo, ServiceInfo, ServiceStats
+from micro.models import ServiceInfo, ServiceStats
 from micro.request import Handler
 from micro.validation import (
     validate_metadata,
@@ -475,32 +474,6 @@ class Service:
         await self.stop()
 
     # ------------------------------------------------------------------ internal hooks
-
-    @property
-    def _ping_payload(self) -> bytes:
-        """The PING response (PROTOCOL §4.2): built on the first PING, then reused."""
-        if self._ping_json is None:
-            self._ping_json = PingInfo(
-                name=self._name,
-                id=self._id,
-                version=self._version,
-                metadata=dict(self._metadata),
-            ).to_json()
-        return self._ping_json
-
-    def _control_makers(self) -> list[tuple[ServiceVerb, Callable[[], Any]]]:
-        """``(verb, subscribe)`` for the nine control subjects, in ``control_subjects`` order.
-
-        Built here from the already validated name, id and prefix (``control_subjects``
-        validates them again, 9 times: a quarter of a memory-transport start)."""
-        subscribe = self._transport.subscribe
-        makers: list[tuple[ServiceVerb, Callable[[], Any]]] = []
-        for verb in ServiceVerb:
-            subject = f"{self._api_prefix}.{verb.value}"
-            by_name = f"{subject}.{self._name}"
-            for narrowed in (subject, by_name, f"{by_name}.{self._id}"):
-                makers.append((verb, partial(subscribe, narrowed)))
-        return makers
 
     def _spawn_loop(self, func: Callable[..., Any], *args: Any) -> None:
         self._life.loop_started()

@@ -16,9 +16,10 @@ import enum
 import inspect
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
+from transports._nats_errors import permission_violation_parts
 from transports.base import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
@@ -28,17 +29,23 @@ from transports.base import (
     Headers,
     MaxPayloadError,
     Msg,
+    PermissionViolationError,
     TransportError,
     TransportEvent,
     TransportEventKind,
 )
 from transports.subjects import validate_header_name
 
+if TYPE_CHECKING:
+    from transports._nats_subscription import NatsSubscription
+
 __all__ = [
     "FAST_MSG",
+    "ConnectAttempt",
     "HEADER_FRAME",
     "Listeners",
     "check_timeout",
+    "denied_subscriptions",
     "guard_incoming",
     "headers_size",
     "message_size",
@@ -350,3 +357,63 @@ def pop_callbacks(
             raise TypeError(f"{name} must be an async function, got {callback!r}")
         callbacks[name] = callback
     return callbacks
+
+
+class ConnectAttempt:
+    """The bookkeeping of one ``NatsTransport.connect()``: when to stop nats-py retrying.
+
+    ``servers`` is how many servers the attempt may try; ``budget`` how many failed
+    connections are allowed in all (``None``: nats-py's reconnect options decide).  The
+    attempt is given up once every server failed for good (rejected credentials, a failed
+    TLS handshake: retrying cannot help) or the budget is spent.
+    """
+
+    __slots__ = ("abort_reason", "budget", "errors", "permanent_failures", "servers")
+
+    def __init__(self, servers: int, budget: int | None) -> None:
+        self.servers = servers
+        self.budget = budget
+        self.errors: list[TransportError] = []
+        self.permanent_failures = 0
+        self.abort_reason: TransportError | None = None
+
+    def record(self, error: TransportError, *, permanent: bool) -> TransportError | None:
+        """Note one failed connection; returns the reason to give up with, or ``None`` to
+        let nats-py go on.  After giving up, later errors (from the cleanup) are ignored."""
+        if self.abort_reason is not None:
+            return None
+        self.errors.append(error)
+        if permanent:
+            self.permanent_failures += 1
+        if self.permanent_failures >= self.servers or (
+            self.budget is not None and len(self.errors) >= self.budget
+        ):
+            self.abort_reason = error
+            return error
+        return None
+
+    def reason(self, fallback: TransportError) -> TransportError:
+        """Why the attempt failed: the reason it was given up for, else the last error."""
+        return self.abort_reason or (self.errors[-1] if self.errors else fallback)
+
+
+def denied_subscriptions(
+    error: PermissionViolationError, text: str, subscriptions: Iterable[NatsSubscription]
+) -> tuple[PermissionViolationError, list[NatsSubscription]]:
+    """The server refused (or, after a configuration reload, removed) a subscription.
+
+    nats-py lower-cases the server's line (``text``): give the error the subject as
+    subscribed, and return the live ``subscriptions`` it names (subject and queue,
+    case-insensitively), which the server no longer serves and which must therefore end.
+    """
+    parts = permission_violation_parts(text)
+    queue = parts[2] if parts is not None else None
+    named = [
+        sub
+        for sub in subscriptions
+        if sub.subject.lower() == error.subject and (sub.queue or "").lower() == (queue or "")
+    ]
+    if not named:
+        return error, []
+    detail = f"queue group {named[0].queue!r}" if named[0].queue else ""
+    return PermissionViolationError("subscription", named[0].subject, detail), named

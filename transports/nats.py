@@ -1,9 +1,9 @@
 """The production transport: nats-py behind the ``Transport`` seam (asyncio only).
 
 This module is the only one that imports ``nats`` (its helper ``_nats_errors`` is handed
-nats-py's ``errors`` module through ``bind``).  Messages
-become :class:`transports.base.Msg` at the edge; every nats-py exception and ``error_cb``
-report goes through one helper (``map_nats_error``) into our error tree.
+nats-py's ``errors`` module through ``bind``).  Messages become :class:`transports.base.Msg`
+at the edge; every nats-py exception and ``error_cb`` report goes through one helper
+(``map_nats_error``) into our error tree.
 
 nats-py internals used where its API falls short (pinned by ``test_nats_internals_we_rely_on``):
 
@@ -29,6 +29,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from nats import errors as nats_errors
@@ -40,12 +41,13 @@ from transports._nats_errors import (
     bind,
     is_permanent_connect_error,
     map_nats_error,
-    permission_violation_parts,
 )
 from transports._nats_subscription import NatsSubscription
 from transports._nats_support import (
+    ConnectAttempt,
     Listeners,
     check_timeout,
+    denied_subscriptions,
     guard_incoming,
     is_plain_subject,
     message_size,
@@ -117,7 +119,7 @@ class NatsTransport:
         # nats-py builds every incoming message with nc.msg_class: make it build ours
         nc.msg_class = msg_factory(self._subs, nc.msg_class)  # type: ignore[assignment]
         self._listeners = Listeners(_logger)
-        guard_incoming(nc, self._report_unreadable, nats_errors.ProtocolError)
+        guard_incoming(nc, partial(self._emit, TransportEventKind.ERROR), nats_errors.ProtocolError)
         self._user_callbacks = user_callbacks
         self._closing = False  # close()/drain() was asked for by us
         self._close_finished = False
@@ -125,11 +127,7 @@ class NatsTransport:
         self._errors_seen = 0
         self._denied: dict[str, int] = {}  # subscription denied -> error counter at the time
         self._baseline_error = nc.last_error
-        self._connect_budget: int | None = None  # failed attempts allowed while connecting
-        self._connect_urls = 0  # while connect() runs: how many servers it may try
-        self._permanent_failures = 0  # ... and how many attempts failed for good (auth, TLS)
-        self._connect_errors: list[TransportError] = []
-        self._abort_reason: TransportError | None = None  # why we ended connect() early
+        self._attempt: ConnectAttempt | None = None  # while connect() runs
 
     def _handlers(self) -> dict[str, _UserCallback]:
         """Our nats-py callbacks, by option name; each calls the user's one after ours."""
@@ -156,24 +154,22 @@ class NatsTransport:
         self = cls.__new__(cls)
         self._setup(Client(), user_callbacks)
         options.update(self._handlers())
-        if not options.get("allow_reconnect", True) or options.get("max_reconnect_attempts") == 0:
-            self._connect_budget = len(urls)
-        self._connect_urls = len(urls)
+        fail_fast = (
+            not options.get("allow_reconnect", True) or options.get("max_reconnect_attempts") == 0
+        )
+        attempt = self._attempt = ConnectAttempt(len(urls), len(urls) if fail_fast else None)
         try:
             await self._nc.connect(urls, **options)
         except Exception as exc:
             with contextlib.suppress(Exception):  # free the socket, no user callbacks
                 await asyncio.wait_for(self._nc._close(Client.CLOSED, do_cbs=False), _CLEANUP_LIMIT)
-            reason = self._abort_reason or (
-                self._connect_errors[-1] if self._connect_errors else map_nats_error(exc)
-            )
+            reason = attempt.reason(map_nats_error(exc))
             error_class = (
                 type(reason) if isinstance(reason, ConnectFailedError) else ConnectFailedError
             )
             raise error_class(f"cannot connect to {', '.join(urls)}: {reason}") from exc
         finally:
-            self._connect_budget = None
-            self._connect_urls = 0
+            self._attempt = None
         self._baseline_error = self._nc.last_error
         return self
 
@@ -446,7 +442,7 @@ class NatsTransport:
             self._listeners.emit(kind, error)
         elif (
             error is not None
-            and self._connect_budget is None
+            and (self._attempt is None or self._attempt.budget is None)
             and not self._user_callbacks.get("error_cb")
         ):  # reported nowhere else (a fail-fast connect raises it instead)
             _logger.error("NATS connection error: %s", error)
@@ -471,46 +467,15 @@ class NatsTransport:
             error = map_nats_error(exc)
             if isinstance(error, PermissionViolationError) and error.operation == "subscription":
                 self._denied[error.subject.lower()] = self._errors_seen
-                error, ended = self._subscription_denied(error, str(exc))
+                error, ended = denied_subscriptions(error, str(exc), self._subs.values())
         self._emit(TransportEventKind.ERROR, error)
         for sub in ended:  # after the event: listeners learn why before the iterator ends
             sub._end(discard=False)
         await self._call_user("error_cb", exc)
-        if self._connect_urls and self._abort_reason is None:  # later ones: from the cleanup
-            self._connect_errors.append(error)
-            if is_permanent_connect_error(exc):
-                self._permanent_failures += 1
-            if self._permanent_failures >= self._connect_urls or (
-                self._connect_budget is not None
-                and len(self._connect_errors) >= self._connect_budget
-            ):
-                self._abort_reason = error
-                raise _ConnectAborted(str(error))
-
-    def _subscription_denied(
-        self, error: PermissionViolationError, text: str
-    ) -> tuple[PermissionViolationError, list[NatsSubscription]]:
-        """The server refused (or, after a configuration reload, removed) a subscription.
-
-        nats-py lower-cases the server's line: give the error the subject as subscribed, and
-        return our live subscriptions it names (subject and queue, case-insensitively), which
-        the server no longer serves and which must therefore end.
-        """
-        parts = permission_violation_parts(text)
-        queue = parts[2] if parts is not None else None
-        named = [
-            sub
-            for sub in self._subs.values()
-            if sub.subject.lower() == error.subject and (sub.queue or "").lower() == (queue or "")
-        ]
-        if not named:
-            return error, []
-        detail = f"queue group {named[0].queue!r}" if named[0].queue else ""
-        return PermissionViolationError("subscription", named[0].subject, detail), named
-
-    def _report_unreadable(self, error: TransportError) -> None:
-        """``guard_incoming`` dropped something it could not read: an ``ERROR`` event."""
-        self._emit(TransportEventKind.ERROR, error)
+        if self._attempt is not None:
+            give_up = self._attempt.record(error, permanent=is_permanent_connect_error(exc))
+            if give_up is not None:
+                raise _ConnectAborted(str(give_up))
 
     async def _on_disconnected(self) -> None:
         if not self._nc.is_closed:  # closing reports CLOSED only
