@@ -3,19 +3,21 @@
 States: ``CREATED -> STARTING -> STARTED -> STOPPING -> STOPPED`` (``stop()`` before
 ``start()`` goes straight to ``STOPPED``; a failed start ends in ``STOPPED`` with the error).
 
-Starting: one task per subscription (9 control + the endpoints) subscribes and then serves
-it, so the subscribes run concurrently (over NATS they share one PING/PONG round trip) and
-no extra task is spent on them.  A loop serves as soon as its subscription is live; a loop
-that ends before the service is ``STARTED`` is handled once it is.  If any subscribe fails,
-the tasks are cancelled, what was subscribed is removed and ``start()`` raises that error.
+Starting: one task per subscription (the control subscriptions -- one made by
+``subscribe_many`` where the transport offers it, else nine -- and one per endpoint)
+subscribes and then serves it, so the subscribes run concurrently (over NATS they share
+one PING/PONG round trip) and no extra task is spent on them.  A loop serves as soon as
+its subscription is live; a loop that ends before the service is ``STARTED`` is handled
+once it is.  If any subscribe fails, the tasks are cancelled, what was subscribed is
+removed and ``start()`` raises that error.
 
 Stopping, whoever asks (``stop()``, the connection closing, a fatal subscription event):
 
 1. the state becomes ``STOPPING`` at once (later ``add_endpoint`` calls fail);
-2. every subscription -- control and endpoints -- is drained (concurrently, one task each;
-   one after another when the transport's subscribes never suspended, see
-   ``_drain_all``), and the receive loops are awaited, so requests already received are
-   answered;
+2. every subscription -- control and endpoints -- is drained (concurrently: one in the
+   stopping task, the others in a task each; one after another when the transport's
+   subscribes never suspended, see ``_drain_all``), and the receive loops are awaited, so
+   requests already received are answered;
 3. the event listener is removed, endpoints are cleared, the state becomes ``STOPPED``;
 4. ``done_handler`` is called once, then ``wait_stopped()`` waiters wake up;
 5. the task host closes (awaited by an outside ``stop()`` caller).
@@ -46,9 +48,10 @@ from micro._support import (
     call_callback,
     drain_quietly,
     error_subject_matches,
+    offers,
     unsubscribe_quietly,
 )
-from micro.control import build_control_subjects
+from micro.control import ServiceVerb, build_control_subjects
 from micro.errors import ServiceStoppedError
 from transports.base import (
     SlowConsumerError,
@@ -56,6 +59,7 @@ from transports.base import (
     TransportEvent,
     TransportEventKind,
 )
+from transports.extensions import MultiSubjectSubscriber, MultiSubscription
 
 if TYPE_CHECKING:
     from micro.service import Service
@@ -165,11 +169,7 @@ async def start(service: Service) -> None:
     if life.is_ending:
         raise ServiceStoppedError(f"cannot start {service!r}: it has stopped")
     life.begin_start()
-    subscribe = service._transport.subscribe
-    control = [
-        (verb, partial(subscribe, subject))
-        for verb, subject in build_control_subjects(service.name, service.id, service.api_prefix)
-    ]
+    control = _control_subscribes(service)
     endpoints = list(service._endpoints)
     made = _Subscribed(len(control) + len(endpoints))
     try:
@@ -181,8 +181,8 @@ async def start(service: Service) -> None:
         # concurrently (over NATS their barriers share one round trip).
         host = service._host
         transport = service._transport
-        for index, (verb, maker) in enumerate(control):
-            serve = partial(serve_control, service, transport, verb)
+        for index, (verbs, maker) in enumerate(control):
+            serve = partial(serve_control, service, transport, verbs)
             life.loop_started()  # control loops are library code only: no cancel scope
             host.start_internal(_subscribe_then_serve, life, made, index, maker, serve)
         for index, endpoint in enumerate(endpoints, len(control)):
@@ -203,6 +203,25 @@ async def start(service: Service) -> None:
     life.settle_start()
     if life.early_end is not None:  # a loop ended before we were started: now it counts
         subscription_ended(service, *life.early_end)
+
+
+def _control_subscribes(
+    service: Service,
+) -> list[tuple[dict[str, ServiceVerb], Callable[[], Awaitable[Subscription]]]]:
+    """How to subscribe to the nine control subjects, and the verb of each subject: one
+    ``subscribe_many`` (one subscription, one receive loop) when the transport offers it
+    (``transports.extensions``), otherwise one ``subscribe`` per subject."""
+    transport = service._transport
+    pairs = build_control_subjects(service.name, service.id, service.api_prefix)
+    if offers(transport, MultiSubjectSubscriber):
+        subjects = [subject for _, subject in pairs]
+        return [
+            (
+                {subject: verb for verb, subject in pairs},
+                partial(transport.subscribe_many, subjects),
+            )
+        ]
+    return [({subject: verb}, partial(transport.subscribe, subject)) for verb, subject in pairs]
 
 
 class _Subscribed:
@@ -363,25 +382,33 @@ async def _shutdown(service: Service, grace_period: float | None) -> None:
 
 
 async def _drain_all(service: Service) -> None:
-    """Start draining every subscription of ``service``, each in a task of its host (if
-    the host has failed: drain them all here).
+    """Drain every subscription of ``service``: the last one right here, the others each
+    in a task of its host, started first so that they all stop their interest in the same
+    event-loop turn (over NATS: one UNSUB batch and one PING).  Returns once the last one
+    has drained; the loops end as their subscriptions do.  (If the host has failed: all
+    of them in a task group here.)
 
     When the transport subscribed without suspending (``Lifecycle.inline_drains``: an
     in-process broker), a subscription with nothing buffered is drained right here
-    instead, which costs less than a task: its drain has nothing to wait for.  (Were it
+    too, which costs less than a task: its drain has nothing to wait for.  (Were it
     to wait after all, the result would be the same, only later.)"""
     host = service._host
-    if host.is_open:
-        inline = service._life.inline_drains
-        for subscription in _subscriptions(service):
-            if inline and not subscription.pending_msgs:
-                await drain_quietly(subscription)
-            else:
-                host.start_internal(drain_quietly, subscription)
+    subscriptions = _subscriptions(service)
+    if not host.is_open:
+        async with anyio.create_task_group() as group:
+            for subscription in subscriptions:
+                group.start_soon(drain_quietly, subscription)
         return
-    async with anyio.create_task_group() as group:
-        for subscription in _subscriptions(service):
-            group.start_soon(drain_quietly, subscription)
+    if not subscriptions:
+        return
+    *others, last = subscriptions
+    inline = service._life.inline_drains
+    for subscription in others:
+        if inline and not subscription.pending_msgs:
+            await drain_quietly(subscription)
+        else:
+            host.start_internal(drain_quietly, subscription)
+    await drain_quietly(last)
 
 
 async def _abort(service: Service, reason: str) -> None:
@@ -459,7 +486,11 @@ def _on_event(service: Service, event: TransportEvent) -> None:
             endpoint.record_error(str(error))
             concerned = True
     if not concerned:
-        concerned = any(error_subject_matches(sub.subject, subject) for sub in service._control)
+        concerned = any(
+            error_subject_matches(control, subject)
+            for sub in service._control
+            for control in (sub.subjects if isinstance(sub, MultiSubscription) else (sub.subject,))
+        )
     if not concerned:
         return
     if isinstance(error, SlowConsumerError):

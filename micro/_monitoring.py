@@ -2,7 +2,8 @@
 
 Also the builders of the INFO and STATS documents (``Service.info()``/``Service.stats()``).
 
-Each control subscription is served by one loop that answers every request with one JSON
+Each control subscription (one per subject, or one for all nine where the transport
+offers ``subscribe_many``) is served by one loop that answers every request with one JSON
 document (PROTOCOL §3.4, §4) published to the request's reply subject, without headers.
 Request payloads and headers are ignored.  Control requests never touch endpoint
 statistics.  A control request without a reply subject cannot be answered: like nats.go,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from micro.control import ServiceVerb
@@ -90,11 +92,14 @@ def _response(service: Service, verb: ServiceVerb) -> bytes:
     return service.stats().to_json()
 
 
-async def _answer(service: Service, transport: Transport, verb: ServiceVerb, msg: Msg) -> None:
+async def _answer(
+    service: Service, transport: Transport, verbs: Mapping[str, ServiceVerb], msg: Msg
+) -> None:
     reply = msg.reply
     if not reply:
         service._report_error(NoReplySubjectError(msg.subject))
         return
+    verb = verbs[msg.subject]
     try:
         payload = _response(service, verb)
         await transport.publish(reply, payload)
@@ -109,16 +114,22 @@ async def _answer(service: Service, transport: Transport, verb: ServiceVerb, msg
 
 
 async def serve_control(
-    service: Service, transport: Transport, verb: ServiceVerb, subscription: Subscription
+    service: Service,
+    transport: Transport,
+    verbs: Mapping[str, ServiceVerb],
+    subscription: Subscription,
 ) -> None:
     """Answer every request on ``subscription`` until it ends; never raises.
+
+    ``verbs`` maps each control subject the subscription receives (one, or all nine of a
+    ``subscribe_many`` subscription) to the verb answered on it.
 
     When it ends the service is told, so that an end it did not ask for stops it.
     """
     error: BaseException | None = None
     try:
         async for msg in subscription:
-            await _answer(service, transport, verb, msg)
+            await _answer(service, transport, verbs, msg)
     except Exception as exc:
         error = exc
         _log.exception("service %r stopped answering on %r", service.name, subscription.subject)

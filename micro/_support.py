@@ -6,7 +6,7 @@ import inspect
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeGuard, TypeVar, cast
 
 import anyio
 
@@ -18,6 +18,7 @@ __all__ = [
     "call_callback",
     "drain_quietly",
     "error_subject_matches",
+    "offers",
     "subscribe_all",
     "unsubscribe_quietly",
 ]
@@ -54,6 +55,27 @@ def as_transport(candidate: object) -> Transport:
             f"or a nats-py Client, got {type(candidate).__module__}.{type(candidate).__name__}"
         )
     return candidate
+
+
+_Extension = TypeVar("_Extension")
+
+# (class, protocol) -> does the class satisfy the protocol; see ``offers``
+_OFFERS: dict[tuple[type, type], bool] = {}
+
+
+def offers(transport: object, extension: Callable[..., _Extension]) -> TypeGuard[_Extension]:
+    """``isinstance(transport, extension)`` for a runtime-checkable protocol (an optional
+    transport extension, ``transports.extensions``), remembered per class: typing's check
+    walks every member of the protocol on each call, which costs more than a
+    memory-transport subscribe.  (A class whose instances differ in those members would be
+    misjudged; none of ours does.)  ``extension`` is typed as a callable only because
+    mypy accepts no protocol class where ``type[T]`` is expected."""
+    protocol = cast(type, extension)
+    key = (type(transport), protocol)
+    known = _OFFERS.get(key)
+    if known is None:
+        known = _OFFERS[key] = isinstance(transport, protocol)
+    return known
 
 
 def error_subject_matches(pattern: str, error_subject: str) -> bool:

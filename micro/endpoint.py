@@ -30,13 +30,15 @@ from typing import TYPE_CHECKING
 import anyio
 
 from micro._background import Event, new_event
+from micro._support import offers
 from micro.errors import ServiceError, ValidationError
 from micro.group import Defaults, join_subject
 from micro.middleware import Middleware, compose
 from micro.models import EndpointInfo, EndpointStats
 from micro.request import Handler, TransportRequest
 from micro.validation import validate_endpoint_name, validate_endpoint_subject, validate_metadata
-from transports.base import HandlerErrorSink, HandlerTracker, Msg, Subscription, Transport
+from transports.base import Msg, Subscription, Transport
+from transports.extensions import HandlerErrorSink, HandlerTracker
 
 if TYPE_CHECKING:
     from micro.service import Service
@@ -334,7 +336,7 @@ class Endpoint:
 
     async def _serve_concurrently(self, subscription: Subscription) -> None:
         slots = anyio.Semaphore(self._max_concurrency)
-        tracker = self._transport if isinstance(self._transport, HandlerTracker) else None
+        tracker = self._transport if offers(self._transport, HandlerTracker) else None
 
         async def handle_and_release(msg: Msg) -> None:
             try:
@@ -398,7 +400,7 @@ class Endpoint:
             if self._expose_exception_text and str(exc):
                 description = str(exc)
         self.record_error(text)
-        if not isinstance(exc, ServiceError) and isinstance(self._transport, HandlerErrorSink):
+        if not isinstance(exc, ServiceError) and offers(self._transport, HandlerErrorSink):
             self._transport.handler_failed(request.subject(), exc)  # e.g. a strict test broker
         if not request.msg.reply or request.responded:
             return

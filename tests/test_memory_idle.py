@@ -217,7 +217,8 @@ class _Reporting:
 
 
 async def test_micro_reports_through_the_optional_protocols() -> None:
-    from transports.base import HandlerErrorSink, HandlerTracker, Transport
+    from transports.base import Transport
+    from transports.extensions import HandlerErrorSink, HandlerTracker
 
     broker = MemoryBroker()
     reporting = _Reporting(await broker.connect())

@@ -513,7 +513,7 @@ async def test_nats_internals_we_rely_on(micro_nats_transport: NatsTransport) ->
     nc = micro_nats_transport.nc
     for name in ("_pending", "_pending_data_size", "_transport", "_resp_map", "_max_payload"):
         assert hasattr(nc, name), name
-    for name in ("_send_unsubscribe", "_remove_sub", "_close", "_error_cb", "_closed_cb"):
+    for name in ("_remove_sub", "_close", "_error_cb", "_closed_cb", "_flush_queue", "_subs"):
         assert hasattr(nc, name), name
     for name in ("_disconnected_cb", "_reconnected_cb", "msg_class", "_pongs", "_reading_task"):
         assert hasattr(nc, name), name
@@ -529,6 +529,8 @@ async def test_nats_internals_we_rely_on(micro_nats_transport: NatsTransport) ->
     sub = await micro_nats_transport.subscribe("internals")
     raw = sub._raw
     for name in ("_id", "_pending_queue", "_pending_size", "_received", "_max_msgs"):
+        assert hasattr(raw, name), name
+    for name in ("_subject", "_queue"):  # what nats-py re-subscribes with on reconnect
         assert hasattr(raw, name), name
     await micro_nats_transport.publish("internals", b"abc")
     with anyio.fail_after(5):

@@ -102,6 +102,7 @@ def test_removing_everything_prunes_the_trie() -> None:
     assert sublist.remove("a", "z")
     assert len(sublist) == 0
     assert sublist._root.is_empty()
+    assert not sublist._literal
 
 
 def test_remove_of_something_not_stored_returns_false() -> None:

@@ -27,6 +27,15 @@ import pytest
 
 import transports
 from testing.conformance import CAP_TRIO, ConformanceBackend, FactoryBackend, TransportConformance
+from testing.conformance.transport import (
+    ConnectionCases,
+    LifecycleCases,
+    MessageCases,
+    MultiSubjectCases,
+    RequestCases,
+    SubjectCases,
+    SubscriptionCases,
+)
 from transports.base import (
     EventListener,
     Headers,
@@ -188,9 +197,16 @@ async def test_an_entry_point_scheme_connects(example_entry_point: str) -> None:
 _names = itertools.count()
 
 
-class TestExampleTransport(TransportConformance):
-    """The whole transport suite on ``ExampleTransport``, connecting by URL through the
-    entry point; it declares ``CAP_TRIO`` (the memory broker under it runs on trio)."""
+class TestExampleTransport(
+    ConnectionCases, SubjectCases, RequestCases, MessageCases, SubscriptionCases, LifecycleCases
+):
+    """The transport suite on ``ExampleTransport``, connecting by URL through the entry
+    point; it declares ``CAP_TRIO`` (the memory broker under it runs on trio).
+
+    Every case of ``TransportConformance`` except ``MultiSubjectCases``: the example
+    implements the ``Transport`` protocol only, and those cases of the optional
+    ``subscribe_many`` would all skip (``test_the_suite_is_the_whole_suite_but_the_optional``
+    keeps this list complete)."""
 
     @pytest.fixture(params=["asyncio", "trio"])
     def anyio_backend(self, request: pytest.FixtureRequest) -> str:
@@ -209,6 +225,13 @@ class TestExampleTransport(TransportConformance):
         yield backend
         await backend.aclose()
         _BROKERS.pop(urlsplit(url).netloc, None)
+
+
+def test_the_suite_is_the_whole_suite_but_the_optional() -> None:
+    assert set(TransportConformance.__mro__) - set(TestExampleTransport.__mro__) == {
+        TransportConformance,
+        MultiSubjectCases,
+    }
 
 
 def test_the_guide_shows_this_binding() -> None:

@@ -13,7 +13,7 @@ The broker is *idle* when, all at once:
    finished with the one it took (a consumer that is the task calling ``wait_idle``, or a
    task that has ended, does not count); and every service handler running in a task of
    its own (an endpoint with ``max_concurrency > 1``, reported through
-   ``transports.base.HandlerTracker``) has finished.
+   ``transports.extensions.HandlerTracker``) has finished.
 
 Condition 1 covers work the broker cannot see, as long as it does not wait on time (a
 task a handler spawned, listeners being called).  It is checked with

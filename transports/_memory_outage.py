@@ -131,16 +131,16 @@ class ConnectionFaults:
     # ------------------------------------------------------------------ strict mode
 
     def handler_failed(self, subject: str, error: Exception) -> None:
-        """``transports.base.HandlerErrorSink``: a service handler on this connection raised
+        """``transports.extensions.HandlerErrorSink``: a service handler on this connection raised
         ``error`` (not a ``ServiceError``) for a request on ``subject``.  Passed on to the
         broker, which keeps it when strict (see ``MemoryBroker.strict``).  Never raises."""
         self._broker._handler_failed(cast("MemoryTransport", self), subject, error)
 
     def handler_started(self) -> None:
-        """``transports.base.HandlerTracker``: a service handler on this connection runs in
+        """``transports.extensions.HandlerTracker``: a service handler on this connection runs in
         a task of its own (``max_concurrency > 1``); ``MemoryBroker.wait_idle`` waits for it."""
         self._broker._handlers_running += 1
 
     def handler_finished(self) -> None:
-        """``transports.base.HandlerTracker``: that handler is done."""
+        """``transports.extensions.HandlerTracker``: that handler is done."""
         self._broker._handlers_running -= 1

@@ -57,11 +57,15 @@ class MemorySubscription:
         queue: str | None,
         pending_msgs_limit: int,
         pending_bytes_limit: int,
+        subjects: tuple[str, ...] | None = None,
     ) -> None:
+        """``subjects``: every subject of a ``subscribe_many`` subscription (``subject``
+        is the first); ``None`` for a plain subscription to the one pattern ``subject``."""
         self._conn = conn
         self._broker = conn.broker
         self._sid = sid
         self._subject = subject
+        self._subjects = subjects or (subject,)
         self._queue = queue
         self._msgs_limit = pending_msgs_limit
         self._bytes_limit = pending_bytes_limit
@@ -90,6 +94,11 @@ class MemorySubscription:
     def subject(self) -> str:
         """The subscribed pattern, wildcards included."""
         return self._subject
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        """Every subject subscribed: ``(subject,)`` unless made by ``subscribe_many``."""
+        return self._subjects
 
     @property
     def queue(self) -> str | None:
@@ -164,18 +173,29 @@ class MemorySubscription:
     def _attach(self) -> None:
         """Re-register interest after the connection reconnected (only while ``LIVE``)."""
         if self._state == _LIVE:
-            self._broker._sublist.insert(self._subject, self, self._queue)
+            self._register()
 
     def _detach(self) -> None:
         """Withdraw interest while the connection is disconnected; the state is kept."""
         if self._state == _LIVE:
-            self._broker._sublist.remove(self._subject, self, self._queue)
+            self._unregister()
 
     def _stop_interest(self) -> None:
         """Leave the sublist: no message is routed here any more."""
         if self._state == _LIVE:
             self._state = _STOPPING
-            self._broker._sublist.remove(self._subject, self, self._queue)
+            self._unregister()
+
+    def _register(self) -> None:
+        """Enter the broker's sublist under every subject."""
+        sublist = self._broker._sublist
+        for subject in self._subjects:
+            sublist.insert(subject, self, self._queue)
+
+    def _unregister(self) -> None:
+        sublist = self._broker._sublist
+        for subject in self._subjects:
+            sublist.remove(subject, self, self._queue)
 
     def _discard(self) -> None:
         """Forget buffered messages (they are not delivered)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -45,7 +45,7 @@ from transports.base import (
     TransportEvent,
     TransportEventKind,
 )
-from transports.subjects import validate_pattern, validate_queue
+from transports.subjects import validate_pattern, validate_queue, validate_subject_list
 
 if TYPE_CHECKING:
     from transports.memory import MemoryBroker
@@ -92,7 +92,7 @@ class MemoryTransport(ConnectionFaults):
 
     Simulated network failures (:meth:`force_disconnect`, :meth:`force_reconnect`,
     :meth:`disconnected`) behave like nats-py losing and regaining its server; strict
-    mode reporting goes through :meth:`handler_failed` (``transports.base.HandlerErrorSink``).
+    mode reporting goes through :meth:`handler_failed` (``transports.extensions.HandlerErrorSink``).
     """
 
     def __init__(
@@ -242,6 +242,33 @@ class MemoryTransport(ConnectionFaults):
         self._subs[self._next_sid] = sub
         if not self._offline:  # else registered by force_reconnect(), as nats-py re-subscribes
             self._broker._sublist.insert(subject, sub, queue)
+        return sub
+
+    async def subscribe_many(self, subjects: Sequence[str]) -> MemorySubscription:
+        """One subscription to several concrete subjects (``transports.extensions``): the
+        broker holds one entry per subject, all feeding one buffer (the default pending
+        limits apply to that buffer as a whole)."""
+        known = self._broker._known_subjects  # concrete subjects already found valid
+        checked = validate_subject_list(subjects, known)
+        for subject in checked:
+            if subject not in known:
+                check_subject(subject, known)  # remembered (the cache is bounded)
+        self._check_open()
+        if self._draining:
+            raise ConnectionClosedError("the connection is draining")
+        self._next_sid += 1
+        sub = MemorySubscription(
+            self,
+            self._next_sid,
+            checked[0],
+            None,
+            DEFAULT_PENDING_MSGS_LIMIT,
+            DEFAULT_PENDING_BYTES_LIMIT,
+            checked,
+        )
+        self._subs[self._next_sid] = sub
+        if not self._offline:
+            sub._register()
         return sub
 
     async def request(

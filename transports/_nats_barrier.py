@@ -9,10 +9,13 @@ flush is not even a barrier, see ``ANCHORS.md``).
 :class:`PingBarrier` makes every barrier asked for in the same event-loop turn share ONE
 PING: the first request of a turn schedules the send with ``loop.call_soon``, so the tasks
 already scheduled in that turn (e.g. the 10 tasks of a service's concurrent subscribes) join
-the batch before it goes out.  The send hands nats-py's queued commands to the socket first,
-then writes the PING: every command of every member of the batch precedes it on the wire,
+the batch before it goes out.  The send hands nats-py's queued commands to the socket followed
+by the PING, in one write: every command of every member of the batch precedes it on the wire,
 and the server answers in order, so its PONG is a barrier for all of them.  A request made
 after the PING went out waits for the next one (its commands may follow that PING).
+
+:func:`queue_commands` queues commands for nats-py's flusher task without waiting (an
+``UNSUB`` sent from a synchronous path).
 
 This module does not import ``nats``: it uses the nats-py ``Client`` internals listed in
 :class:`RawClient` (pinned by ``test_nats_internals_we_rely_on``), and the owner passes the
@@ -22,10 +25,11 @@ nats-py exceptions to fail with.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any, Protocol
 
-__all__ = ["PING_PROTO", "PingBarrier", "RawClient"]
+__all__ = ["PING_PROTO", "PingBarrier", "RawClient", "queue_commands"]
 
 PING_PROTO = b"PING\r\n"
 
@@ -37,12 +41,16 @@ class RawClient(Protocol):
     _pending_data_size: int
     _pongs: list[asyncio.Future[Any]]
     _transport: Any
+    _flush_queue: asyncio.Queue[asyncio.Future[Any]] | None
+    _reading_task: asyncio.Task[Any] | None
 
     @property
     def is_closed(self) -> bool: ...
 
     @property
     def is_connected(self) -> bool: ...
+
+    async def flush(self, timeout: int = ...) -> None: ...
 
 
 class _Batch:
@@ -79,6 +87,24 @@ class PingBarrier:
         self._timeout_error = timeout_error
         self._batch: _Batch | None = None
 
+    async def barrier(self, timeout: float, commands: Sequence[bytes] = ()) -> None:
+        """Queue ``commands`` (unless reconnecting), then :meth:`wait` while connected with a
+        live reader task; otherwise nats-py's own ``flush()``, after handing it what its
+        flusher task would write next."""
+        nc = self._nc
+        if commands and nc.is_connected:
+            queue_commands(nc, commands, wake=False)  # written by the send, ahead of its PING
+        reader = nc._reading_task
+        if nc.is_connected and reader is not None and not reader.done():
+            await self.wait(timeout)
+            return
+        transport = nc._transport
+        if nc._pending and transport is not None and nc.is_connected:
+            transport.writelines(nc._pending)
+            nc._pending = []
+            nc._pending_data_size = 0
+        await nc.flush(timeout)  # type: ignore[arg-type]  # annotated int, takes float
+
     async def wait(self, timeout: float) -> None:
         """Return once the server answered a PING sent after everything sent so far.
 
@@ -104,6 +130,13 @@ class PingBarrier:
         finally:
             timer.cancel()
 
+    def fail_waiting(self, others: Iterable[asyncio.Future[Any]] = ()) -> None:
+        """The connection closed: fail ``others`` (e.g. requests) and every PONG awaited
+        (barriers, nats-py's flushes) with ``closed_error``."""
+        for future in [*others, *self._nc._pongs]:
+            if not future.done():
+                future.set_exception(self._closed_error())
+
     def _expire(self, waiters: list[asyncio.Future[None]]) -> None:
         for waiter in waiters:
             if not waiter.done():
@@ -121,14 +154,18 @@ class PingBarrier:
         transport = nc._transport
         if transport is None:  # no socket to ping on: the waiters time out, as nats-py's would
             return
-        if nc._pending and nc.is_connected:
-            transport.writelines(nc._pending)  # what nats-py's flusher task would write next
-            nc._pending = []
-            nc._pending_data_size = 0
         pong: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         nc._pongs.append(pong)  # nats-py's reader resolves them in order, one per PONG
         try:
-            transport.write(PING_PROTO)
+            if nc._pending and nc.is_connected:
+                # what nats-py's flusher task would write next, then the PING: one write
+                # (one system call: on a loaded machine each costs more than the PING's wait)
+                nc._pending.append(PING_PROTO)
+                commands, nc._pending = nc._pending, []
+                nc._pending_data_size = 0
+                transport.writelines(commands)
+            else:
+                transport.write(PING_PROTO)
         except Exception as exc:
             nc._pongs.remove(pong)
             _settle(batch, exc)
@@ -150,3 +187,17 @@ def _settle(batch: _Batch, error: BaseException | None) -> None:
                 waiter.set_result(None)
             else:
                 waiter.set_exception(error)
+
+
+def queue_commands(nc: RawClient, commands: Iterable[bytes], *, wake: bool = True) -> None:
+    """Queue ``commands`` for nats-py's flusher task and (``wake``) wake it, without waiting:
+    what nats-py's ``_send_command`` and ``_flush_pending`` do, minus their ``await``s.  Does
+    nothing unless connected (nats-py replays only its subscription table on reconnect)."""
+    if not nc.is_connected:
+        return
+    for command in commands:
+        nc._pending.append(command)
+        nc._pending_data_size += len(command)
+    flusher = nc._flush_queue
+    if wake and flusher is not None and not flusher.full():  # full: it has wake-ups queued
+        flusher.put_nowait(asyncio.get_running_loop().create_future())  # it resolves the future

@@ -11,17 +11,36 @@ directly; when the subscription ends an end marker is queued behind the buffered
 so a waiting consumer wakes up.  The marker is put back whenever a consumer takes it (every
 later ``__anext__`` stops too), and it never counts as an unfinished task of the queue, so
 ``queue.join()`` (used by drain) waits for real messages only.
+
+:class:`NatsMultiSubscription` (``subscribe_many``) is the same iterator over several nats-py
+subscriptions made to share one queue (:func:`share_queue`): one ``SUB`` per subject on the
+wire, one buffer and one consumer here.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from transports._nats_support import to_msg
-from transports.base import Msg, SubscriptionClosedError
+from transports.base import (
+    DEFAULT_PENDING_BYTES_LIMIT,
+    DEFAULT_PENDING_MSGS_LIMIT,
+    Msg,
+    SubscriptionClosedError,
+    TransportError,
+)
 
-__all__ = ["NatsSubscription", "RawSubscription", "SubscriptionOwner"]
+__all__ = [
+    "NatsMultiSubscription",
+    "NatsSubscription",
+    "RawSubscription",
+    "SubscriptionOwner",
+    "drain_all",
+    "share_queue",
+    "subscribe_shared",
+]
 
 _END: Any = object()
 """Queued once a subscription has ended: wakes and stops its consumers."""
@@ -37,6 +56,16 @@ class RawSubscription(Protocol):
     _max_msgs: int
 
 
+class SubscribingClient(Protocol):
+    """The parts of a nats-py ``Client`` :func:`subscribe_shared` uses."""
+
+    async def subscribe(
+        self, subject: str, queue: str = ..., *, pending_msgs_limit: int, pending_bytes_limit: int
+    ) -> Any: ...
+
+    def _remove_sub(self, sid: int, max_msgs: int = ...) -> None: ...
+
+
 class SubscriptionOwner(Protocol):
     """What a :class:`NatsSubscription` needs from its transport."""
 
@@ -48,6 +77,9 @@ class SubscriptionOwner(Protocol):
 
     async def _stop_interest(self, sub: NatsSubscription) -> None:
         """Send ``UNSUB`` and return once every message the server sent before it is queued."""
+
+    def _unsubscribe_now(self, sids: Sequence[int]) -> None:
+        """Queue a plain ``UNSUB`` for each of ``sids``, without waiting for the server."""
 
 
 class NatsSubscription:
@@ -108,6 +140,11 @@ class NatsSubscription:
     def sid(self) -> int:
         """The subscription id on this connection (the server's ``sid``)."""
         return self._raw._id
+
+    @property
+    def sids(self) -> tuple[int, ...]:
+        """Every subscription id on this connection: one per subject subscribed."""
+        return (self._raw._id,)
 
     @property
     def pending_msgs(self) -> int:
@@ -181,11 +218,15 @@ class NatsSubscription:
             raise SubscriptionClosedError(self._subject)
         msg = raw if raw.__class__ is Msg else to_msg(raw)
         queue.task_done()
+        self._took(msg)
+        return msg
+
+    def _took(self, msg: Msg) -> None:
+        """Count ``msg`` as taken (what ``__anext__`` does inline)."""
         self._raw._pending_size -= len(msg.data)
         self._delivered += 1
         if self._watch:
             self._after_take()
-        return msg
 
     # ------------------------------------------------------------------ ending
 
@@ -201,13 +242,13 @@ class NatsSubscription:
         if (
             limit == 0
             or self._delivered >= limit
-            or (self._raw._received >= limit and self._queue.empty())
+            or (self._received() >= limit and self._queue.empty())
         ):
             self._end(discard=True)
             await self._owner._send_unsubscribe(self, 0)
             return
         self._limit = limit
-        self._raw._max_msgs = limit  # nats-py stops queueing once it has received `limit`
+        self._cap(limit)
         self._watch = True
         await self._owner._send_unsubscribe(self, limit)
 
@@ -264,9 +305,189 @@ class NatsSubscription:
             return
         limit = self._limit
         if limit and (
-            self._delivered >= limit or (self._raw._received >= limit and self._queue.empty())
+            self._delivered >= limit or (self._received() >= limit and self._queue.empty())
         ):
             self._end(discard=True)
+            self._release_server()
 
     def _note_dropped(self) -> None:
         self._dropped += 1
+
+    def _revoked(self) -> None:
+        """The server refused or removed the subscription: end it, keeping what is buffered."""
+        self._end(discard=False)
+
+    # hooks of the slow paths, overridden by NatsMultiSubscription
+
+    def _received(self) -> int:
+        """Messages nats-py has received for this subscription (queued or taken)."""
+        return self._raw._received
+
+    def _cap(self, limit: int) -> None:
+        self._raw._max_msgs = limit  # nats-py stops queueing once it has received `limit`
+
+    def _release_server(self) -> None:
+        """Ended by its limit: the server already dropped the subscription (it counts too)."""
+
+    def _subject_of(self, sid: int) -> str:
+        """The subject subscribed with ``sid`` (one of :attr:`sids`)."""
+        return self._subject
+
+
+async def drain_all(subs: Iterable[NatsSubscription], timeout: float) -> list[Exception]:
+    """Drain ``subs`` concurrently, each once (a multi subscription is listed once per sid);
+    returns what failed, or a :class:`TransportError` when ``timeout`` seconds ran out."""
+    drains = [sub.drain() for sub in dict.fromkeys(subs)]
+    try:
+        done = await asyncio.wait_for(asyncio.gather(*drains, return_exceptions=True), timeout)
+    except asyncio.TimeoutError:
+        return [TransportError(f"drain timed out after {timeout:g} s; closing anyway")]
+    return [error for error in done if isinstance(error, Exception)]
+
+
+async def subscribe_shared(
+    nc: SubscribingClient,
+    subjects: Sequence[str],
+    unsubscribe_now: Callable[[Sequence[int]], None],
+) -> list[RawSubscription]:
+    """nats-py subscriptions to ``subjects``, one each, made as ``NatsTransport.subscribe``
+    makes one (plain, iterator mode, default limits: ``DEFAULT_PENDING_BYTES_LIMIT`` per
+    subject), all feeding ONE queue of ``DEFAULT_PENDING_MSGS_LIMIT`` messages.
+
+    If one fails, those already made are removed from nats-py's table and unsubscribed
+    with ``unsubscribe_now`` (their sids), and the exception propagates.
+    """
+    shared: asyncio.Queue[Any] = asyncio.Queue(DEFAULT_PENDING_MSGS_LIMIT)
+    raws: list[RawSubscription] = []
+    try:
+        for subject in subjects:
+            raw = await nc.subscribe(
+                subject,
+                queue="",
+                pending_msgs_limit=DEFAULT_PENDING_MSGS_LIMIT,
+                pending_bytes_limit=DEFAULT_PENDING_BYTES_LIMIT + 1,  # nats-py drops at >=
+            )
+            raws.append(raw)
+            share_queue(raw, shared)  # with what came while nats-py's subscribe awaited
+    except BaseException:
+        for raw in raws:
+            nc._remove_sub(raw._id)
+        unsubscribe_now([raw._id for raw in raws])
+        raise
+    return raws
+
+
+def share_queue(raw: RawSubscription, queue: asyncio.Queue[Any]) -> None:
+    """Make nats-py queue the messages of ``raw`` into ``queue`` from now on.
+
+    Call it right after nats-py's ``subscribe`` returned, before any ``await``: nats-py's
+    reader puts each message into ``raw._pending_queue`` when it arrives.  What arrived
+    while ``subscribe`` was suspended (possible only when its flush had to wait) is moved
+    over; if ``queue`` is full it is dropped, as nats-py drops what overflows.
+    """
+    own, raw._pending_queue = raw._pending_queue, queue
+    while not own.empty():
+        msg = own.get_nowait()
+        if queue.full():
+            raw._pending_size -= len(msg.data)
+        else:
+            queue.put_nowait(msg)
+
+
+class NatsMultiSubscription(NatsSubscription):
+    """A :class:`transports.extensions.MultiSubscription`: several nats-py subscriptions
+    (one per subject, each with its own ``sid``) feeding one queue, read by one iterator.
+
+    Created by ``NatsTransport.subscribe_many``.  ``sid`` is the first subject's.  nats-py
+    counts each message's bytes on the subscription it came on; the subjects are concrete,
+    so ``msg.subject`` names that subscription.  ``unsubscribe(limit)`` counts the messages
+    of all subjects together.
+    """
+
+    __slots__ = ("_by_sid", "_by_subject", "_raws", "_subjects")
+
+    def __init__(
+        self,
+        owner: SubscriptionOwner,
+        raws: Sequence[RawSubscription],
+        subjects: tuple[str, ...],
+    ) -> None:
+        """``raws[i]`` is the nats-py subscription to ``subjects[i]``; they share one queue."""
+        super().__init__(owner, raws[0], subjects[0], None)
+        self._raws = tuple(raws)
+        self._subjects = subjects
+        self._by_subject = dict(zip(subjects, self._raws, strict=True))
+        self._by_sid = {raw._id: subject for subject, raw in self._by_subject.items()}
+
+    def __repr__(self) -> str:
+        state = "active" if not self._ended else "ended"
+        return f"<NatsMultiSubscription {self._subjects!r} {state}>"
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        """Every subject subscribed, in the order given to ``subscribe_many``."""
+        return self._subjects
+
+    @property
+    def sids(self) -> tuple[int, ...]:
+        """The subscription ids on this connection, one per subject (in that order)."""
+        return tuple(raw._id for raw in self._raws)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Payload bytes buffered and not yet taken by the consumer."""
+        return sum(raw._pending_size for raw in self._raws)
+
+    async def __anext__(self) -> Msg:
+        """Wait for the next message; ``StopAsyncIteration`` once the subscription ended
+        and its buffer is exhausted."""
+        queue = self._queue
+        msg = await queue.get() if queue.empty() else queue.get_nowait()
+        if msg.__class__ is not Msg:
+            if msg is _END:
+                self._requeue_end()
+                raise StopAsyncIteration
+            msg = to_msg(msg)
+        queue.task_done()
+        self._took(msg)
+        return msg
+
+    def _took(self, msg: Msg) -> None:
+        source = self._by_subject.get(msg.subject)
+        if source is not None:
+            source._pending_size -= len(msg.data)
+        self._delivered += 1
+        if self._watch:
+            self._after_take()
+
+    def _end(self, *, discard: bool) -> None:
+        if self._ended:
+            return
+        super()._end(discard=discard)
+        if discard:
+            for raw in self._raws:
+                raw._pending_size = 0
+
+    def _received(self) -> int:
+        return sum(raw._received for raw in self._raws)
+
+    def _cap(self, limit: int) -> None:
+        # the server caps each subject at `limit`; the total is enforced here (_after_take)
+        for raw in self._raws:
+            raw._max_msgs = limit
+
+    def _revoked(self) -> None:
+        """The server removed one subject: end the whole subscription, UNSUB the others."""
+        if not self._ended:
+            self._end(discard=False)
+            self._owner._unsubscribe_now(self.sids)
+
+    def _release_server(self) -> None:
+        """Ended by its limit: UNSUB the subjects the server still serves (it counts each
+        subject's messages on its own, up to the limit)."""
+        live = [raw._id for raw in self._raws if raw._received < raw._max_msgs]
+        if live:
+            self._owner._unsubscribe_now(live)
+
+    def _subject_of(self, sid: int) -> str:
+        return self._by_sid.get(sid, self._subject)

@@ -19,17 +19,19 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from transports._nats_errors import permission_violation_parts
+from transports._nats_errors import map_nats_error, permission_violation_parts
 from transports.base import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
     STATUS_HEADER,
     BadHeaderError,
+    ConnectFailedError,
     EventListener,
     Headers,
     MaxPayloadError,
     Msg,
     PermissionViolationError,
+    SlowConsumerError,
     TransportError,
     TransportEvent,
     TransportEventKind,
@@ -55,6 +57,7 @@ __all__ = [
     "pop_callbacks",
     "positive_limit",
     "server_list",
+    "subscription_error",
     "to_msg",
 ]
 
@@ -392,9 +395,40 @@ class ConnectAttempt:
             return error
         return None
 
-    def reason(self, fallback: TransportError) -> TransportError:
-        """Why the attempt failed: the reason it was given up for, else the last error."""
-        return self.abort_reason or (self.errors[-1] if self.errors else fallback)
+    def failure(self, fallback: TransportError, urls: Sequence[str]) -> ConnectFailedError:
+        """The error to raise: why the attempt failed (the reason it was given up for, else
+        the last error, else ``fallback``), as a :class:`ConnectFailedError` naming ``urls``."""
+        reason = self.abort_reason or (self.errors[-1] if self.errors else fallback)
+        error_class = type(reason) if isinstance(reason, ConnectFailedError) else ConnectFailedError
+        return error_class(f"cannot connect to {', '.join(urls)}: {reason}")
+
+
+def subscription_error(
+    exc: Exception,
+    subscriptions: Mapping[int, NatsSubscription],
+    denied: dict[str, int],
+    count: int,
+) -> tuple[TransportError, list[NatsSubscription]]:
+    """What nats-py's ``error_cb`` report ``exc`` (the ``count``-th) means: the error to
+    report, and the subscriptions it ends.
+
+    A slow consumer is counted on its subscription and named by the subject it came on
+    (among a multi subscription's subjects).  A subscription refused by the server is
+    recorded in ``denied`` (lower-cased subject -> ``count``) for the subscribe waiting for
+    it, and ends the live subscriptions it names (:func:`denied_subscriptions`).
+    """
+    error = map_nats_error(exc)
+    if isinstance(error, SlowConsumerError):
+        sid: Any = getattr(exc, "sid", None)
+        sub = subscriptions.get(sid)
+        if sub is None:
+            return error, []
+        sub._note_dropped()
+        return SlowConsumerError(sub._subject_of(sid)), []
+    if isinstance(error, PermissionViolationError) and error.operation == "subscription":
+        denied[error.subject.lower()] = count
+        return denied_subscriptions(error, str(exc), subscriptions.values())
+    return error, []
 
 
 def denied_subscriptions(
@@ -404,16 +438,24 @@ def denied_subscriptions(
 
     nats-py lower-cases the server's line (``text``): give the error the subject as
     subscribed, and return the live ``subscriptions`` it names (subject and queue,
-    case-insensitively), which the server no longer serves and which must therefore end.
+    case-insensitively; any of a multi subscription's subjects), which the server no
+    longer serves and which must therefore end (a multi subscription as a whole: it is
+    one subscription).  Each is returned once, however many sids it is listed under.
     """
     parts = permission_violation_parts(text)
-    queue = parts[2] if parts is not None else None
-    named = [
-        sub
-        for sub in subscriptions
-        if sub.subject.lower() == error.subject and (sub.queue or "").lower() == (queue or "")
-    ]
+    queue = (parts[2] if parts is not None else None) or ""
+    named: list[NatsSubscription] = []
+    subject = error.subject
+    for sub in dict.fromkeys(subscriptions):
+        if (sub.queue or "").lower() != queue:
+            continue
+        subjects: tuple[str, ...] = getattr(sub, "subjects", (sub.subject,))
+        match = next((s for s in subjects if s.lower() == error.subject), None)
+        if match is not None:
+            if not named:
+                subject = match
+            named.append(sub)
     if not named:
         return error, []
     detail = f"queue group {named[0].queue!r}" if named[0].queue else ""
-    return PermissionViolationError("subscription", named[0].subject, detail), named
+    return PermissionViolationError("subscription", subject, detail), named

@@ -1,10 +1,12 @@
 """A subject trie ("sublist", after nats-server's) mapping subscription patterns to subscribers.
 
-Patterns are stored token by token; ``*`` and ``>`` are ordinary child keys of a node
-(literal subject tokens can never be ``*`` or ``>``, see ``transports.subjects``).  A
-match walks at most three children per token (the literal token, ``*`` and ``>``), so
-its cost depends on the subject's length and on the patterns that actually match, not
-on how many unrelated patterns are stored.
+Patterns without wildcards (most of them: a service's control subjects, request
+subjects, inboxes) are kept in a dict by subject, so inserting, removing and matching
+them is one lookup.  Wildcard patterns are stored token by token in a trie; ``*`` and
+``>`` are ordinary child keys of a node (literal subject tokens can never contain ``*`` or
+``>``, see ``transports.subjects``).  A match walks at most three children per token (the
+literal token, ``*`` and ``>``), so its cost depends on the subject's length and on the
+patterns that actually match, not on how many unrelated patterns are stored.
 
 Results are cached per subject (a bounded cache, emptied when full) and the whole
 cache is dropped on every insert or remove, as nats-server invalidates its own match
@@ -13,8 +15,9 @@ member of queue ``q`` on ``foo.*`` and one on ``foo.bar`` form one group for
 ``foo.bar``, exactly as the server groups them.
 
 Inputs are assumed valid (validate with ``transports.subjects`` first).  Ordering is
-deterministic: the trie is walked level by level (literal, ``*``, then ``>`` children);
-within a node, subscribers keep their insertion order.  The class is not thread-safe.
+deterministic: subscribers of the literal pattern equal to the subject come first, then
+the trie is walked level by level (literal, ``*``, then ``>`` children); within a
+pattern, subscribers keep their insertion order.  The class is not thread-safe.
 """
 
 from __future__ import annotations
@@ -55,14 +58,15 @@ class Sublist(Generic[T]):
     matching patterns.
     """
 
-    __slots__ = ("_cache", "_cache_size", "_count", "_root", "_uncached_prefix")
+    __slots__ = ("_cache", "_cache_size", "_count", "_literal", "_root", "_uncached_prefix")
 
     def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE, uncached_prefix: str = "") -> None:
         """``uncached_prefix``: subjects starting with it are never cached (use it for
         one-off subjects such as request inboxes, which would only churn the cache)."""
         if not isinstance(cache_size, int) or cache_size < 0:
             raise ValueError(f"invalid cache_size {cache_size!r}: must be an int >= 0")
-        self._root: _Node[T] = _Node()
+        self._root: _Node[T] = _Node()  # wildcard patterns
+        self._literal: dict[str, _Node[T]] = {}  # patterns without wildcards (no children)
         self._cache: dict[str, Match[T]] = {}
         self._cache_size = cache_size
         self._uncached_prefix = uncached_prefix or None
@@ -82,12 +86,16 @@ class Sublist(Generic[T]):
 
         Raises ``ValueError`` if ``item`` is already stored under this pattern.
         """
-        node = self._root
-        for token in pattern.split("."):
-            child = node.children.get(token)
-            if child is None:
-                child = node.children[token] = _Node()
-            node = child
+        if "*" in pattern or ">" in pattern:
+            node = self._root
+            for token in pattern.split("."):
+                child = node.children.get(token)
+                if child is None:
+                    child = node.children[token] = _Node()
+                node = child
+        else:
+            found = self._literal.get(pattern)
+            node = self._literal[pattern] = _Node() if found is None else found
         members = node.plain if queue is None else node.queues.setdefault(queue, {})
         if item in members:
             raise ValueError(f"{item!r} is already subscribed to {pattern!r}")
@@ -98,28 +106,30 @@ class Sublist(Generic[T]):
     def remove(self, pattern: str, item: T, queue: str | None = None) -> bool:
         """Remove ``item`` from ``pattern``; returns False if it was not stored there.
 
-        Nodes left empty are pruned, so the trie never grows with removed patterns.
+        Nodes left empty are pruned, so the index never grows with removed patterns.
         """
-        path: list[tuple[_Node[T], str]] = []
-        node = self._root
-        for token in pattern.split("."):
-            child = node.children.get(token)
-            if child is None:
-                return False
-            path.append((node, token))
-            node = child
-        if queue is None:
-            members = node.plain
+        path: list[tuple[_Node[T], str]] = []  # (parent, token) down to a wildcard pattern
+        if "*" in pattern or ">" in pattern:
+            node = self._root
+            for token in pattern.split("."):
+                child = node.children.get(token)
+                if child is None:
+                    return False
+                path.append((node, token))
+                node = child
         else:
-            found = node.queues.get(queue)
-            if found is None:
+            literal = self._literal.get(pattern)
+            if literal is None:
                 return False
-            members = found
-        if item not in members:
+            node = literal
+        members = node.plain if queue is None else node.queues.get(queue)
+        if members is None or item not in members:
             return False
         del members[item]
         if queue is not None and not members:
             del node.queues[queue]
+        if not path and node.is_empty():
+            del self._literal[pattern]
         for parent, token in reversed(path):
             if not parent.children[token].is_empty():
                 break
@@ -139,8 +149,11 @@ class Sublist(Generic[T]):
             return cached
         plain: list[T] = []
         groups: dict[str, list[T]] = {}
-        nodes = [self._root]
-        for token in subject.split("."):
+        exact = self._literal.get(subject)
+        if exact is not None:
+            _add(exact, plain, groups)
+        nodes = [self._root] if self._root.children else []
+        for token in subject.split(".") if nodes else ():
             following: list[_Node[T]] = []
             for node in nodes:
                 children = node.children

@@ -34,8 +34,6 @@ __all__ = [
     "ConnectionClosedError",
     "EventListener",
     "FlushTimeoutError",
-    "HandlerErrorSink",
-    "HandlerTracker",
     "Headers",
     "MaxPayloadError",
     "Msg",
@@ -449,47 +447,3 @@ class Transport(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
-
-
-@runtime_checkable
-class HandlerErrorSink(Protocol):
-    """Optional extension of a :class:`Transport`: told when a service handler fails.
-
-    Not part of the ``Transport`` contract; ``micro`` checks for it with ``isinstance``
-    and calls it when present.  When a handler of an endpoint served over this transport
-    raises an exception other than ``micro.ServiceError`` (an *unexpected* failure, which
-    becomes a ``500`` error reply), the endpoint calls :meth:`handler_failed` once, after
-    counting the error and before sending the error reply.  The memory transport
-    implements it so that a strict ``MemoryBroker`` can re-raise the exception in the test
-    instead of letting it hide behind the error reply.
-    """
-
-    def handler_failed(self, subject: str, error: Exception) -> None:
-        """``error`` escaped the handler of a request on ``subject``.  Must not block and
-        must not raise (the endpoint keeps serving either way)."""
-        ...
-
-
-@runtime_checkable
-class HandlerTracker(Protocol):
-    """Optional extension of a :class:`Transport`: told about handlers running in tasks of
-    their own.
-
-    Not part of the ``Transport`` contract; ``micro`` checks for it with ``isinstance``.
-    A consumer that hands a received message to another task -- an endpoint with
-    ``max_concurrency > 1`` -- calls :meth:`handler_started` when it hands the message
-    over and :meth:`handler_finished` once that task is done (also when it failed or was
-    cancelled), so the pairs always balance.  A consumer that handles each message inside
-    its own ``async for`` loop calls neither: a transport sees it come back for the next
-    message.  The memory transport implements it so that ``MemoryBroker.wait_idle()``
-    waits for every handler, whatever the endpoint's concurrency.
-    """
-
-    def handler_started(self) -> None:
-        """A handler was handed a message.  Must not block and must not raise."""
-        ...
-
-    def handler_finished(self) -> None:
-        """A handler announced by :meth:`handler_started` is done.  Must not block and must
-        not raise."""
-        ...

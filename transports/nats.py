@@ -13,9 +13,10 @@ nats-py internals used where its API falls short (pinned by ``test_nats_internal
   (``_nats_barrier``, via ``Client._pongs``): one round trip, shared by every barrier asked
   for in the same event-loop turn;
 * ``Client.msg_class`` builds our ``Msg`` directly for our subscriptions (one object per
-  message); a ``Subscription``'s queue and counters (``_nats_subscription``);
-* ``Client._send_unsubscribe`` / ``_remove_sub`` (drain keeps in-flight messages) and
-  ``Client._resp_map`` / ``_pongs`` (pending requests and barriers fail on close);
+  message); a ``Subscription``'s queue and counters (``_nats_subscription``; the nats-py
+  subscriptions of a ``subscribe_many`` are made to share one queue);
+* ``Client._remove_sub`` (drain keeps in-flight messages), ``_flush_queue`` (an UNSUB sent
+  without waiting) and ``Client._resp_map`` / ``_pongs`` (requests and barriers fail on close);
 * ``Client._ps.parse``, ``_process_headers`` and ``_build_message`` are wrapped
   (``guard_incoming``): a message line nats-py cannot parse makes it reconnect, and a header
   block or subject it cannot decode kills its reader silently; any client on the network can
@@ -36,18 +37,18 @@ from nats import errors as nats_errors
 from nats.aio.client import Client
 from nats.protocol.command import unsub_cmd
 
-from transports._nats_barrier import PingBarrier
-from transports._nats_errors import (
-    bind,
-    is_permanent_connect_error,
-    map_nats_error,
+from transports._nats_barrier import PingBarrier, queue_commands
+from transports._nats_errors import bind, is_permanent_connect_error, map_nats_error
+from transports._nats_subscription import (
+    NatsMultiSubscription,
+    NatsSubscription,
+    drain_all,
+    subscribe_shared,
 )
-from transports._nats_subscription import NatsSubscription
 from transports._nats_support import (
     ConnectAttempt,
     Listeners,
     check_timeout,
-    denied_subscriptions,
     guard_incoming,
     is_plain_subject,
     message_size,
@@ -55,25 +56,29 @@ from transports._nats_support import (
     pop_callbacks,
     positive_limit,
     server_list,
+    subscription_error,
     to_msg,
 )
 from transports.base import (
-    ConnectFailedError,
     ConnectionClosedError,
     EventListener,
     Headers,
     MaxPayloadError,
     Msg,
     PermissionViolationError,
-    SlowConsumerError,
     TransportError,
     TransportEventKind,
 )
-from transports.subjects import validate_pattern, validate_queue, validate_subject
+from transports.subjects import (
+    validate_pattern,
+    validate_queue,
+    validate_subject,
+    validate_subject_list,
+)
 
 bind(nats_errors)  # _nats_errors maps with nats-py's error classes, imported only here
 
-__all__ = ["NatsSubscription", "NatsTransport", "connect_url"]
+__all__ = ["NatsMultiSubscription", "NatsSubscription", "NatsTransport", "connect_url"]
 
 _logger = logging.getLogger(__name__)
 
@@ -163,11 +168,7 @@ class NatsTransport:
         except Exception as exc:
             with contextlib.suppress(Exception):  # free the socket, no user callbacks
                 await asyncio.wait_for(self._nc._close(Client.CLOSED, do_cbs=False), _CLEANUP_LIMIT)
-            reason = attempt.reason(map_nats_error(exc))
-            error_class = (
-                type(reason) if isinstance(reason, ConnectFailedError) else ConnectFailedError
-            )
-            raise error_class(f"cannot connect to {', '.join(urls)}: {reason}") from exc
+            raise attempt.failure(map_nats_error(exc), urls) from exc
         finally:
             self._attempt = None
         self._baseline_error = self._nc.last_error
@@ -293,37 +294,57 @@ class NatsTransport:
             raise map_nats_error(exc, subject=subject) from exc
         sub = NatsSubscription(self, raw, subject, queue)
         self._subs[raw._id] = sub
+        await self._confirm(sub, (subject,), errors_before)
+        return sub
+
+    async def subscribe_many(self, subjects: Sequence[str]) -> NatsMultiSubscription:
+        """One subscription to several concrete subjects: one plain ``SUB`` each, one buffer
+        and iterator (see ``transports.extensions.MultiSubjectSubscriber``).
+
+        Returns once the server has them all (at once while reconnecting, like
+        ``subscribe``).  A subject the server refuses ends the whole subscription:
+        :class:`PermissionViolationError` for that subject.
+        """
+        checked = validate_subject_list(subjects)
+        if self._nc.is_closed:
+            raise ConnectionClosedError()
+        errors_before = self._errors_seen
         try:
-            if nc.is_connected:
+            raws = await subscribe_shared(self._nc, checked, self._unsubscribe_now)
+        except Exception as exc:
+            raise map_nats_error(exc) from exc
+        sub = NatsMultiSubscription(self, raws, checked)
+        for sid in sub.sids:
+            self._subs[sid] = sub
+        await self._confirm(sub, checked, errors_before)
+        return sub
+
+    async def _confirm(self, sub: NatsSubscription, subjects: Sequence[str], since: int) -> None:
+        """The barrier after ``SUB``: ends ``sub`` and raises if it fails, or if the server
+        refused one of ``subjects`` (an error counted after ``since``, before the PONG)."""
+        try:
+            if self._nc.is_connected:
                 await self._barrier()
         except BaseException:
             sub._end(discard=True)
-            with contextlib.suppress(Exception):  # the barrier's error is the one to report
-                await nc._send_unsubscribe(raw._id)
+            self._unsubscribe_now(sub.sids)  # the barrier's error is the one to report
             raise
-        if self._denied.pop(subject.lower(), -1) >= errors_before:
-            sub._end(discard=True)
-            raise PermissionViolationError("subscription", subject)
-        return sub
+        denied = [s for s in subjects if self._denied.pop(s.lower(), -1) >= since]
+        if denied:
+            sub._revoked()  # done already by _on_error, which recorded the denial
+            if len(subjects) > 1 and self._nc.is_connected:  # _revoked UNSUBs the others:
+                with contextlib.suppress(Exception):  # they are through when this raises
+                    await self._barrier()
+            raise PermissionViolationError("subscription", denied[0])
 
-    async def _barrier(self, timeout: float = 10.0) -> None:
-        """Return once the server has processed everything sent so far (one round trip).
+    async def _barrier(self, timeout: float = 10.0, commands: Sequence[bytes] = ()) -> None:
+        """Send ``commands``, return once the server has processed everything sent so far.
 
         Barriers asked for in the same event-loop turn share one PING (``_nats_barrier``):
         a service's 9 + N concurrent subscribes or drains cost one round trip together.
         """
-        nc = self._nc
         try:
-            reader = nc._reading_task
-            if nc.is_connected and reader is not None and not reader.done():
-                await self._pings.wait(timeout)
-                return
-            transport = nc._transport  # not connected: nats-py's own flush, as before
-            if nc._pending and transport is not None and nc.is_connected:
-                transport.writelines(nc._pending)  # what the flusher task would write next
-                nc._pending = []
-                nc._pending_data_size = 0
-            await nc.flush(timeout)  # type: ignore[arg-type]  # annotated int, takes float
+            await self._pings.barrier(timeout, commands)
         except Exception as exc:
             raise map_nats_error(exc, timeout=timeout) from exc
 
@@ -341,20 +362,19 @@ class NatsTransport:
     # ------------------------------------------------------------------ subscription hooks
 
     def _forget_subscription(self, sub: NatsSubscription) -> None:
-        self._subs.pop(sub.sid, None)
-        self._nc._remove_sub(sub.sid)
+        for sid in sub.sids:
+            self._subs.pop(sid, None)
+            self._nc._remove_sub(sid)
 
     async def _send_unsubscribe(self, sub: NatsSubscription, limit: int) -> None:
-        """UNSUB, returning once the server has processed it (nothing while reconnecting:
-        nats-py re-subscribes only what is still in its table)."""
-        nc = self._nc
-        if nc.is_connected:
-            # queued for the barrier, which writes what is queued before its PING (nats-py's
-            # _send_unsubscribe would also wake its flusher task for it)
-            command = unsub_cmd(sub.sid, limit)
-            nc._pending.append(command)
-            nc._pending_data_size += len(command)
-            await self._barrier()
+        """UNSUB (one per sid), returning once the server has processed it (nothing while
+        reconnecting: nats-py re-subscribes only what is still in its table)."""
+        if self._nc.is_connected:  # the barrier writes them before its PING
+            await self._barrier(commands=[unsub_cmd(sid, limit) for sid in sub.sids])
+
+    def _unsubscribe_now(self, sids: Sequence[int]) -> None:
+        """Plain UNSUB for ``sids``, queued for nats-py's flusher without waiting."""
+        queue_commands(self._nc, [unsub_cmd(sid, 0) for sid in sids])
 
     async def _stop_interest(self, sub: NatsSubscription) -> None:
         try:
@@ -377,17 +397,8 @@ class NatsTransport:
         self._closing = True
         nc = self._nc
         try:
-            subs = [sub.drain() for sub in self._subs.values()]
-            timeout = nc.options.get("drain_timeout", 30)
-            try:
-                done = await asyncio.wait_for(
-                    asyncio.gather(*subs, return_exceptions=True), timeout
-                )
-            except asyncio.TimeoutError:
-                done = [TransportError(f"drain timed out after {timeout:g} s; closing anyway")]
-            for error in done:
-                if isinstance(error, Exception):
-                    self._emit(TransportEventKind.ERROR, map_nats_error(error))
+            for error in await drain_all(self._subs.values(), nc.options.get("drain_timeout", 30)):
+                self._emit(TransportEventKind.ERROR, map_nats_error(error))
             if not nc.is_closed:
                 try:
                     await nc.drain()
@@ -415,11 +426,9 @@ class NatsTransport:
         if self._close_finished:
             return
         self._close_finished = True
-        for sub in list(self._subs.values()):
+        for sub in dict.fromkeys(self._subs.values()):  # once each (a multi has several sids)
             sub._end(discard=False)
-        for future in [*self._nc._resp_map.values(), *self._nc._pongs]:  # requests, barriers
-            if not future.done():
-                future.set_exception(nats_errors.ConnectionClosedError())
+        self._pings.fail_waiting(self._nc._resp_map.values())  # barriers and requests
         last = self._nc.last_error
         if not self._closing and last is not None and last is not self._baseline_error:
             self._emit(TransportEventKind.ERROR, map_nats_error(last))
@@ -457,20 +466,10 @@ class NatsTransport:
 
     async def _on_error(self, exc: Exception) -> None:
         self._errors_seen += 1
-        ended: list[NatsSubscription] = []
-        if isinstance(exc, nats_errors.SlowConsumerError):
-            sub = self._subs.get(exc.sid)
-            if sub is not None:
-                sub._note_dropped()
-            error: TransportError = SlowConsumerError(sub.subject if sub else exc.subject)
-        else:
-            error = map_nats_error(exc)
-            if isinstance(error, PermissionViolationError) and error.operation == "subscription":
-                self._denied[error.subject.lower()] = self._errors_seen
-                error, ended = denied_subscriptions(error, str(exc), self._subs.values())
+        error, ended = subscription_error(exc, self._subs, self._denied, self._errors_seen)
         self._emit(TransportEventKind.ERROR, error)
         for sub in ended:  # after the event: listeners learn why before the iterator ends
-            sub._end(discard=False)
+            sub._revoked()
         await self._call_user("error_cb", exc)
         if self._attempt is not None:
             give_up = self._attempt.record(error, permanent=is_permanent_connect_error(exc))

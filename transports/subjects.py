@@ -23,6 +23,7 @@ the in-memory broker's trie and the property tests are checked against.
 from __future__ import annotations
 
 import re
+from collections.abc import Container, Sequence
 
 from transports.base import BadHeaderError, BadQueueError, BadSubjectError
 
@@ -35,6 +36,7 @@ __all__ = [
     "validate_pattern",
     "validate_queue",
     "validate_subject",
+    "validate_subject_list",
 ]
 
 _WHITESPACE = re.compile(r"[\s]")
@@ -86,6 +88,33 @@ def validate_pattern(pattern: str) -> str:
     if problem is not None:
         raise BadSubjectError(pattern, problem)
     return pattern
+
+
+def validate_subject_list(subjects: Sequence[str], known: Container[str] = ()) -> tuple[str, ...]:
+    """Check the subjects of a ``subscribe_many`` call (``transports.extensions``).
+
+    Returns them as a tuple; raises :class:`BadSubjectError` naming a subject that is
+    invalid or a pattern (each must be concrete), and ``ValueError`` when the sequence is
+    empty, is a str, or repeats a subject.  Subjects in ``known`` (a caller's cache of
+    subjects already found valid) are not checked again.
+    """
+    if isinstance(subjects, str) or not isinstance(subjects, Sequence):
+        raise ValueError(f"invalid subjects {subjects!r}: must be a sequence of subjects")
+    if not subjects:
+        raise ValueError("invalid subjects []: at least one subject is needed")
+    for subject in subjects:
+        if type(subject) is str and subject in known:
+            continue
+        problem = _problem(subject, wildcards=True)
+        if problem is None and ("*" in subject or ">" in subject):
+            problem = "must be a concrete subject, without wildcards, in subscribe_many"
+        if problem is not None:
+            raise BadSubjectError(subject, problem)
+    checked = tuple(subjects)
+    if len(set(checked)) != len(checked):
+        repeated = next(s for s in checked if checked.count(s) > 1)
+        raise ValueError(f"invalid subjects: {repeated!r} is given more than once")
+    return checked
 
 
 def validate_queue(queue: str | None) -> str | None:

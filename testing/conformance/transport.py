@@ -24,7 +24,9 @@ reach one *connection* in publish order across its subscriptions (pinned by
 
 The cases live in topic modules (``_transport_basics``, ``_transport_subjects``,
 ``_transport_requests``, ``_transport_messages``, ``_transport_subscriptions``,
-``_transport_lifecycle``); a binding may also subclass just one of those mixins.
+``_transport_lifecycle``, and ``_transport_multi`` for the optional ``subscribe_many``,
+skipped by a transport that does not offer it); a binding may also subclass just one of
+those mixins.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 from testing.conformance._transport_basics import ConnectionCases
 from testing.conformance._transport_lifecycle import LifecycleCases
 from testing.conformance._transport_messages import MessageCases
+from testing.conformance._transport_multi import MultiSubjectCases
 from testing.conformance._transport_requests import RequestCases
 from testing.conformance._transport_subjects import SubjectCases
 from testing.conformance._transport_subscriptions import SubscriptionCases
@@ -40,6 +43,7 @@ __all__ = [
     "ConnectionCases",
     "LifecycleCases",
     "MessageCases",
+    "MultiSubjectCases",
     "RequestCases",
     "SubjectCases",
     "SubscriptionCases",
@@ -54,5 +58,6 @@ class TransportConformance(
     MessageCases,
     SubscriptionCases,
     LifecycleCases,
+    MultiSubjectCases,
 ):
     """Conformance tests for one ``Transport`` implementation (bind by subclassing)."""

@@ -82,9 +82,10 @@ async def test_start_returns_while_the_service_keeps_serving(
     await service.add_endpoint("echo", echo)
     await service.start()  # not inside any task group of ours
     assert (await client.request("echo", b"a", timeout=WAIT)).data == b"a"
-    # 9 control loops and 1 endpoint loop, plus the host's root task on trio (on asyncio the
-    # host runs native tasks and needs no root)
-    assert len(_our_tasks(anyio_backend)) == (1 if anyio_backend == "trio" else 0) + 9 + 1
+    # 1 control loop (the memory transport offers subscribe_many: one subscription for the
+    # nine control subjects) and 1 endpoint loop, plus the host's root task on trio (on
+    # asyncio the host runs native tasks and needs no root)
+    assert len(_our_tasks(anyio_backend)) == (1 if anyio_backend == "trio" else 0) + 1 + 1
     await service.stop()
     with anyio.fail_after(WAIT):  # nothing orphaned (the root task may need a step to exit)
         while _our_tasks(anyio_backend):

@@ -1,0 +1,108 @@
+"""Optional extensions of the :class:`~transports.base.Transport` protocol.
+
+None of them is part of the ``Transport`` contract: a transport that implements none is
+complete, and ``micro`` works on it unchanged.  ``micro`` checks for each with
+``isinstance`` (they are ``runtime_checkable``) and uses it when present:
+
+* :class:`MultiSubjectSubscriber` -- several subjects behind one subscription, so that one
+  consumer task serves them all (a service's nine control subjects: starting and stopping
+  a service costs two tasks instead of ten);
+* :class:`HandlerErrorSink` and :class:`HandlerTracker` -- told about service handlers,
+  for test brokers (the memory transport's strict mode and ``wait_idle``).
+
+Both built-in transports implement all three; the conformance suite checks
+``subscribe_many`` on every transport that offers it (``testing.conformance``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from transports.base import Subscription
+
+__all__ = ["HandlerErrorSink", "HandlerTracker", "MultiSubjectSubscriber", "MultiSubscription"]
+
+
+@runtime_checkable
+class MultiSubscription(Subscription, Protocol):
+    """A :class:`~transports.base.Subscription` to several concrete subjects at once.
+
+    Everything the ``Subscription`` protocol says holds, for all of its subjects together:
+    one buffer, one iterator, ``unsubscribe``/``drain`` end the interest in every subject
+    at once, and ``unsubscribe(limit=N)`` counts the messages of all subjects together.
+    ``subject`` is the first of :attr:`subjects`; ``queue`` is always ``None``.
+    """
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        """Every subject subscribed, in the order given to ``subscribe_many``."""
+        ...
+
+
+@runtime_checkable
+class MultiSubjectSubscriber(Protocol):
+    """Optional extension of a :class:`~transports.base.Transport`: ``subscribe_many``."""
+
+    async def subscribe_many(self, subjects: Sequence[str]) -> MultiSubscription:
+        """Subscribe to every subject of ``subjects`` through ONE subscription.
+
+        The broker sees exactly what ``len(subjects)`` plain ``subscribe`` calls would
+        give it (over NATS: one ``SUB`` per subject, never queue-grouped), so routing,
+        interest and no-responders are unchanged; only the consumer side differs: every
+        message arrives through one buffer, in arrival order, and ``Msg.subject`` tells
+        which subject it came on.  Returns once every subject is live at the broker.
+
+        ``subjects`` must be a non-empty sequence of distinct concrete subjects (no
+        wildcards: a message then matches exactly one of them and is delivered once).
+        Raises :class:`~transports.base.BadSubjectError` naming a subject that is
+        invalid or a pattern, ``ValueError`` for an empty sequence or a repeated subject,
+        and what ``subscribe`` raises otherwise (a refused subject ends the whole
+        subscription).  The default pending limits apply: at most
+        ``DEFAULT_PENDING_MSGS_LIMIT`` messages are buffered in all, and at most
+        ``DEFAULT_PENDING_BYTES_LIMIT`` payload bytes per subject.
+        """
+        ...
+
+
+@runtime_checkable
+class HandlerErrorSink(Protocol):
+    """Optional extension of a :class:`~transports.base.Transport`: told when a service
+    handler fails.
+
+    When a handler of an endpoint served over this transport raises an exception other
+    than ``micro.ServiceError`` (an *unexpected* failure, which becomes a ``500`` error
+    reply), the endpoint calls :meth:`handler_failed` once, after counting the error and
+    before sending the error reply.  The memory transport implements it so that a strict
+    ``MemoryBroker`` can re-raise the exception in the test instead of letting it hide
+    behind the error reply.
+    """
+
+    def handler_failed(self, subject: str, error: Exception) -> None:
+        """``error`` escaped the handler of a request on ``subject``.  Must not block and
+        must not raise (the endpoint keeps serving either way)."""
+        ...
+
+
+@runtime_checkable
+class HandlerTracker(Protocol):
+    """Optional extension of a :class:`~transports.base.Transport`: told about handlers
+    running in tasks of their own.
+
+    A consumer that hands a received message to another task -- an endpoint with
+    ``max_concurrency > 1`` -- calls :meth:`handler_started` when it hands the message
+    over and :meth:`handler_finished` once that task is done (also when it failed or was
+    cancelled), so the pairs always balance.  A consumer that handles each message inside
+    its own ``async for`` loop calls neither: a transport sees it come back for the next
+    message.  The memory transport implements it so that ``MemoryBroker.wait_idle()``
+    waits for every handler, whatever the endpoint's concurrency.
+    """
+
+    def handler_started(self) -> None:
+        """A handler was handed a message.  Must not block and must not raise."""
+        ...
+
+    def handler_finished(self) -> None:
+        """A handler announced by :meth:`handler_started` is done.  Must not block and must
+        not raise."""
+        ...
