@@ -14,6 +14,10 @@ by the PING, in one write: every command of every member of the batch precedes i
 and the server answers in order, so its PONG is a barrier for all of them.  A request made
 after the PING went out waits for the next one (its commands may follow that PING).
 
+A barrier also takes back the wake-ups that the ``subscribe`` (or ``publish``) calls just
+before it queued for nats-py's flusher task, so that the flusher does not write those
+commands in a system call of its own just ahead of the PING.
+
 :func:`queue_commands` queues commands for nats-py's flusher task without waiting (an
 ``UNSUB`` sent from a synchronous path).
 
@@ -57,11 +61,13 @@ class _Batch:
     """The barriers waiting for one PING: ``waiters`` all, ``shared`` those whose timeout is
     the batch's (one timer for them all: a service's subscribes or drains)."""
 
-    __slots__ = ("shared", "timeout", "timer", "waiters")
+    __slots__ = ("shared", "timeout", "timer", "waiters", "wakeups")
 
     def __init__(self, timeout: float) -> None:
         self.waiters: list[asyncio.Future[None]] = []
         self.shared: list[asyncio.Future[None]] = []
+        # wake-ups taken back from nats-py's flusher: resolved once the send has written
+        self.wakeups: list[asyncio.Future[Any]] = []
         self.timeout = timeout
         self.timer: asyncio.TimerHandle | None = None
 
@@ -96,7 +102,7 @@ class PingBarrier:
             queue_commands(nc, commands, wake=False)  # written by the send, ahead of its PING
         reader = nc._reading_task
         if nc.is_connected and reader is not None and not reader.done():
-            await self.wait(timeout)
+            await self.wait(timeout, claim_wakeup=True)
             return
         transport = nc._transport
         if nc._pending and transport is not None and nc.is_connected:
@@ -105,12 +111,17 @@ class PingBarrier:
             nc._pending_data_size = 0
         await nc.flush(timeout)  # type: ignore[arg-type]  # annotated int, takes float
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, timeout: float, *, claim_wakeup: bool = False) -> None:
         """Return once the server answered a PING sent after everything sent so far.
 
         Raises ``timeout_error`` after ``timeout`` seconds without that answer and
         ``closed_error`` (or what nats-py fails its pending PONGs with) when the connection
         closes first.  Cancelling the caller abandons only its own wait.
+
+        With ``claim_wakeup``, the wake-ups queued for nats-py's flusher task (by the
+        ``subscribe`` or ``publish`` calls just made) are taken back: the send writes what
+        they were for, with the PING, in one write, instead of the flusher writing it first
+        in a write of its own.  They are resolved once written, as the flusher would.
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
@@ -119,6 +130,10 @@ class PingBarrier:
             batch = self._batch = _Batch(timeout)
             batch.timer = loop.call_later(timeout, self._expire, batch.shared)
             loop.call_soon(self._send)
+        flusher = self._nc._flush_queue
+        if claim_wakeup and flusher is not None:
+            while not flusher.empty():
+                batch.wakeups.append(flusher.get_nowait())
         batch.waiters.append(waiter)
         if timeout == batch.timeout:
             batch.shared.append(waiter)
@@ -147,6 +162,15 @@ class PingBarrier:
         batch, self._batch = self._batch, None
         if batch is None:
             return
+        try:
+            self._write(batch)
+        finally:
+            for wakeup in batch.wakeups:
+                if not wakeup.done():
+                    wakeup.set_result(None)
+
+    def _write(self, batch: _Batch) -> None:
+        """Write nats-py's queued commands and the PING of ``batch``; settle it on failure."""
         nc = self._nc
         if nc.is_closed:
             _settle(batch, self._closed_error())
