@@ -152,3 +152,20 @@ def test_full_wildcard_needs_at_least_one_more_token() -> None:
     sublist.insert(">", "y")
     assert sublist.match("a") == (("y",), ())
     assert sorted(sublist.match("a.b.c")[0]) == ["x", "y"]
+
+
+def test_inbox_style_patterns_share_one_cached_result_until_anything_changes() -> None:
+    sublist: Sublist[str] = Sublist(uncached_prefix="_INBOX.")
+    sublist.insert("_INBOX.abc.*", "mux")
+    first = sublist.match("_INBOX.abc.1")
+    assert first == (("mux",), ())
+    assert sublist.match("_INBOX.abc.2") is first  # one entry for every reply token
+    assert sublist.match("_INBOX.abc.1.2") == ((), ())  # '*' is one token only
+    sublist.insert("_INBOX.abc.2", "literal")  # a literal match: computed, not shared
+    assert sublist.match("_INBOX.abc.2") == (("literal", "mux"), ())
+    assert sublist.match("_INBOX.abc.3") == (("mux",), ())
+    sublist.insert("_INBOX.>", "spy", "q")  # a trie pattern: the shortcut is off
+    assert sublist.match("_INBOX.abc.3") == (("mux",), (("spy",),))
+    assert sublist.remove("_INBOX.>", "spy", "q")
+    assert sublist.remove("_INBOX.abc.*", "mux")
+    assert sublist.match("_INBOX.abc.3") == ((), ())

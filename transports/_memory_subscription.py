@@ -153,7 +153,11 @@ class MemorySubscription:
         waiters = self._waiters
         if waiters:
             for waiter in waiters:
-                wake(waiter, None)
+                if not waiter.done():  # wake(), inlined: the hot path
+                    try:
+                        waiter.set_result(None)
+                    except RuntimeError:  # its event loop is closed / its trio run is over
+                        continue
             waiters.clear()
 
     def _drop(self) -> None:
@@ -266,17 +270,18 @@ class MemorySubscription:
         # message; it holds the one returned below until it comes back again.
         self._holder = None
         buffer = self._buffer
+        loop = _get_running_loop()
         while not buffer:
             if self._state != _LIVE:
                 raise StopAsyncIteration
             self._iterated = True  # a consumer loop (it waits here): its buffer is awaited
-            waiter = self._park()
+            waiter: Waiter[None] = loop.create_future() if loop is not None else new_waiter()
+            self._waiters.append(waiter)  # _park(), inlined: the hot path
             try:
                 await waiter
             except BaseException:
                 self._unpark(waiter)
                 raise
-        loop = _get_running_loop()
         self._holder = _task_of(loop) if loop is not None else current_task()
         return self._take()
 

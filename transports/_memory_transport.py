@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -74,7 +75,7 @@ class _ReplyMux:
     def _push(self, msg: Msg) -> None:
         waiter = self.pending.pop(msg.subject[len(self.prefix) :], None)
         if waiter is not None:
-            self._conn._expiry.discard(waiter)
+            self._conn._expiry._waiting.pop(waiter, None)  # Expiry.discard(), inlined
             wake(waiter, msg)
 
     def _push_dropped(self, msg: Msg) -> None:
@@ -188,7 +189,8 @@ class MemoryTransport(ConnectionFaults):
         connection state) and build it.  ``own_reply``: the reply subject was minted
         here and needs no check."""
         known = self._broker._known_subjects
-        check_subject(subject, known)
+        if subject.__class__ is not str or subject not in known:  # the cache hit, inlined
+            check_subject(subject, known)
         if reply is not None and not own_reply:
             check_subject(reply, known)
         copied, size = (None, 0) if headers is None else checked_headers(headers)
@@ -296,7 +298,8 @@ class MemoryTransport(ConnectionFaults):
         mux.counter += 1
         token = str(mux.counter)
         msg = self._message(subject, data, mux.prefix + token, headers, own_reply=True)
-        waiter: Waiter[Msg] = new_waiter()
+        loop = _get_running_loop()
+        waiter: Waiter[Msg] = loop.create_future() if loop is not None else new_waiter()
         mux.pending[token] = waiter  # the mux pops it (and its deadline) when the reply comes
         expiry = self._expiry
         expiry.add(waiter, timeout)

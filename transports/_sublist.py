@@ -1,23 +1,28 @@
 """A subject trie ("sublist", after nats-server's) mapping subscription patterns to subscribers.
 
 Patterns without wildcards (most of them: a service's control subjects, request
-subjects, inboxes) are kept in a dict by subject, so inserting, removing and matching
-them is one lookup.  Wildcard patterns are stored token by token in a trie; ``*`` and
+subjects) are kept in a dict by subject, and patterns ``<literal tokens>.*`` (a
+connection's reply inbox ``_INBOX.<id>.*``) in a dict by their literal part, so
+inserting, removing and matching them is one lookup each.  Other wildcard patterns are
+stored token by token in a trie; ``*`` and
 ``>`` are ordinary child keys of a node (literal subject tokens can never contain ``*`` or
 ``>``, see ``transports.subjects``).  A match walks at most three children per token (the
 literal token, ``*`` and ``>``), so its cost depends on the subject's length and on the
 patterns that actually match, not on how many unrelated patterns are stored.
 
-Results are cached per subject (a bounded cache, emptied when full) and the whole
-cache is dropped on every insert or remove, as nats-server invalidates its own match
+Results are cached per subject (a bounded cache, emptied when full; while only
+``<literal>.*`` patterns can match, per subject minus its last token instead, so the
+replies to one inbox share one entry) and the whole cache is dropped on every insert or
+remove, as nats-server invalidates its own match
 cache.  A result groups queue subscribers by queue name *across* patterns: a
 member of queue ``q`` on ``foo.*`` and one on ``foo.bar`` form one group for
 ``foo.bar``, exactly as the server groups them.
 
 Inputs are assumed valid (validate with ``transports.subjects`` first).  Ordering is
 deterministic: subscribers of the literal pattern equal to the subject come first, then
-the trie is walked level by level (literal, ``*``, then ``>`` children); within a
-pattern, subscribers keep their insertion order.  The class is not thread-safe.
+those of ``<subject minus its last token>.*``, then the trie is walked level by level
+(literal, ``*``, then ``>`` children); within a pattern, subscribers keep their insertion
+order.  The class is not thread-safe.
 """
 
 from __future__ import annotations
@@ -58,7 +63,16 @@ class Sublist(Generic[T]):
     matching patterns.
     """
 
-    __slots__ = ("_cache", "_cache_size", "_count", "_literal", "_root", "_uncached_prefix")
+    __slots__ = (
+        "_by_head",
+        "_cache",
+        "_cache_size",
+        "_count",
+        "_last_star",
+        "_literal",
+        "_root",
+        "_uncached_prefix",
+    )
 
     def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE, uncached_prefix: str = "") -> None:
         """``uncached_prefix``: subjects starting with it are never cached (use it for
@@ -67,6 +81,9 @@ class Sublist(Generic[T]):
             raise ValueError(f"invalid cache_size {cache_size!r}: must be an int >= 0")
         self._root: _Node[T] = _Node()  # wildcard patterns
         self._literal: dict[str, _Node[T]] = {}  # patterns without wildcards (no children)
+        self._last_star: dict[str, _Node[T]] = {}  # "<literal>.*" patterns, by "<literal>"
+        # results by "<subject minus its last token>" while only _last_star can match
+        self._by_head: dict[str, Match[T]] = {}
         self._cache: dict[str, Match[T]] = {}
         self._cache_size = cache_size
         self._uncached_prefix = uncached_prefix or None
@@ -78,15 +95,17 @@ class Sublist(Generic[T]):
 
     @property
     def cached_subjects(self) -> int:
-        """Number of subjects whose match result is currently cached."""
-        return len(self._cache)
+        """Number of match results currently cached (per subject, or per subject minus its
+        last token while only ``<literal>.*`` patterns can match)."""
+        return len(self._cache) + len(self._by_head)
 
     def insert(self, pattern: str, item: T, queue: str | None = None) -> None:
         """Add ``item`` under ``pattern`` (in queue group ``queue`` if given).
 
         Raises ``ValueError`` if ``item`` is already stored under this pattern.
         """
-        if "*" in pattern or ">" in pattern:
+        flat = self._flat_index(pattern)
+        if flat is None:
             node = self._root
             for token in pattern.split("."):
                 child = node.children.get(token)
@@ -94,22 +113,25 @@ class Sublist(Generic[T]):
                     child = node.children[token] = _Node()
                 node = child
         else:
-            found = self._literal.get(pattern)
-            node = self._literal[pattern] = _Node() if found is None else found
+            index, key = flat
+            found = index.get(key)
+            node = index[key] = _Node() if found is None else found
         members = node.plain if queue is None else node.queues.setdefault(queue, {})
         if item in members:
             raise ValueError(f"{item!r} is already subscribed to {pattern!r}")
         members[item] = None
         self._count += 1
         self._cache.clear()
+        self._by_head.clear()
 
     def remove(self, pattern: str, item: T, queue: str | None = None) -> bool:
         """Remove ``item`` from ``pattern``; returns False if it was not stored there.
 
         Nodes left empty are pruned, so the index never grows with removed patterns.
         """
-        path: list[tuple[_Node[T], str]] = []  # (parent, token) down to a wildcard pattern
-        if "*" in pattern or ">" in pattern:
+        path: list[tuple[_Node[T], str]] = []  # (parent, token) down to a trie pattern
+        flat = self._flat_index(pattern)
+        if flat is None:
             node = self._root
             for token in pattern.split("."):
                 child = node.children.get(token)
@@ -118,24 +140,26 @@ class Sublist(Generic[T]):
                 path.append((node, token))
                 node = child
         else:
-            literal = self._literal.get(pattern)
-            if literal is None:
+            index, key = flat
+            stored = index.get(key)
+            if stored is None:
                 return False
-            node = literal
+            node = stored
         members = node.plain if queue is None else node.queues.get(queue)
         if members is None or item not in members:
             return False
         del members[item]
         if queue is not None and not members:
             del node.queues[queue]
-        if not path and node.is_empty():
-            del self._literal[pattern]
+        if flat is not None and node.is_empty():
+            del flat[0][flat[1]]
         for parent, token in reversed(path):
             if not parent.children[token].is_empty():
                 break
             del parent.children[token]
         self._count -= 1
         self._cache.clear()
+        self._by_head.clear()
         return True
 
     def match(self, subject: str) -> Match[T]:
@@ -147,13 +171,57 @@ class Sublist(Generic[T]):
         cached = self._cache.get(subject)
         if cached is not None:
             return cached
+        if not self._root.children and subject not in self._literal:
+            # only "<head>.*" patterns can match: one result serves every last token (the
+            # replies to one request inbox, which the per-subject cache skips)
+            head = subject.rpartition(".")[0]
+            result = self._by_head.get(head)
+            if result is None:
+                if len(self._by_head) >= self._cache_size:
+                    self._by_head.clear()
+                result = self._collect(subject)
+                if self._cache_size:
+                    self._by_head[head] = result
+            return result
+        result = self._collect(subject)
+        prefix = self._uncached_prefix
+        if self._cache_size and (prefix is None or not subject.startswith(prefix)):
+            cache = self._cache
+            if len(cache) >= self._cache_size:
+                cache.clear()  # cheaper than evicting one by one; hot subjects return at once
+            cache[subject] = result
+        return result
+
+    def _collect(self, subject: str) -> Match[T]:
+        """The match result for ``subject``, computed (no cache)."""
         plain: list[T] = []
         groups: dict[str, list[T]] = {}
         exact = self._literal.get(subject)
         if exact is not None:
             _add(exact, plain, groups)
-        nodes = [self._root] if self._root.children else []
-        for token in subject.split(".") if nodes else ():
+        if self._last_star:
+            head, dot, _ = subject.rpartition(".")
+            starred = self._last_star.get(head) if dot else None
+            if starred is not None:
+                _add(starred, plain, groups)
+        if self._root.children:
+            self._walk(subject, plain, groups)
+        return (tuple(plain), tuple(map(tuple, groups.values())) if groups else ())
+
+    def _flat_index(self, pattern: str) -> tuple[dict[str, _Node[T]], str] | None:
+        """The dict holding ``pattern`` and its key there, or ``None`` for a trie pattern."""
+        if "*" not in pattern and ">" not in pattern:
+            return self._literal, pattern
+        if pattern.endswith(".*"):
+            head = pattern[:-2]
+            if "*" not in head and ">" not in head:
+                return self._last_star, head
+        return None
+
+    def _walk(self, subject: str, plain: list[T], groups: dict[str, list[T]]) -> None:
+        """Add the subscribers of the trie's patterns that match ``subject``."""
+        nodes = [self._root]
+        for token in subject.split("."):
             following: list[_Node[T]] = []
             for node in nodes:
                 children = node.children
@@ -173,14 +241,6 @@ class Sublist(Generic[T]):
                 break
         for node in nodes:
             _add(node, plain, groups)
-        result: Match[T] = (tuple(plain), tuple(map(tuple, groups.values())) if groups else ())
-        prefix = self._uncached_prefix
-        if self._cache_size and (prefix is None or not subject.startswith(prefix)):
-            cache = self._cache
-            if len(cache) >= self._cache_size:
-                cache.clear()  # cheaper than evicting one by one; hot subjects return at once
-            cache[subject] = result
-        return result
 
 
 def _add(node: _Node[T], plain: list[T], groups: dict[str, list[T]]) -> None:
