@@ -27,6 +27,7 @@ from testing.nats_server import NatsServer
 from transports._nats_support import FAST_MSG, is_plain_subject
 from transports.base import (
     BadHeaderError,
+    BadSubjectError,
     ConnectionClosedError,
     MaxPayloadError,
     Msg,
@@ -195,6 +196,28 @@ async def test_connect_passes_options_through(micro_nats_server: NatsServer) -> 
     finally:
         await transport.close()
         await other.close()
+
+
+async def test_nats_py_subject_checks_are_skipped_only_behind_ours(
+    micro_nats_server: NatsServer,
+) -> None:
+    """Our connections skip nats-py's own subject check (ours runs first and is stricter),
+    unless the caller asks for it; a bad subject is still refused before anything is sent."""
+    ours = await NatsTransport.connect(micro_nats_server.url)
+    asked = await NatsTransport.connect(micro_nats_server.url, skip_subject_validation=False)
+    try:
+        assert ours.nc._skip_subject_validation is True
+        assert asked.nc._skip_subject_validation is False
+        for bad in ("a b", "a\r\nPUB x 1", "a..b", "a.*", ""):
+            with pytest.raises(BadSubjectError):
+                await ours.publish(bad, b"x")
+            with pytest.raises(BadSubjectError):
+                await ours.publish("ok", b"x", reply=bad)
+        assert ours.is_connected  # nothing malformed reached the server
+        await ours.flush()
+    finally:
+        await ours.close()
+        await asked.close()
 
 
 async def test_connect_rejects_unknown_options_and_sync_callbacks() -> None:

@@ -159,6 +159,7 @@ class NatsTransport:
         self = cls.__new__(cls)
         self._setup(Client(), user_callbacks)
         options.update(self._handlers())
+        options.setdefault("skip_subject_validation", True)  # ours ran first, and is stricter
         fail_fast = (
             not options.get("allow_reconnect", True) or options.get("max_reconnect_attempts") == 0
         )
