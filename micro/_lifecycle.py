@@ -43,15 +43,13 @@ import anyio
 import anyio.lowlevel
 
 from micro._background import Event, new_event
-from micro._monitoring import serve_control
+from micro._monitoring import control_subscribes, serve_control
 from micro._support import (
     call_callback,
     drain_quietly,
     error_subject_matches,
-    offers,
     unsubscribe_quietly,
 )
-from micro.control import ServiceVerb, build_control_subjects
 from micro.errors import ServiceStoppedError
 from transports.base import (
     SlowConsumerError,
@@ -59,7 +57,7 @@ from transports.base import (
     TransportEvent,
     TransportEventKind,
 )
-from transports.extensions import MultiSubjectSubscriber, MultiSubscription
+from transports.extensions import MultiSubscription
 
 if TYPE_CHECKING:
     from micro.service import Service
@@ -169,7 +167,7 @@ async def start(service: Service) -> None:
     if life.is_ending:
         raise ServiceStoppedError(f"cannot start {service!r}: it has stopped")
     life.begin_start()
-    control = _control_subscribes(service)
+    control = control_subscribes(service)
     endpoints = list(service._endpoints)
     made = _Subscribed(len(control) + len(endpoints))
     try:
@@ -203,25 +201,6 @@ async def start(service: Service) -> None:
     life.settle_start()
     if life.early_end is not None:  # a loop ended before we were started: now it counts
         subscription_ended(service, *life.early_end)
-
-
-def _control_subscribes(
-    service: Service,
-) -> list[tuple[dict[str, ServiceVerb], Callable[[], Awaitable[Subscription]]]]:
-    """How to subscribe to the nine control subjects, and the verb of each subject: one
-    ``subscribe_many`` (one subscription, one receive loop) when the transport offers it
-    (``transports.extensions``), otherwise one ``subscribe`` per subject."""
-    transport = service._transport
-    pairs = build_control_subjects(service.name, service.id, service.api_prefix)
-    if offers(transport, MultiSubjectSubscriber):
-        subjects = [subject for _, subject in pairs]
-        return [
-            (
-                {subject: verb for verb, subject in pairs},
-                partial(transport.subscribe_many, subjects),
-            )
-        ]
-    return [({subject: verb}, partial(transport.subscribe, subject)) for verb, subject in pairs]
 
 
 class _Subscribed:

@@ -1,6 +1,7 @@
 """The control (monitoring) handlers: PING, INFO and STATS on the nine control subjects.
 
-Also the builders of the INFO and STATS documents (``Service.info()``/``Service.stats()``).
+Also how a starting service subscribes to them (``control_subscribes``), and the builders
+of the INFO and STATS documents (``Service.info()``/``Service.stats()``).
 
 Each control subscription (one per subject, or one for all nine where the transport
 offers ``subscribe_many``) is served by one loop that answers every request with one JSON
@@ -14,18 +15,21 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from micro.control import ServiceVerb
+from micro._support import offers
+from micro.control import ServiceVerb, build_control_subjects
 from micro.models import PingInfo, ServiceInfo, ServiceStats
 from micro.request import NoReplySubjectError
 from transports.base import Msg, Subscription, Transport
+from transports.extensions import MultiSubjectSubscriber
 
 if TYPE_CHECKING:
     from micro.service import Service
 
-__all__ = ["build_info", "build_stats", "serve_control"]
+__all__ = ["build_info", "build_stats", "control_subscribes", "serve_control"]
 
 _log = logging.getLogger("micro.service")
 
@@ -111,6 +115,20 @@ async def _answer(
             msg.subject,
             exc,
         )
+
+
+def control_subscribes(
+    service: Service,
+) -> list[tuple[dict[str, ServiceVerb], Callable[[], Awaitable[Subscription]]]]:
+    """How to subscribe to the nine control subjects, with the verb of each subject: one
+    ``subscribe_many`` (one subscription, one receive loop) when the transport offers it
+    (``transports.extensions``), otherwise one ``subscribe`` per subject."""
+    transport = service._transport
+    pairs = build_control_subjects(service.name, service.id, service.api_prefix)
+    if offers(transport, MultiSubjectSubscriber):
+        verbs = {subject: verb for verb, subject in pairs}
+        return [(verbs, partial(transport.subscribe_many, list(verbs)))]
+    return [({subject: verb}, partial(transport.subscribe, subject)) for verb, subject in pairs]
 
 
 async def serve_control(

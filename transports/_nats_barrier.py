@@ -8,7 +8,7 @@ flush is not even a barrier, see ``ANCHORS.md``).
 
 :class:`PingBarrier` makes every barrier asked for in the same event-loop turn share ONE
 PING: the first request of a turn schedules the send with ``loop.call_soon``, so the tasks
-already scheduled in that turn (e.g. the 10 tasks of a service's concurrent subscribes) join
+already scheduled in that turn (e.g. the tasks of a service's concurrent subscribes) join
 the batch before it goes out.  The send hands nats-py's queued commands to the socket followed
 by the PING, in one write: every command of every member of the batch precedes it on the wire,
 and the server answers in order, so its PONG is a barrier for all of them.  A request made
