@@ -75,7 +75,7 @@ class _ReplyMux:
     def _push(self, msg: Msg) -> None:
         waiter = self.pending.pop(msg.subject[len(self.prefix) :], None)
         if waiter is not None:
-            self._conn._expiry._waiting.pop(waiter, None)  # Expiry.discard(), inlined
+            self._conn._expiry.discard(waiter)
             wake(waiter, msg)
 
     def _push_dropped(self, msg: Msg) -> None:
