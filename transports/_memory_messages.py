@@ -23,6 +23,7 @@ __all__ = [
     "is_plain_subject",
     "make_msg",
     "pending_limit",
+    "remember_subject",
 ]
 
 _HEADER_FRAME = len(b"NATS/1.0\r\n\r\n")
@@ -103,6 +104,12 @@ def check_subject(subject: str, known: dict[str, None]) -> None:
         return
     if type(subject) is not str or not is_plain_subject(subject):
         validate_subject(subject)
+    remember_subject(subject, known)
+
+
+def remember_subject(subject: str, known: dict[str, None]) -> None:
+    """Add a subject found valid to the ``known`` cache (bounded; emptied when full).
+    One-off ``_INBOX.`` subjects are not remembered."""
     if not subject.startswith("_INBOX."):
         if len(known) >= _KNOWN_SUBJECTS_LIMIT:
             known.clear()

@@ -26,6 +26,7 @@ from transports._memory_messages import (
     checked_headers,
     make_msg,
     pending_limit,
+    remember_subject,
 )
 from transports._memory_outage import ConnectionFaults
 from transports._memory_subscription import MemorySubscription
@@ -253,8 +254,7 @@ class MemoryTransport(ConnectionFaults):
         known = self._broker._known_subjects  # concrete subjects already found valid
         checked = validate_subject_list(subjects, known)
         for subject in checked:
-            if subject not in known:
-                check_subject(subject, known)  # remembered (the cache is bounded)
+            remember_subject(subject, known)
         self._check_open()
         if self._draining:
             raise ConnectionClosedError("the connection is draining")

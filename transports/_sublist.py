@@ -152,7 +152,8 @@ class Sublist(Generic[T]):
         if queue is not None and not members:
             del node.queues[queue]
         if flat is not None and node.is_empty():
-            del flat[0][flat[1]]
+            index, key = flat
+            del index[key]
         for parent, token in reversed(path):
             if not parent.children[token].is_empty():
                 break
