@@ -40,14 +40,13 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
-import anyio.lowlevel
 
-from micro._background import Event, new_event
 from micro._monitoring import control_subscribes, serve_control
 from micro._support import (
     call_callback,
     drain_quietly,
     error_subject_matches,
+    offers,
     unsubscribe_quietly,
 )
 from micro.errors import ServiceStoppedError
@@ -57,7 +56,8 @@ from transports.base import (
     TransportEvent,
     TransportEventKind,
 )
-from transports.extensions import MultiSubscription
+from transports.extensions import InProcessBroker, MultiSubscription
+from transports.runtime import Event, new_event
 
 if TYPE_CHECKING:
     from micro.service import Service
@@ -107,8 +107,8 @@ class Lifecycle:
         self.finished = False
         # a receive loop that ended while starting: handled once the service has started
         self.early_end: tuple[Subscription, BaseException | None] | None = None
-        # every subscribe of start() completed without suspending (an in-process broker):
-        # stop() then drains one subscription after another instead of a task for each
+        # the transport's broker runs in this process (``InProcessBroker``): stop() then
+        # drains the subscriptions with nothing buffered inline instead of a task each
         self.inline_drains = False
         self._settled: Event | None = None
         self._stopped: Event | None = None
@@ -188,8 +188,7 @@ async def start(service: Service) -> None:
             host.start_soon(
                 _subscribe_then_serve, life, made, index, endpoint.subscribe, endpoint.serve
             )
-        await anyio.lowlevel.checkpoint()  # the tasks take their first step
-        life.inline_drains = made.all_reported
+        life.inline_drains = offers(transport, InProcessBroker) and transport.in_process
         subscriptions = await made.wait_all()
     except BaseException as exc:
         with anyio.CancelScope(shield=True):
@@ -227,10 +226,6 @@ class _Subscribed:
         self._unreported -= 1
         if self._unreported == 0:
             self._all_reported.set()
-
-    @property
-    def all_reported(self) -> bool:
-        return self._unreported == 0
 
     async def wait_all(self) -> list[Subscription]:
         """All subscriptions, once every task reported; the first error if one failed."""
@@ -367,10 +362,10 @@ async def _drain_all(service: Service) -> None:
     has drained; the loops end as their subscriptions do.  (If the host has failed: all
     of them in a task group here.)
 
-    When the transport subscribed without suspending (``Lifecycle.inline_drains``: an
-    in-process broker), a subscription with nothing buffered is drained right here
-    too, which costs less than a task: its drain has nothing to wait for.  (Were it
-    to wait after all, the result would be the same, only later.)"""
+    When the transport declares an in-process broker (``transports.extensions.InProcessBroker``),
+    a subscription with nothing buffered is drained right here too, which costs less than a
+    task: its drain has nothing to wait for.  (Were it to wait after all, the result would be
+    the same, only later.)"""
     host = service._host
     subscriptions = _subscriptions(service)
     if not host.is_open:

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from micro._background import Event, new_event
 from micro._support import offers
 from micro.errors import ServiceError, ValidationError
 from micro.group import Defaults, join_subject
@@ -39,6 +38,7 @@ from micro.request import Handler, TransportRequest
 from micro.validation import validate_endpoint_name, validate_endpoint_subject, validate_metadata
 from transports.base import Msg, Subscription, Transport
 from transports.extensions import HandlerErrorSink, HandlerTracker
+from transports.runtime import Event, new_event
 
 if TYPE_CHECKING:
     from micro.service import Service

@@ -22,7 +22,6 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from micro import _lifecycle
-from micro._background import TaskHost
 from micro._monitoring import build_info, build_stats
 from micro._support import as_transport, call_callback, drain_quietly, offers
 from micro.control import DEFAULT_API_PREFIX, validate_api_prefix
@@ -40,6 +39,7 @@ from micro.validation import (
     validate_version,
 )
 from transports.base import Subscription, Transport
+from transports.runtime import TaskHost
 
 __all__ = ["DoneHandler", "ErrorHandler", "Service", "StatsHandler", "add_service"]
 
@@ -200,7 +200,7 @@ class Service:
         self._endpoints: list[Endpoint] = []
         self._started = now()
         self._ping_json: bytes | None = None
-        self._host = TaskHost(f"micro service {name} {instance_id}")
+        self._host = TaskHost(f"micro service {name} {instance_id}", _log)
         self._life = _lifecycle.Lifecycle()
         self._control: list[Subscription] = []
         self._remove_listener: Callable[[], None] | None = None

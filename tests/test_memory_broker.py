@@ -12,16 +12,12 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import fields
 from pathlib import Path
 
 import anyio
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 import transports
-from transports import _memory_messages
 from transports.base import BadHeaderError, MaxPayloadError, Msg
 from transports.memory import (
     MemoryBroker,
@@ -30,7 +26,6 @@ from transports.memory import (
     connect_url,
     get_broker,
 )
-from transports.subjects import is_valid_subject
 
 WAIT = 5.0  # upper bound for anything that should happen at once
 
@@ -306,23 +301,6 @@ async def test_repr_names_the_state(broker: MemoryBroker) -> None:
     await connection.close()
     assert "closed" in repr(connection)
     assert "ended" in repr(sub)
-
-
-# ---------------------------------------------------------------------- fast paths stay exact
-
-
-def test_msg_has_the_fields_the_fast_constructor_sets() -> None:
-    assert [field.name for field in fields(Msg)] == ["subject", "data", "headers", "reply"]
-    assert not hasattr(Msg, "__post_init__")
-    made = _memory_messages.make_msg("s", b"d", {"K": "v"}, "r")
-    assert made == Msg("s", b"d", {"K": "v"}, "r")
-    assert type(made) is Msg
-
-
-@given(st.text(alphabet=st.sampled_from("ab.*> \t\u00e9\x00"), max_size=8))
-def test_the_fast_subject_check_never_accepts_an_invalid_subject(subject: str) -> None:
-    if _memory_messages.is_plain_subject(subject):
-        assert is_valid_subject(subject)
 
 
 async def test_new_inbox_is_nuid_shaped_and_seeded_brokers_repeat_it() -> None:

@@ -18,13 +18,11 @@ from typing import Any
 import anyio
 import nats
 import pytest
-from hypothesis import example, given
-from hypothesis import strategies as st
 from nats.aio.client import Client
 
 import transports
 from testing.nats_server import NatsServer
-from transports._nats_support import FAST_MSG, is_plain_subject
+from transports._nats_support import FAST_MSG
 from transports.base import (
     BadHeaderError,
     BadSubjectError,
@@ -39,7 +37,6 @@ from transports.base import (
     TransportEventKind,
 )
 from transports.nats import NatsTransport, connect_url
-from transports.subjects import is_valid_subject
 
 pytestmark = pytest.mark.anyio
 
@@ -509,18 +506,6 @@ async def test_no_responders_status_message_is_clean(
     assert msg.headers is not None
     assert all(type(name) is str for name in msg.headers)
     assert dict(msg.headers) == {"Status": "503", "Nats-Subject": "nobody.home"}
-
-
-@given(st.text(alphabet=st.sampled_from("ab.*> \t\u00e9\u00a0\x00"), max_size=8))
-@example("a.b")
-@example("a..b")
-@example("a.>")
-def test_the_publish_fast_path_accepts_only_valid_subjects(subject: str) -> None:
-    """``publish`` skips ``validate_subject`` for what ``is_plain_subject`` accepts."""
-    if is_plain_subject(subject):
-        assert is_valid_subject(subject)
-    elif is_valid_subject(subject):
-        assert not subject.isascii() or not subject.isprintable()  # the slow path handles it
 
 
 @pytest.mark.parametrize("value", ["two\r\nlines", " padded", "padded ", "tab\t"])

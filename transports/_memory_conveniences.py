@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from transports._memory_faults import BrokerHooks, FaultRule
 from transports._memory_idle import busy_report
 from transports._memory_idle import wait_idle as _wait_idle
-from transports._memory_messages import check_positive
 from transports._memory_recording import Recording
+from transports.subjects import positive_number
 
 if TYPE_CHECKING:
     from transports.memory import MemoryBroker, MemoryTransport
@@ -126,7 +126,7 @@ class BrokerConveniences:
         ``timeout`` seconds (of the backend's clock), ``ValueError`` for a non-positive
         ``timeout``.  The exact rule is in ``transports._memory_idle``.
         """
-        check_positive("timeout", timeout)
+        positive_number("timeout", timeout)
         await _wait_idle(self._as_broker(), timeout)
         self.raise_handler_errors()
 

@@ -32,12 +32,11 @@ import random
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from transports._memory_messages import make_msg
 from transports._memory_recording import Recording
 from transports._memory_seeding import track
-from transports._wakeup import call_later
 from transports.base import Msg
-from transports.subjects import matches, validate_pattern
+from transports.runtime import call_later
+from transports.subjects import make_msg, matches, validate_pattern
 
 if TYPE_CHECKING:
     from transports.memory import MemoryBroker, MemoryTransport

@@ -27,14 +27,11 @@ messages a ``reorder`` rule holds (waiting for more) are not waited for.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
-from transports._wakeup import current_task, now
+from transports.runtime import all_tasks_blocked, current_task, now, task_is_alive
 
 if TYPE_CHECKING:
     from transports.memory import MemoryBroker
@@ -55,7 +52,7 @@ async def wait_idle(broker: MemoryBroker, timeout: float) -> None:  # noqa: ASYN
     deadline = now() + timeout
     poll = _POLL_START
     while True:
-        await _all_tasks_blocked(deadline)
+        await all_tasks_blocked(deadline)
         busy = busy_report(broker, caller)
         if not busy:
             return
@@ -80,7 +77,10 @@ def busy_report(broker: MemoryBroker, caller: object = None) -> list[str]:
         for sub in list(conn._subs.values()):
             holder = sub._holder
             handling = (
-                holder is not None and holder is not caller and sub.is_active and _alive(holder)
+                holder is not None
+                and holder is not caller
+                and sub.is_active
+                and task_is_alive(holder)
             )
             if sub.pending_msgs and (sub._iterated or handling):
                 busy.append(
@@ -90,34 +90,3 @@ def busy_report(broker: MemoryBroker, caller: object = None) -> list[str]:
             if handling:
                 busy.append(f"the consumer of {sub!r} of {conn!r} is still handling a message")
     return busy
-
-
-def _alive(task: Any) -> bool:
-    if isinstance(task, asyncio.Task):
-        return not task.done()
-    coro = getattr(task, "coro", None)  # a trio.lowlevel.Task
-    return coro is None or inspect.getcoroutinestate(coro) != inspect.CORO_CLOSED
-
-
-async def _all_tasks_blocked(deadline: float) -> None:
-    """Return once no other task is runnable (or ``deadline`` has passed)."""
-    if asyncio._get_running_loop() is None and "trio" in sys.modules:
-        import trio.testing
-
-        with anyio.move_on_after(max(0.0, deadline - now())):
-            await trio.testing.wait_all_tasks_blocked()
-        return
-    loop = asyncio.get_running_loop()
-    ready = getattr(loop, "_ready", None)  # CPython's queue of runnable callbacks
-    if ready is None:  # another loop implementation: yield generously instead
-        for _ in range(100):
-            await asyncio.sleep(0)
-        return
-    quiet = 0
-    spins = 0
-    while quiet < 2:
-        await asyncio.sleep(0)
-        quiet = 0 if ready else quiet + 1
-        spins += 1
-        if spins % 1000 == 0 and now() >= deadline:
-            return

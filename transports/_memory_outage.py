@@ -7,8 +7,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, cast
 
-from transports._wakeup import Waiter, wake
 from transports.base import Msg, TransportError, TransportEvent, TransportEventKind
+from transports.runtime import Waiter, wake
 
 if TYPE_CHECKING:
     from transports._memory_subscription import MemorySubscription

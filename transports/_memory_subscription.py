@@ -12,18 +12,25 @@ and emptied by its consumer.  Its life has three states:
 
 from __future__ import annotations
 
-from asyncio import AbstractEventLoop, _get_running_loop
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from transports._wakeup import Waiter, current_task, new_waiter, now, wait, wake
 from transports.base import (
     Msg,
     SlowConsumerError,
     SubscriptionClosedError,
     TransportEvent,
     TransportEventKind,
+)
+from transports.runtime import (
+    Waiter,
+    current_task,
+    new_waiter,
+    now,
+    running_loop,
+    task_of,
+    wait,
+    wake,
 )
 
 if TYPE_CHECKING:
@@ -32,13 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["MemorySubscription"]
 
 _LIVE, _STOPPING, _ENDED = 0, 1, 2
-
-try:  # CPython's {loop: running task}: a dict lookup instead of a call (hot path)
-    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
-
-    _task_of: Callable[[AbstractEventLoop], object] = _current_tasks.get
-except ImportError:  # pragma: no cover - other Pythons
-    from asyncio import current_task as _task_of
 
 
 class MemorySubscription:
@@ -270,7 +270,7 @@ class MemorySubscription:
         # message; it holds the one returned below until it comes back again.
         self._holder = None
         buffer = self._buffer
-        loop = _get_running_loop()
+        loop = running_loop()
         while not buffer:
             if self._state != _LIVE:
                 raise StopAsyncIteration
@@ -282,7 +282,7 @@ class MemorySubscription:
             except BaseException:
                 self._unpark(waiter)
                 raise
-        self._holder = _task_of(loop) if loop is not None else current_task()
+        self._holder = task_of(loop) if loop is not None else current_task()
         return self._take()
 
     async def next_msg(self, timeout: float | None = None) -> Msg:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -18,19 +17,9 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 
-from transports._memory_messages import (
-    Nuid,
-    as_bytes,
-    check_positive,
-    check_subject,
-    checked_headers,
-    make_msg,
-    pending_limit,
-    remember_subject,
-)
+from transports._memory_messages import Nuid
 from transports._memory_outage import ConnectionFaults
 from transports._memory_subscription import MemorySubscription
-from transports._wakeup import TIMED_OUT, Expiry, Waiter, call_soon, fail, new_waiter, wait, wake
 from transports.base import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
@@ -38,7 +27,6 @@ from transports.base import (
     EventListener,
     FlushTimeoutError,
     Headers,
-    MaxPayloadError,
     Msg,
     NoRespondersError,
     RequestTimeoutError,
@@ -47,7 +35,26 @@ from transports.base import (
     TransportEvent,
     TransportEventKind,
 )
-from transports.subjects import validate_pattern, validate_queue, validate_subject_list
+from transports.runtime import (
+    TIMED_OUT,
+    Expiry,
+    Waiter,
+    call_soon,
+    fail,
+    new_waiter,
+    running_loop,
+    wait,
+    wake,
+)
+from transports.subjects import (
+    check_message,
+    make_msg,
+    pending_limit,
+    positive_number,
+    validate_pattern,
+    validate_queue,
+    validate_subject_list,
+)
 
 if TYPE_CHECKING:
     from transports.memory import MemoryBroker
@@ -170,6 +177,11 @@ class MemoryTransport(ConnectionFaults):
         """True once ``close()`` or ``drain()`` has finished."""
         return self._closed
 
+    @property
+    def in_process(self) -> bool:
+        """True: the broker runs in this process (``transports.extensions.InProcessBroker``)."""
+        return True
+
     def _check_open(self) -> None:
         if self._closed:
             raise ConnectionClosedError()
@@ -189,21 +201,18 @@ class MemoryTransport(ConnectionFaults):
         """Validate a message about to be published (order: subjects, headers, payload,
         connection state) and build it.  ``own_reply``: the reply subject was minted
         here and needs no check."""
-        known = self._broker._known_subjects
-        if subject.__class__ is not str or subject not in known:  # the cache hit, inlined
-            check_subject(subject, known)
-        if reply is not None and not own_reply:
-            check_subject(reply, known)
-        copied, size = (None, 0) if headers is None else checked_headers(headers)
-        if type(data) is not bytes:
-            data = as_bytes(data)
-        size += len(data)
-        max_payload = self._broker._max_payload
-        if size > max_payload:
-            raise MaxPayloadError(size, max_payload)
+        broker = self._broker
+        payload, copied, _ = check_message(
+            subject,
+            data,
+            None if own_reply else reply,
+            headers,
+            broker._max_payload,
+            broker._known_subjects,
+        )
         if self._closed:
             raise ConnectionClosedError()
-        return make_msg(subject, data, copied, reply)
+        return make_msg(subject, payload, copied, reply)
 
     async def publish(
         self,
@@ -251,10 +260,7 @@ class MemoryTransport(ConnectionFaults):
         """One subscription to several concrete subjects (``transports.extensions``): the
         broker holds one entry per subject, all feeding one buffer (the default pending
         limits apply to that buffer as a whole)."""
-        known = self._broker._known_subjects  # concrete subjects already found valid
-        checked = validate_subject_list(subjects, known)
-        for subject in checked:
-            remember_subject(subject, known)
+        checked = validate_subject_list(subjects)
         self._check_open()
         if self._draining:
             raise ConnectionClosedError("the connection is draining")
@@ -288,7 +294,7 @@ class MemoryTransport(ConnectionFaults):
         and the validation errors of ``publish``.
         """
         if type(timeout) is not float or not timeout > 0.0:
-            check_positive("timeout", timeout)
+            positive_number("timeout", timeout)
         mux = self._mux
         if mux is None:
             self._check_open()
@@ -298,7 +304,7 @@ class MemoryTransport(ConnectionFaults):
         mux.counter += 1
         token = str(mux.counter)
         msg = self._message(subject, data, mux.prefix + token, headers, own_reply=True)
-        loop = _get_running_loop()
+        loop = running_loop()
         waiter: Waiter[Msg] = loop.create_future() if loop is not None else new_waiter()
         mux.pending[token] = waiter  # the mux pops it (and its deadline) when the reply comes
         expiry = self._expiry
@@ -326,7 +332,7 @@ class MemoryTransport(ConnectionFaults):
         FlushTimeoutError when still disconnected after ``timeout`` seconds, and
         ValueError for a non-positive ``timeout``.
         """
-        check_positive("timeout", timeout)
+        positive_number("timeout", timeout)
         self._check_open()
         if self._offline:
             waiter: Waiter[None] = new_waiter()

@@ -2,9 +2,8 @@
 
 * building our :class:`~transports.base.Msg` from what nats-py parsed (also directly from
   its reader, see :func:`msg_factory`), repairing its parse of status messages;
-* header validation and the size of the header block nats-py will send;
-* the argument checks of ``NatsTransport`` (pending limits, server lists, a fast path of
-  ``validate_subject`` for publishing);
+* the server list of ``NatsTransport.connect`` (the message rules are
+  ``transports.subjects``');
 * :class:`Listeners`, the event listeners of a connection;
 * :func:`guard_incoming`: what nats-py cannot read is dropped and reported, not fatal.
 """
@@ -15,20 +14,14 @@ import dataclasses
 import enum
 import inspect
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from transports._nats_errors import map_nats_error, permission_violation_parts
 from transports.base import (
-    DEFAULT_PENDING_BYTES_LIMIT,
-    DEFAULT_PENDING_MSGS_LIMIT,
     STATUS_HEADER,
-    BadHeaderError,
     ConnectFailedError,
     EventListener,
-    Headers,
-    MaxPayloadError,
     Msg,
     PermissionViolationError,
     SlowConsumerError,
@@ -36,7 +29,6 @@ from transports.base import (
     TransportEvent,
     TransportEventKind,
 )
-from transports.subjects import validate_header_name
 
 if TYPE_CHECKING:
     from transports._nats_subscription import NatsSubscription
@@ -44,31 +36,16 @@ if TYPE_CHECKING:
 __all__ = [
     "FAST_MSG",
     "ConnectAttempt",
-    "HEADER_FRAME",
     "Listeners",
-    "check_timeout",
     "denied_subscriptions",
     "guard_incoming",
-    "headers_size",
-    "message_size",
-    "is_plain_subject",
     "make_msg",
     "msg_factory",
     "pop_callbacks",
-    "positive_limit",
     "server_list",
     "subscription_error",
     "to_msg",
 ]
-
-HEADER_FRAME = len(b"NATS/1.0\r\n\r\n")
-_DEFAULT_LIMITS = {
-    "pending_msgs_limit": DEFAULT_PENDING_MSGS_LIMIT,
-    "pending_bytes_limit": DEFAULT_PENDING_BYTES_LIMIT,
-}
-# Fast path of validate_subject: printable ASCII tokens without '*', '>' or space.  Whatever
-# it does not accept goes through validate_subject, which accepts or explains the rule.
-is_plain_subject = re.compile(r"[!-)+\-/-=?-~]+(?:\.[!-)+\-/-=?-~]+)*").fullmatch
 
 
 class RawMsg(Protocol):
@@ -161,60 +138,12 @@ def msg_factory(owned: Mapping[int, object], fallback: Callable[..., Any]) -> Ca
     return build
 
 
-def headers_size(headers: Headers) -> int:
-    """Validate ``headers``; return the size of the header block nats-py will send."""
-    size = HEADER_FRAME
-    for name, value in headers.items():
-        validate_header_name(name)
-        if not isinstance(value, str):
-            raise BadHeaderError(name, f"header values must be str, got {type(value).__name__}")
-        if "\r" in value or "\n" in value or value != value.strip():
-            raise BadHeaderError(
-                name,
-                "header values must not contain CR or LF nor start or end with whitespace "
-                "(NATS would alter the value)",
-            )
-        size += len(name) + len(value.encode()) + 4  # "name: value\r\n"
-    return size
-
-
-def positive_limit(name: str, value: int | None) -> int:
-    """A pending limit: ``value``, or the default for ``name`` when it is ``None``.
-
-    Raises ``ValueError`` naming the option unless it is a positive int."""
-    if value is None:
-        return _DEFAULT_LIMITS[name]
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def server_list(servers: str | Sequence[str]) -> list[str]:
     items = servers.split(",") if isinstance(servers, str) else list(servers)
     result = [item.strip() for item in items if isinstance(item, str) and item.strip()]
     if not result or len(result) != len(items):
         raise ValueError(f"servers must be URLs (a list or comma-separated), got {servers!r}")
     return result
-
-
-def message_size(data: bytes, headers: Headers | None, max_payload: int) -> int:
-    """Check ``data`` and ``headers``; return the message size as the server counts it
-    (payload plus header block).  Raises ``TypeError``, :class:`BadHeaderError` or
-    :class:`MaxPayloadError` (the server would close the connection instead)."""
-    if not isinstance(data, (bytes, bytearray)):
-        raise TypeError(f"data must be bytes, got {type(data).__name__}")
-    size = len(data)
-    if headers:
-        size += headers_size(headers)
-    if size > max_payload:
-        raise MaxPayloadError(size, max_payload)
-    return size
-
-
-def check_timeout(timeout: float) -> None:
-    """Raise ``ValueError`` unless ``timeout`` is a positive number of seconds."""
-    if not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
 
 def guard_incoming(

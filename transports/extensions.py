@@ -8,10 +8,13 @@ complete, and ``micro`` works on it unchanged.  ``micro`` checks for each with
   consumer task serves them all (a service's nine control subjects: starting and stopping
   a service costs two tasks instead of ten);
 * :class:`HandlerErrorSink` and :class:`HandlerTracker` -- told about service handlers,
-  for test brokers (the memory transport's strict mode and ``wait_idle``).
+  for test brokers (the memory transport's strict mode and ``wait_idle``);
+* :class:`InProcessBroker` -- declares that the broker runs in this process, so that a
+  caller may run cheap operations one after another instead of a task each.
 
-Both built-in transports implement all three; the conformance suite checks
-``subscribe_many`` on every transport that offers it (``testing.conformance``).
+Both built-in transports implement ``MultiSubjectSubscriber`` (the conformance suite checks
+``subscribe_many`` on every transport that offers it, ``testing.conformance``); only the
+memory transport implements the other three.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from typing import Protocol, runtime_checkable
 
 from transports.base import Subscription
 
-__all__ = ["HandlerErrorSink", "HandlerTracker", "MultiSubjectSubscriber", "MultiSubscription"]
+__all__ = [
+    "HandlerErrorSink",
+    "HandlerTracker",
+    "InProcessBroker",
+    "MultiSubjectSubscriber",
+    "MultiSubscription",
+]
 
 
 @runtime_checkable
@@ -105,4 +114,23 @@ class HandlerTracker(Protocol):
     def handler_finished(self) -> None:
         """A handler announced by :meth:`handler_started` is done.  Must not block and must
         not raise."""
+        ...
+
+
+@runtime_checkable
+class InProcessBroker(Protocol):
+    """Optional extension of a :class:`~transports.base.Transport`: the broker runs in this
+    process, with no network between it and the connection.
+
+    A transport that declares it (:attr:`in_process` is True) promises that ``unsubscribe``
+    and ``drain`` of a subscription with nothing buffered complete without waiting for any
+    I/O, so a caller may run them one after another instead of concurrently: a service
+    stopping on such a transport drains those subscriptions inline, which costs less than a
+    task each.  (Over a network, the drains of a service run concurrently so that their
+    round trips overlap.)
+    """
+
+    @property
+    def in_process(self) -> bool:
+        """True when the promise above holds for this connection."""
         ...

@@ -47,13 +47,13 @@ from urllib.parse import urlsplit
 
 from transports._memory_conveniences import BrokerConveniences, HandlerFailure
 from transports._memory_faults import FaultRule
-from transports._memory_messages import check_positive, make_msg
 from transports._memory_recording import RecordedMessage, Recording, Traffic
 from transports._memory_seeding import new_rng, track
 from transports._memory_subscription import MemorySubscription
 from transports._memory_transport import DEFAULT_PENDING_SIZE, MemoryTransport, _ReplyMux
 from transports._sublist import Sublist
 from transports.base import NO_RESPONDERS_STATUS, STATUS_HEADER, Msg
+from transports.subjects import make_msg, positive_number
 
 __all__ = [
     "FaultRule",
@@ -143,7 +143,7 @@ class MemoryBroker(BrokerConveniences):
         """
         if name is not None and not isinstance(name, str):
             raise ValueError(f"invalid connection name {name!r}: must be a str or None")
-        check_positive("drain_timeout", drain_timeout)
+        positive_number("drain_timeout", drain_timeout)
         if not isinstance(pending_size, int) or isinstance(pending_size, bool) or pending_size < 0:
             raise ValueError(f"invalid pending_size {pending_size!r}: must be an int >= 0")
         self._next_cid += 1

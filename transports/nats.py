@@ -48,31 +48,30 @@ from transports._nats_subscription import (
 from transports._nats_support import (
     ConnectAttempt,
     Listeners,
-    check_timeout,
     guard_incoming,
-    is_plain_subject,
-    message_size,
     msg_factory,
     pop_callbacks,
-    positive_limit,
     server_list,
     subscription_error,
     to_msg,
 )
 from transports.base import (
+    DEFAULT_PENDING_BYTES_LIMIT,
+    DEFAULT_PENDING_MSGS_LIMIT,
     ConnectionClosedError,
     EventListener,
     Headers,
-    MaxPayloadError,
     Msg,
     PermissionViolationError,
     TransportError,
     TransportEventKind,
 )
 from transports.subjects import (
+    check_message,
+    pending_limit,
+    positive_number,
     validate_pattern,
     validate_queue,
-    validate_subject,
     validate_subject_list,
 )
 
@@ -118,6 +117,7 @@ class NatsTransport:
     def _setup(self, nc: Client, user_callbacks: dict[str, _UserCallback | None]) -> None:
         self._nc = nc
         self._subs: dict[int, NatsSubscription] = {}
+        self._known_subjects: dict[str, None] = {}  # publish subjects found valid
         self._pings = PingBarrier(
             nc, nats_errors.ConnectionClosedError, nats_errors.FlushTimeoutError
         )
@@ -219,19 +219,12 @@ class NatsTransport:
     ) -> None:
         """Publish one message (see ``Transport.publish``).  :class:`MaxPayloadError` when
         payload plus encoded headers exceed ``max_payload`` (the server would disconnect)."""
-        if type(subject) is not str or is_plain_subject(subject) is None:
-            validate_subject(subject)
-        if reply is not None and (type(reply) is not str or is_plain_subject(reply) is None):
-            validate_subject(reply)
         nc = self._nc
-        if headers is None and type(data) is bytes:  # the hot path of message_size
-            size = len(data)
-            if size > nc._max_payload:
-                raise MaxPayloadError(size, nc._max_payload)
-        else:
-            size = message_size(data, headers, nc._max_payload)
+        payload, copied, size = check_message(
+            subject, data, reply, headers, nc._max_payload, self._known_subjects
+        )
         try:
-            await nc.publish(subject, data, reply or "", headers or None)  # type: ignore[arg-type]
+            await nc.publish(subject, payload, reply or "", copied)
         except Exception as exc:
             raise map_nats_error(
                 exc, subject=subject, size=size, max_payload=self.max_payload
@@ -247,13 +240,14 @@ class NatsTransport:
     ) -> Msg:
         """Publish with a private reply subject and return the first reply (see
         ``Transport.request``; also raises :class:`MaxPayloadError` like ``publish``)."""
-        validate_subject(subject)
-        size = message_size(data, headers, self._nc._max_payload)
-        check_timeout(timeout)
+        payload, copied, size = check_message(
+            subject, data, None, headers, self._nc._max_payload, self._known_subjects
+        )
+        positive_number("timeout", timeout)
         if self._nc.is_closed:
             raise ConnectionClosedError()
         try:
-            raw = await self._nc.request(subject, data, timeout, headers=headers or None)  # type: ignore[arg-type]
+            raw = await self._nc.request(subject, payload, timeout, headers=copied)
         except Exception as exc:
             raise map_nats_error(
                 exc, subject=subject, timeout=timeout, size=size, max_payload=self.max_payload
@@ -278,8 +272,12 @@ class NatsTransport:
         """
         validate_pattern(subject)
         validate_queue(queue)
-        msgs_limit = positive_limit("pending_msgs_limit", pending_msgs_limit)
-        bytes_limit = positive_limit("pending_bytes_limit", pending_bytes_limit)
+        msgs_limit = pending_limit(
+            "pending_msgs_limit", pending_msgs_limit, DEFAULT_PENDING_MSGS_LIMIT
+        )
+        bytes_limit = pending_limit(
+            "pending_bytes_limit", pending_bytes_limit, DEFAULT_PENDING_BYTES_LIMIT
+        )
         nc = self._nc
         if nc.is_closed:
             raise ConnectionClosedError()
@@ -355,7 +353,7 @@ class NatsTransport:
         Raises ``ValueError`` for a non-positive timeout, :class:`ConnectionClosedError`
         after close and :class:`TransportError` when the server does not answer in time.
         """
-        check_timeout(timeout)
+        positive_number("timeout", timeout)
         if self._nc.is_closed:
             raise ConnectionClosedError()
         await self._barrier(timeout)

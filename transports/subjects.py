@@ -1,8 +1,9 @@
-"""Subject, queue-group and header-name rules, and the pure subject-matching oracle.
+"""Every rule a transport applies at its edge, and the pure subject-matching oracle.
 
-These functions are the single source of truth for what both transports accept.
-They follow nats-server's rules, tightened where the server is lax in a way that
-only hides mistakes:
+These functions are the single source of truth for what both transports accept, checked
+in one order before anything is sent (:func:`check_message`: subject, reply subject,
+headers, payload type, size).  They follow nats-server's rules, tightened where the server
+is lax in a way that only hides mistakes:
 
 * A subject is one or more tokens separated by ``.``; no token is empty.
 * No whitespace anywhere (space, tab, CR, LF, form feed, vertical tab).
@@ -12,7 +13,13 @@ only hides mistakes:
 * A subject that is published to (or used as a reply subject) contains no
   wildcard token.
 * A queue group name is non-empty and contains no whitespace.
-* A header name is a non-empty RFC 7230 token (the rule nats-py enforces).
+* A header name is a non-empty RFC 7230 token (the rule nats-py enforces); a header value
+  is a str without CR/LF and without surrounding whitespace (NATS cannot carry it
+  unchanged).
+* A payload is bytes-like (any object with the buffer protocol but ``str``); a message's
+  size is its payload plus its encoded header block, as nats-server counts it against
+  ``max_payload``.
+* Pending limits and timeouts are positive numbers.
 
 Every validator raises a :class:`~transports.base.BadSubjectError` (or
 :class:`~transports.base.BadHeaderError`) whose message names the bad value and
@@ -23,14 +30,29 @@ the in-memory broker's trie and the property tests are checked against.
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
 
-from transports.base import BadHeaderError, BadQueueError, BadSubjectError
+from transports.base import (
+    BadHeaderError,
+    BadQueueError,
+    BadSubjectError,
+    Headers,
+    MaxPayloadError,
+    Msg,
+)
 
 __all__ = [
+    "check_message",
+    "check_subject",
+    "checked_headers",
+    "is_plain_subject",
     "is_valid_pattern",
     "is_valid_subject",
+    "make_msg",
     "matches",
+    "payload_bytes",
+    "pending_limit",
+    "positive_number",
     "validate_header_name",
     "validate_header_value",
     "validate_pattern",
@@ -41,6 +63,8 @@ __all__ = [
 
 _WHITESPACE = re.compile(r"[\s]")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_FRAME = len(b"NATS/1.0\r\n\r\n")
+_KNOWN_SUBJECTS_LIMIT = 4096
 
 
 def _problem(subject: object, *, wildcards: bool) -> str | None:
@@ -151,9 +175,12 @@ def validate_header_value(name: str, value: str) -> str:
     if not isinstance(value, str):
         raise BadHeaderError(name, f"value must be a str, got {type(value).__name__}")
     if "\r" in value or "\n" in value:
-        raise BadHeaderError(name, "value must not contain CR or LF")
+        raise BadHeaderError(name, "value must not contain CR or LF (NATS would alter the value)")
     if value != value.strip():
-        raise BadHeaderError(name, "value must not have leading or trailing whitespace")
+        raise BadHeaderError(
+            name,
+            "value must not have leading or trailing whitespace (NATS would alter the value)",
+        )
     return value
 
 
@@ -184,3 +211,151 @@ def matches(pattern: str, subject: str) -> bool:
         if token != "*" and token != subject_tokens[index]:
             return False
     return len(pattern_tokens) == len(subject_tokens)
+
+
+# --------------------------------------------------------------------------- the publish path
+
+
+def is_plain_subject(subject: str) -> bool:
+    """A fast sufficient test for :func:`is_valid_subject`: printable ASCII without space
+    or wildcard, and no empty token.  ``False`` means "ask the full validator"."""
+    return (
+        subject.isascii()
+        and subject.isprintable()
+        and " " not in subject
+        and "*" not in subject
+        and ">" not in subject
+        and ".." not in subject
+        and subject[:1] not in (".", "")
+        and subject[-1] != "."
+    )
+
+
+def check_subject(subject: str, known: dict[str, None]) -> None:
+    """Raise :class:`BadSubjectError` unless ``subject`` may be published to.
+
+    ``known`` is the caller's cache of subjects already found valid (one per connection or
+    broker): bounded (emptied when full), and one-off ``_INBOX.`` subjects are not kept.
+    """
+    if type(subject) is str and subject in known:
+        return
+    if type(subject) is not str or not is_plain_subject(subject):
+        validate_subject(subject)
+    if not subject.startswith("_INBOX."):
+        if len(known) >= _KNOWN_SUBJECTS_LIMIT:
+            known.clear()
+        known[subject] = None
+
+
+def checked_headers(headers: Headers) -> tuple[dict[str, str] | None, int]:
+    """Validate ``headers`` (names and values) and return ``(a private copy, or None when
+    empty; the size of the encoded header block)``.
+
+    The size is what is sent and counted against ``max_payload``: ``NATS/1.0\r\n`` +
+    ``name: value\r\n`` per header + ``\r\n`` (0 when empty: an empty mapping is sent as
+    no headers).  Raises :class:`BadHeaderError` naming the header and the rule.
+    """
+    if not isinstance(headers, Mapping):
+        raise BadHeaderError(headers, "headers must be a mapping of str names to str values")
+    if not headers:
+        return None, 0
+    copy: dict[str, str] = {}
+    size = _HEADER_FRAME
+    for name, value in headers.items():
+        validate_header_name(name)
+        validate_header_value(name, value)
+        copy[name] = value
+        size += len(name) + len(value.encode()) + 4
+    return copy, size
+
+
+def payload_bytes(data: object) -> bytes:
+    """``data`` as immutable ``bytes``: ``bytes`` itself, or a copy of any other bytes-like
+    object (``bytearray``, ``memoryview``, anything with the buffer protocol).
+
+    Raises ``TypeError`` naming the type for anything else (a ``str`` included: encode it).
+    """
+    if type(data) is bytes:
+        return data
+    if isinstance(data, str):
+        raise TypeError("data must be bytes-like, got str (encode it, e.g. text.encode())")
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"data must be bytes-like (bytes, bytearray, memoryview), got {type(data).__name__}"
+        ) from None
+    with view:
+        return view.tobytes()
+
+
+def check_message(
+    subject: str,
+    data: object,
+    reply: str | None,
+    headers: Headers | None,
+    max_payload: int,
+    known: dict[str, None],
+) -> tuple[bytes, dict[str, str] | None, int]:
+    """Apply every rule of a message about to be published, in this order: the subject,
+    the reply subject, the headers, the payload type, the size.
+
+    Returns ``(payload as bytes, a private copy of the headers or None, size)``, the size
+    being payload plus encoded headers.  Raises :class:`BadSubjectError`,
+    :class:`BadHeaderError`, ``TypeError`` (payload type) or :class:`MaxPayloadError`
+    (``size > max_payload``).  ``known`` caches valid subjects (see :func:`check_subject`).
+    """
+    if subject.__class__ is not str or subject not in known:  # the cache hit, inlined
+        check_subject(subject, known)
+    if reply is not None:
+        check_subject(reply, known)
+    copied, size = (None, 0) if headers is None else checked_headers(headers)
+    payload = data if data.__class__ is bytes else payload_bytes(data)
+    size += len(payload)
+    if size > max_payload:
+        raise MaxPayloadError(size, max_payload)
+    return payload, copied, size
+
+
+def positive_number(what: str, value: float) -> float:
+    """Return ``value`` if it is a number > 0 (an int or a float, not a bool).
+
+    Raises ``ValueError`` naming ``what`` and ``value`` otherwise (NaN included).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"invalid {what} {value!r}: must be a positive number")
+    return value
+
+
+def pending_limit(what: str, value: int | None, default: int) -> int:
+    """``default`` for ``None``, else ``value`` if it is an int > 0 (not a bool).
+
+    Raises ``ValueError`` naming ``what`` and ``value`` otherwise.
+    """
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"invalid {what} {value!r}: must be a positive int")
+    return value
+
+
+_new_object = object.__new__
+_SET_FIELDS = tuple(
+    Msg.__dict__[field].__set__ for field in ("subject", "data", "headers", "reply")
+)
+
+
+def make_msg(
+    subject: str, data: bytes, headers: Mapping[str, str] | None, reply: str | None
+) -> Msg:
+    """``Msg(subject, data, headers, reply)`` without checks, at a third of the cost of the
+    frozen dataclass ``__init__`` (it sets the slots directly; ``Msg`` has no
+    ``__post_init__``, which a test pins).  Callers pass what :func:`check_message` made,
+    or what a broker received."""
+    msg = _new_object(Msg)
+    set_subject, set_data, set_headers, set_reply = _SET_FIELDS
+    set_subject(msg, subject)
+    set_data(msg, data)
+    set_headers(msg, headers)
+    set_reply(msg, reply)
+    return msg

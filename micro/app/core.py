@@ -35,7 +35,6 @@ from typing import TypeVar
 import anyio
 
 import transports
-from micro._background import TaskHost
 from micro._support import drain_quietly, subscribe_all, unsubscribe_quietly
 from micro.app.config import AppConfig
 from micro.app.errors import AppError, AppFailedError, AppNotRunningError
@@ -56,6 +55,7 @@ from transports.base import (
     TransportEvent,
     TransportEventKind,
 )
+from transports.runtime import TaskHost
 
 __all__ = ["AppCore", "State"]
 
@@ -90,7 +90,7 @@ class AppCore:
     def __post_init__(self) -> None:
         label = self.config.label
         self.home = Home(label)
-        self.host = TaskHost(f"micro app {label}")
+        self.host = TaskHost(f"micro app {label}", _log)
         self.state_lock = threading.Lock()
         self.at_exit: Callable[[], None] | None = None  # set while a thread home exists
         self._ssids = itertools.count(1)

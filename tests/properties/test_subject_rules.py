@@ -11,6 +11,7 @@ generated valid subjects, headers and payloads must arrive exactly as sent on bo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -19,10 +20,12 @@ from hypothesis import strategies as st
 
 from testing import strategies as mst
 from testing.conformance.backend import ConformanceBackend, MemoryBackend, NatsBackend
-from transports.base import BadHeaderError, BadQueueError, BadSubjectError, Transport
+from transports.base import BadHeaderError, BadQueueError, BadSubjectError, Msg, Transport
 from transports.subjects import (
+    is_plain_subject,
     is_valid_pattern,
     is_valid_subject,
+    make_msg,
     matches,
     validate_header_name,
     validate_pattern,
@@ -286,3 +289,24 @@ async def test_nats_round_trips_generated_messages(
     nats_transport: Transport, subject: str, headers: dict[str, str], payload: bytes
 ) -> None:
     await _assert_round_trip(nats_transport, subject, headers, payload)
+
+
+# ---------------------------------------------------------------------- fast paths stay exact
+
+
+def test_msg_has_the_fields_the_fast_constructor_sets() -> None:
+    assert [field.name for field in fields(Msg)] == ["subject", "data", "headers", "reply"]
+    assert not hasattr(Msg, "__post_init__")
+    made = make_msg("s", b"d", {"K": "v"}, "r")
+    assert made == Msg("s", b"d", {"K": "v"}, "r")
+    assert type(made) is Msg
+
+
+@given(st.text(alphabet=st.sampled_from("ab.*> \t\u00e9\u00a0\x00"), max_size=8))
+@example("a.b")
+@example("a..b")
+@example("a.>")
+def test_the_fast_subject_check_never_accepts_an_invalid_subject(subject: str) -> None:
+    """``check_subject`` skips ``validate_subject`` for what ``is_plain_subject`` accepts."""
+    if is_plain_subject(subject):
+        assert is_valid_subject(subject)

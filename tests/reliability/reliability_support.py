@@ -29,7 +29,6 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from micro._background import current_async_library
 from testing.nats_server import NatsServer
 from transports.base import (
     Msg,
@@ -39,6 +38,7 @@ from transports.base import (
     TransportEvent,
     TransportEventKind,
 )
+from transports.runtime import current_async_library
 
 __all__ = [
     "FIGURES",

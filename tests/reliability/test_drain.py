@@ -16,8 +16,8 @@ import pytest
 from reliability_support import FaultDriver, Load, note, poll_until
 
 from micro import Request, add_service
-from micro._background import current_async_library
 from transports.base import NoRespondersError
+from transports.runtime import current_async_library
 
 pytestmark = pytest.mark.anyio
 

@@ -24,8 +24,8 @@ import pytest
 from reliability_support import EventLog, FaultDriver, note
 
 from micro import Request, Service, add_service
-from micro._background import current_async_library
 from transports.base import SlowConsumerError
+from transports.runtime import current_async_library
 
 pytestmark = pytest.mark.anyio
 

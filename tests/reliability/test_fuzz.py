@@ -29,7 +29,6 @@ from reliability_support import EventLog, FaultDriver, note
 
 import testing.strategies as mst
 from micro import Client, NoReplySubjectError, Request, Service, add_service
-from micro._background import current_async_library
 from testing.nats_server import NatsServer
 from transports.base import (
     BadHeaderError,
@@ -40,6 +39,7 @@ from transports.base import (
     TransportEventKind,
 )
 from transports.nats import NatsTransport
+from transports.runtime import current_async_library
 
 pytestmark = pytest.mark.anyio
 

@@ -30,8 +30,8 @@ from reliability_support import (
 )
 
 from micro import Client, Request, add_service
-from micro._background import current_async_library
 from transports.base import TransportEventKind
+from transports.runtime import current_async_library
 
 pytestmark = pytest.mark.anyio
 

@@ -1,7 +1,12 @@
-"""The trio half of ``transports._wakeup``: imported only when code runs under trio."""
+"""The trio half of ``transports.runtime``: imported only when code runs under trio.
+
+Public trio API only (``trio.lowlevel`` included); this module imports nothing else of the
+library, so ``transports.runtime`` can import it lazily without an import cycle.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -10,15 +15,24 @@ from typing import Any
 
 import trio
 
-from transports._wakeup import expire_due
-
-__all__ = ["TrioTimer", "TrioWaiter", "call_later", "call_soon", "current_task", "now"]
+__all__ = [
+    "TrioTimer",
+    "TrioWaiter",
+    "call_later",
+    "call_soon",
+    "current_task",
+    "now",
+    "task_is_alive",
+]
 
 _EMPTY, _SET, _FAILED = 0, 1, 2
 
+Expire = Callable[[dict[Any, float], float], "float | None"]
+"""``expire(waiting, now) -> earliest deadline left``: ``transports.runtime.expire_due``."""
+
 
 class TrioWaiter:
-    """A one-shot value cell with the Future methods ``transports._wakeup`` uses; the
+    """A one-shot value cell with the Future methods ``transports.runtime`` uses; the
     awaiting task parks with ``trio.lowlevel`` and is rescheduled by ``set_result``."""
 
     __slots__ = ("_state", "_task", "_value")
@@ -67,20 +81,22 @@ class TrioWaiter:
 
 
 class TrioTimer:
-    """Expires the waiters of one ``transports._wakeup.Expiry`` from one system task.
+    """Expires the waiters of one ``transports.runtime.Expiry`` from one system task.
 
     The task sleeps until the earliest deadline in ``waiting`` (shared with the
-    ``Expiry``); :meth:`add` wakes it early only when a new deadline is earlier than
-    the one it sleeps until.  Bound to the trio run that created it (:meth:`is_current`).
+    ``Expiry``), then calls ``expire(waiting, now)``; :meth:`add` wakes it early only when a
+    new deadline is earlier than the one it sleeps until.  Bound to the trio run that
+    created it (:meth:`is_current`).
     """
 
-    def __init__(self, waiting: dict[Any, float]) -> None:
+    def __init__(self, waiting: dict[Any, float], expire: Expire) -> None:
         self._token = trio.lowlevel.current_trio_token()
         self._waiting = waiting
+        self._expire = expire
         self._when = math.inf
         self._poke: TrioWaiter | None = None
         self._scope = trio.CancelScope()
-        trio.lowlevel.spawn_system_task(self._run, name="transports.memory expiry timer")
+        trio.lowlevel.spawn_system_task(self._run, name="transports.runtime expiry timer")
 
     def is_current(self) -> bool:
         try:
@@ -102,7 +118,7 @@ class TrioTimer:
     async def _run(self) -> None:
         with self._scope:
             while True:
-                earliest = expire_due(self._waiting, trio.current_time())
+                earliest = self._expire(self._waiting, trio.current_time())
                 self._when = math.inf if earliest is None else earliest
                 self._poke = poke = TrioWaiter()
                 with trio.move_on_at(self._when):
@@ -124,7 +140,7 @@ def call_later(delay: float, callback: Callable[[], object]) -> None:
     """Run ``callback`` after ``delay`` seconds of trio's clock, from a system task (so it
     never runs inside the caller and survives the caller's cancellation).  A callback that
     raises is logged; a run that ends first cancels it."""
-    trio.lowlevel.spawn_system_task(_later, delay, callback, name="transports.memory call_later")
+    trio.lowlevel.spawn_system_task(_later, delay, callback, name="transports.runtime call_later")
 
 
 async def _later(delay: float, callback: Callable[[], object]) -> None:
@@ -132,7 +148,7 @@ async def _later(delay: float, callback: Callable[[], object]) -> None:
     try:
         callback()
     except Exception:  # a system task must not raise: it would crash the whole run
-        logging.getLogger("transports.memory").exception("delayed callback %r failed", callback)
+        logging.getLogger("transports.runtime").exception("delayed callback %r failed", callback)
 
 
 def current_task() -> object:
@@ -149,3 +165,9 @@ def now() -> float:
         return trio.current_time()
     except RuntimeError:
         return time.monotonic()
+
+
+def task_is_alive(task: Any) -> bool:
+    """False once the ``trio.lowlevel.Task`` has finished (its coroutine is closed)."""
+    coro = getattr(task, "coro", None)
+    return coro is None or inspect.getcoroutinestate(coro) != inspect.CORO_CLOSED
