@@ -122,7 +122,10 @@ def control_subscribes(
 ) -> list[tuple[dict[str, ServiceVerb], Callable[[], Awaitable[Subscription]]]]:
     """How to subscribe to the nine control subjects, with the verb of each subject: one
     ``subscribe_many`` (one subscription, one receive loop) when the transport offers it
-    (``transports.extensions``), otherwise one ``subscribe`` per subject."""
+    (``transports.extensions``), otherwise one ``subscribe`` per subject; none for a service
+    that is not discoverable."""
+    if not service.discoverable:
+        return []
     transport = service._transport
     pairs = build_control_subjects(service.name, service.id, service.api_prefix)
     if offers(transport, MultiSubjectSubscriber):

@@ -96,6 +96,7 @@ def add_service(
     middlewares: Sequence[Middleware] = (),
     expose_exception_text: bool = False,
     clock: Callable[[], int] | None = None,
+    discoverable: bool = True,
 ) -> Service:
     """Create (but do not start) a service; every value is validated at once.
 
@@ -108,6 +109,10 @@ def add_service(
     (default ``time.perf_counter_ns``); ``id_generator`` the instance id (default a NUID).
     ``middlewares`` wrap every endpoint (outermost).  ``expose_exception_text`` sends
     ``str(exc)`` instead of ``Internal Server Error`` when a handler raises.
+    ``discoverable=False`` makes a service that does not register on ``$SRV``: it answers
+    no PING/INFO/STATS (nothing discovers it), while its endpoints serve, count and answer
+    errors as usual -- for endpoints that are a program's internal plumbing (``micro.App``
+    listeners of an app without a service name are such endpoints).
 
     Raises :class:`~micro.errors.ValidationError` naming the bad value and the rule;
     ``TypeError`` for a transport or callback of the wrong kind.  Nothing is subscribed.
@@ -155,6 +160,7 @@ def add_service(
         error_handler=error_handler,
         done_handler=done_handler,
         expose_exception_text=bool(expose_exception_text),
+        discoverable=bool(discoverable),
     )
 
 
@@ -182,6 +188,7 @@ class Service:
         error_handler: ErrorHandler | None,
         done_handler: DoneHandler | None,
         expose_exception_text: bool,
+        discoverable: bool = True,
     ) -> None:
         self._transport = transport
         self._name = name
@@ -197,6 +204,7 @@ class Service:
         self._error_handler = error_handler
         self._done_handler = done_handler
         self._expose_exception_text = expose_exception_text
+        self._discoverable = discoverable
         self._endpoints: list[Endpoint] = []
         self._started = now()
         self._ping_json: bytes | None = None
@@ -245,6 +253,11 @@ class Service:
     @property
     def transport(self) -> Transport:
         return self._transport
+
+    @property
+    def discoverable(self) -> bool:
+        """False for a service that does not register on ``$SRV`` (see ``add_service``)."""
+        return self._discoverable
 
     @property
     def started(self) -> datetime:

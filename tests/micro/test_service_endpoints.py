@@ -340,3 +340,24 @@ async def test_error_descriptions_are_made_fit_for_a_header(
         exposed = await client.request("ep", timeout=WAIT)
         assert (exposed.headers or {}).get("Nats-Service-Error") == "exposed text"
         assert service.stats().endpoints[0].last_error == "500:ValueError:   exposed\r\ntext "
+
+
+# ---------------------------------------------------------------------- services nobody discovers
+
+
+async def test_a_service_that_is_not_discoverable_serves_but_answers_no_discovery(
+    broker: MemoryBroker, transport: Transport, client: Transport
+) -> None:
+    from micro.client import Client
+
+    service = add_service(transport, "hidden", "1.0.0", discoverable=False)
+    assert not service.discoverable
+    before = broker.subscription_count
+    async with service:
+        await service.add_endpoint("echo", echo)
+        assert broker.subscription_count == before + 1  # the endpoint only: no $SRV subject
+        assert (await client.request("echo", b"x", timeout=WAIT)).data == b"x"
+        assert await Client(client).ping(max_wait=0.05) == []
+        assert service.stats().endpoints[0].num_requests == 1
+        with pytest.raises(NoRespondersError):
+            await client.request("$SRV.PING.hidden", b"", timeout=WAIT)
