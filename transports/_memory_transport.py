@@ -35,6 +35,7 @@ from transports.base import (
     TransportEvent,
     TransportEventKind,
 )
+from transports.events import EventListeners
 from transports.runtime import (
     TIMED_OUT,
     Expiry,
@@ -125,8 +126,7 @@ class MemoryTransport(ConnectionFaults):
         self._draining = False
         self._subs: dict[int, MemorySubscription] = {}
         self._next_sid = 0
-        self._listeners: dict[int, EventListener] = {}
-        self._next_listener = 0
+        self._listeners = EventListeners(_log)
         self._events: deque[TransportEvent] = deque()
         self._events_scheduled = False
         self._nuid = Nuid(random.Random(broker._id_rng.getrandbits(64)))
@@ -417,16 +417,7 @@ class MemoryTransport(ConnectionFaults):
 
         Raises TypeError for a non-callable.  After close nothing more is emitted.
         """
-        if not callable(listener):
-            raise TypeError(f"listener must be callable, got {type(listener).__name__}")
-        self._next_listener += 1
-        key = self._next_listener
-        self._listeners[key] = listener
-
-        def remove() -> None:
-            self._listeners.pop(key, None)
-
-        return remove
+        return self._listeners.add(listener)
 
     def _emit(self, event: TransportEvent) -> None:
         """Queue ``event`` for the listeners; they run soon, never inside the caller."""
@@ -439,12 +430,7 @@ class MemoryTransport(ConnectionFaults):
         self._events_scheduled = False
         events = self._events
         while events:
-            event = events.popleft()
-            for listener in list(self._listeners.values()):
-                try:
-                    listener(event)
-                except Exception:
-                    _log.exception("event listener %r failed on %r", listener, event)
+            self._listeners.emit(events.popleft())
 
     def _forget(self, sid: int) -> None:
         self._subs.pop(sid, None)

@@ -4,7 +4,6 @@
   its reader, see :func:`msg_factory`), repairing its parse of status messages;
 * the server list of ``NatsTransport.connect`` (the message rules are
   ``transports.subjects``');
-* :class:`Listeners`, the event listeners of a connection;
 * :func:`guard_incoming`: what nats-py cannot read is dropped and reported, not fatal.
 """
 
@@ -13,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,13 +19,10 @@ from transports._nats_errors import map_nats_error, permission_violation_parts
 from transports.base import (
     STATUS_HEADER,
     ConnectFailedError,
-    EventListener,
     Msg,
     PermissionViolationError,
     SlowConsumerError,
     TransportError,
-    TransportEvent,
-    TransportEventKind,
 )
 
 if TYPE_CHECKING:
@@ -36,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = [
     "FAST_MSG",
     "ConnectAttempt",
-    "Listeners",
     "denied_subscriptions",
     "guard_incoming",
     "make_msg",
@@ -239,38 +233,6 @@ def _neutralise_message_line(buf: bytearray) -> bytes | None:
         return None
     buf[: end + 2] = b" ".join([parts[0], b"_", b"0", *sizes]) + b"\r\n"
     return line
-
-
-class Listeners:
-    """The event listeners of one connection."""
-
-    def __init__(self, logger: logging.Logger) -> None:
-        self._listeners: list[EventListener] = []
-        self._logger = logger
-
-    def __bool__(self) -> bool:
-        return bool(self._listeners)
-
-    def add(self, listener: EventListener) -> Callable[[], None]:
-        """Call ``listener`` for every later event; returns a function that removes it."""
-        if not callable(listener):
-            raise TypeError(f"listener must be callable, got {listener!r}")
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return remove
-
-    def emit(self, kind: TransportEventKind, error: TransportError | None = None) -> None:
-        """Call every listener in turn; one that raises is logged and does not stop the rest."""
-        event = TransportEvent(kind, error)
-        for listener in tuple(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                self._logger.exception("transport event listener %r failed on %s", listener, event)
 
 
 def pop_callbacks(

@@ -47,7 +47,6 @@ from transports._nats_subscription import (
 )
 from transports._nats_support import (
     ConnectAttempt,
-    Listeners,
     guard_incoming,
     msg_factory,
     pop_callbacks,
@@ -64,8 +63,10 @@ from transports.base import (
     Msg,
     PermissionViolationError,
     TransportError,
+    TransportEvent,
     TransportEventKind,
 )
+from transports.events import EventListeners
 from transports.subjects import (
     check_message,
     pending_limit,
@@ -123,7 +124,7 @@ class NatsTransport:
         )
         # nats-py builds every incoming message with nc.msg_class: make it build ours
         nc.msg_class = msg_factory(self._subs, nc.msg_class)  # type: ignore[assignment]
-        self._listeners = Listeners(_logger)
+        self._listeners = EventListeners(_logger)
         guard_incoming(nc, partial(self._emit, TransportEventKind.ERROR), nats_errors.ProtocolError)
         self._user_callbacks = user_callbacks
         self._closing = False  # close()/drain() was asked for by us
@@ -447,7 +448,7 @@ class NatsTransport:
 
     def _emit(self, kind: TransportEventKind, error: TransportError | None = None) -> None:
         if self._listeners:
-            self._listeners.emit(kind, error)
+            self._listeners.emit(TransportEvent(kind, error))
         elif (
             error is not None
             and (self._attempt is None or self._attempt.budget is None)
