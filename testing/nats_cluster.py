@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from testing.nats_server import NatsServer, NatsServerError
+from testing.nats_server import Launcher, NatsServer, NatsServerError, poll_until
 
 __all__ = ["NatsCluster", "NatsClusterError"]
 
@@ -48,7 +46,7 @@ class NatsClusterError(NatsServerError):
     """The cluster did not form (routes or interest) in time; carries what was seen."""
 
 
-class NatsCluster:
+class NatsCluster(Launcher):
     """``size`` nats-server processes on ``host`` (loopback only), joined by routes.
 
     ``name`` is the cluster name (the same on every node); ``args`` are extra command-line
@@ -177,15 +175,23 @@ class NatsCluster:
         """The port node ``index`` logs for ``what`` (the route listener is logged a moment
         after the server reports ready: wait for the line, bounded)."""
         node = self.nodes[index]
-        deadline = time.monotonic() + node.start_timeout
-        while True:
-            output = node.output()
-            match = pattern.search(output)
+
+        def expired() -> NatsClusterError:
+            return NatsClusterError(
+                f"node {index} did not report its {what} port:\n{node.output()}"
+            )
+
+        def logged_port() -> int | None:
+            match = pattern.search(node.output())
             if match is not None:
                 return int(match.group(1))
-            if not node.is_running or time.monotonic() > deadline:
-                raise NatsClusterError(f"node {index} did not report its {what} port:\n{output}")
-            time.sleep(_POLL_PAUSE)  # polling the server's log: no event to wait on
+            if not node.is_running:
+                raise expired()
+            return None
+
+        return poll_until(
+            logged_port, timeout=node.start_timeout, pause=_POLL_PAUSE, expired=expired
+        )
 
     def kill(self, index: int) -> None:
         """Crash node ``index`` (SIGKILL) and reap it; its clients see the connection drop."""
@@ -208,31 +214,8 @@ class NatsCluster:
         for node in self.nodes:
             node.stop()
 
-    def __enter__(self) -> NatsCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> NatsCluster:
-        import anyio.to_thread
-
-        return await anyio.to_thread.run_sync(self.start)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        import anyio.to_thread
-
-        await anyio.to_thread.run_sync(self.stop)
+    def _start_unless_running(self) -> NatsCluster:
+        return self.start()  # starts only the nodes that are not running
 
     # ------------------------------------------------------------------ monitoring
 
@@ -321,17 +304,20 @@ class NatsCluster:
 
         self._poll(missing, timeout, "interest did not propagate")
 
-    def _poll(self, missing: Any, timeout: float | None, what: str) -> None:
+    def _poll(self, missing: Callable[[], list[str]], timeout: float | None, what: str) -> None:
+        """Poll the monitoring endpoints until ``missing()`` names no gap."""
         limit = self.route_timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
         gaps: list[str] = []
-        while True:
+
+        def closed() -> bool | None:
+            nonlocal gaps
             try:
                 gaps = missing()
             except OSError as exc:  # a node not answering (yet) is a gap too
                 gaps = [f"monitoring endpoint unreachable: {exc}"]
-            if not gaps:
-                return
-            if time.monotonic() > deadline:
-                raise NatsClusterError(f"{what} within {limit:g} s: {'; '.join(gaps)}")
-            time.sleep(_POLL_PAUSE)  # polling the monitoring endpoint: no event to wait on
+            return True if not gaps else None
+
+        def expired() -> NatsClusterError:
+            return NatsClusterError(f"{what} within {limit:g} s: {'; '.join(gaps)}")
+
+        poll_until(closed, timeout=limit, pause=_POLL_PAUSE, expired=expired)
