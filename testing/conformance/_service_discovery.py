@@ -9,8 +9,15 @@ import pytest
 
 from micro.errors import ValidationError
 from micro.service import add_service
-from testing.conformance._service_env import ServiceEnv, ServiceSuiteBase, echo
-from testing.conformance._service_support import WAIT, control, gather, gather_json
+from testing.conformance._service_support import (
+    ServiceEnv,
+    ServiceSuiteBase,
+    control,
+    echo,
+    gather,
+    gather_json,
+)
+from testing.conformance._suite_base import WAIT
 from transports.base import NoRespondersError, Transport
 
 __all__ = ["ConfigurationCases", "DiscoveryCases"]

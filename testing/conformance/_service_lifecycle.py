@@ -8,14 +8,15 @@ import pytest
 from micro.errors import ServiceStoppedError
 from micro.request import Request
 from micro.service import Service, add_service
-from testing.conformance._service_env import ServiceEnv, ServiceSuiteBase, echo
 from testing.conformance._service_support import (
-    QUIET,
-    WAIT,
     Recorder,
-    TappedTransport,
+    ServiceEnv,
+    ServiceSuiteBase,
+    echo,
     gather,
 )
+from testing.conformance._suite_base import QUIET, WAIT
+from testing.conformance._tapped_transport import TappedTransport
 from transports.base import (
     Msg,
     NoRespondersError,

@@ -13,8 +13,8 @@ from micro.errors import ServiceError
 from micro.request import Request
 from micro.service import Service
 from micro.timestamps import parse_timestamp
-from testing.conformance._service_env import ServiceEnv, ServiceSuiteBase, echo
-from testing.conformance._service_support import QUIET, WAIT, control
+from testing.conformance._service_support import ServiceEnv, ServiceSuiteBase, control, echo
+from testing.conformance._suite_base import QUIET, WAIT
 from transports.base import RequestTimeoutError, Transport
 
 __all__ = ["ExceptionCases", "RequestReplyCases", "StatisticsCases"]

@@ -7,8 +7,15 @@ from typing import Any
 import anyio
 
 from micro.request import Request
-from testing.conformance._service_env import ServiceEnv, ServiceSuiteBase, echo
-from testing.conformance._service_support import QUIET, WAIT, control, gather, gather_json
+from testing.conformance._service_support import (
+    ServiceEnv,
+    ServiceSuiteBase,
+    control,
+    echo,
+    gather,
+    gather_json,
+)
+from testing.conformance._suite_base import QUIET, WAIT
 from transports.base import Transport
 
 __all__ = ["GroupCases", "QueueGroupCases"]

@@ -7,10 +7,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from testing.conformance._suite_base import WAIT, SuiteBase
 from testing.conformance._transport_support import (
-    WAIT,
     EventLog,
-    TransportSuiteBase,
     connections,
     settle,
 )
@@ -27,7 +26,7 @@ from transports.base import (
 __all__ = ["LifecycleCases"]
 
 
-class LifecycleCases(TransportSuiteBase):
+class LifecycleCases(SuiteBase):
     """Close, connection drain and connection events."""
 
     # ------------------------------------------------------------------ close, drain, events

@@ -8,12 +8,11 @@ from typing import Any, cast
 
 import pytest
 
+from testing.conformance._suite_base import WAIT, SuiteBase
 from testing.conformance._transport_support import (
     INVALID_HEADER_NAMES,
     ODD_HEADERS,
     SENTINEL,
-    WAIT,
-    TransportSuiteBase,
     collect_until_sentinel,
     connections,
 )
@@ -27,7 +26,7 @@ from transports.base import (
 __all__ = ["MessageCases"]
 
 
-class MessageCases(TransportSuiteBase):
+class MessageCases(SuiteBase):
     """Headers and payloads round-trip exactly; ``max_payload`` (contract 6)."""
 
     # --------------------------------------------------------- contract 6: headers, payloads

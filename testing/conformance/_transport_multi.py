@@ -12,10 +12,9 @@ from typing import Any
 import anyio
 import pytest
 
+from testing.conformance._suite_base import WAIT, SuiteBase
 from testing.conformance._transport_support import (
     SENTINEL,
-    WAIT,
-    TransportSuiteBase,
     collect_until_sentinel,
     connections,
     settle,
@@ -36,7 +35,7 @@ def _many(connection: Transport) -> MultiSubjectSubscriber:
     return connection
 
 
-class MultiSubjectCases(TransportSuiteBase):
+class MultiSubjectCases(SuiteBase):
     """``subscribe_many``: one subscription, one buffer, several concrete subjects."""
 
     async def test_messages_of_every_subject_arrive_through_one_buffer_in_order(

@@ -7,16 +7,15 @@ from typing import Any, cast
 
 import pytest
 
+from testing.conformance._suite_base import WAIT, SuiteBase
 from testing.conformance._transport_support import (
     INVALID_PATTERNS,
     INVALID_SUBJECTS,
     SENTINEL,
     UNUSUAL_VALID_SUBJECTS,
     VALID_PATTERNS,
-    WAIT,
     WILDCARD_TABLE,
     WILDCARD_UNIVERSE,
-    TransportSuiteBase,
     collect_until_sentinel,
     connections,
     settle,
@@ -31,7 +30,7 @@ from transports.base import (
 __all__ = ["SubjectCases"]
 
 
-class SubjectCases(TransportSuiteBase):
+class SubjectCases(SuiteBase):
     """Subject, pattern and queue-group rules (contract 3) and wildcard and queue matching
     (contracts 3-4)."""
 

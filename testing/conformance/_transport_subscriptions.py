@@ -9,11 +9,10 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from testing.conformance._suite_base import WAIT, SuiteBase
 from testing.conformance._transport_support import (
     INVALID_QUEUES,
-    WAIT,
     EventLog,
-    TransportSuiteBase,
     connections,
     settle,
     take_pending,
@@ -30,7 +29,7 @@ from transports.base import (
 __all__ = ["SubscriptionCases"]
 
 
-class SubscriptionCases(TransportSuiteBase):
+class SubscriptionCases(SuiteBase):
     """Unsubscribe, limits, drain, ``next_msg`` (contract 7); pending counters and slow
     consumers (contract 8)."""
 

@@ -1,4 +1,4 @@
-"""Shared constants, helpers and the base class of the transport conformance suite.
+"""Shared constants and helpers of the transport conformance suite.
 
 Waits are bounded with ``anyio.fail_after``; "nothing else arrives" is shown with a sentinel
 published after the other messages by the same publisher, never with a sleep.
@@ -7,9 +7,9 @@ published after the other messages by the same publisher, never with a sleep.
 from __future__ import annotations
 
 import anyio
-import pytest
 
-from testing.conformance.backend import CAP_TRIO, ConformanceBackend
+from testing.conformance._suite_base import WAIT
+from testing.conformance.backend import ConformanceBackend
 from transports.base import Msg, Subscription, Transport, TransportEvent, TransportEventKind
 
 __all__ = [
@@ -21,20 +21,14 @@ __all__ = [
     "SENTINEL",
     "UNUSUAL_VALID_SUBJECTS",
     "VALID_PATTERNS",
-    "WAIT",
     "WILDCARD_TABLE",
     "WILDCARD_UNIVERSE",
     "EventLog",
-    "TransportSuiteBase",
-    "backend_name",
     "collect_until_sentinel",
     "connections",
     "settle",
     "take_pending",
 ]
-
-WAIT = 10.0
-"""Upper bound (seconds) for any single wait in the suite; generous for busy CI machines."""
 
 SENTINEL = b"--sentinel--"
 
@@ -135,25 +129,3 @@ class EventLog:
         with anyio.fail_after(WAIT):
             await self._seen[kind].wait()
         return next(event for event in self.events if event.kind is kind)
-
-
-def backend_name(anyio_backend: object) -> str:
-    if isinstance(anyio_backend, tuple):
-        return str(anyio_backend[0])
-    return str(anyio_backend)
-
-
-class TransportSuiteBase:
-    """What every part of the transport suite shares: the anyio marker and the skip by
-    declared capability (never by transport name)."""
-
-    pytestmark = pytest.mark.anyio
-
-    @pytest.fixture(autouse=True)
-    def _declared_capabilities(
-        self, conformance_backend: ConformanceBackend, anyio_backend: object
-    ) -> None:
-        if backend_name(anyio_backend) == "trio" and CAP_TRIO not in (
-            conformance_backend.capabilities
-        ):
-            pytest.skip("the backend does not declare the 'trio' capability")
