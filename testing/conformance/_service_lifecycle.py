@@ -8,14 +8,8 @@ import pytest
 from micro.errors import ServiceStoppedError
 from micro.request import Request
 from micro.service import Service, add_service
-from testing.conformance._service_support import (
-    Recorder,
-    ServiceEnv,
-    ServiceSuiteBase,
-    echo,
-    gather,
-)
-from testing.conformance._suite_base import QUIET, WAIT
+from testing.conformance._service_support import ServiceEnv, ServiceSuiteBase, echo, gather
+from testing.conformance._suite_base import QUIET, WAIT, Recorder
 from testing.conformance._tapped_transport import TappedTransport
 from transports.base import (
     Msg,
@@ -33,20 +27,6 @@ __all__ = ["LifecycleCases"]
 async def _stopped(service: Service) -> BaseException | None:
     with anyio.fail_after(WAIT):
         return await service.wait_stopped()
-
-
-async def _slow_consumers_reported(seen: Recorder, subjects: list[str]) -> None:
-    """Wait until ``seen`` (an event listener) got a slow-consumer error for each subject."""
-    with anyio.fail_after(WAIT):
-        while True:
-            reported = {
-                event.error.subject
-                for (event,) in seen.calls
-                if isinstance(event.error, SlowConsumerError)
-            }
-            if reported >= set(subjects):
-                return
-            await seen.wait(len(seen.calls) + 1)
 
 
 class LifecycleCases(ServiceSuiteBase):
@@ -254,7 +234,16 @@ class LifecycleCases(ServiceSuiteBase):
             for _ in range(5):
                 await client.publish(subject, b"x")
         await client.flush()
-        await _slow_consumers_reported(seen, others)
+        await seen.wait_until(  # a slow-consumer error for each of the others
+            lambda: (
+                {
+                    event.error.subject
+                    for event in seen.events
+                    if isinstance(event.error, SlowConsumerError)
+                }
+                >= set(others)
+            )
+        )
         assert await errors.stays_below(1)
         assert not service.stopped()
         assert (await client.request("foo.bar.baz", b"alive", timeout=WAIT)).data == b"alive"

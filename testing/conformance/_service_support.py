@@ -2,13 +2,12 @@
 
 * :class:`ServiceSuiteBase` gives every test the fixture ``service_env``, a
   :class:`ServiceEnv`: the test's connections and services, every service stopped at the end.
-* :func:`gather` -- scatter/gather (PROTOCOL §11.2): publish once with a fresh inbox, collect
-  replies until ``max_count``, an inactivity window after the last reply, the overall
-  deadline, or a no-responders status.
+* :func:`gather` -- scatter/gather (PROTOCOL §11.2, ``micro.discovery.request_many``):
+  publish once with a fresh inbox, collect replies until ``max_count``, an inactivity window
+  after the last reply, the overall deadline, or a no-responders status.
 * :func:`control` and :func:`gather_json` -- control requests, each reply decoded and
   validated against the JSON schemas shipped next to this module (``schemas/``, copied from
   nats-io/jsm.go).
-* :class:`Recorder` -- a notification callback that tests can wait on.
 """
 
 from __future__ import annotations
@@ -23,16 +22,16 @@ import jsonschema
 import pytest
 
 from micro.control import INFO_RESPONSE_TYPE, PING_RESPONSE_TYPE, STATS_RESPONSE_TYPE
+from micro.discovery import request_many
 from micro.request import Request
 from micro.service import Service, add_service
 from micro.timestamps import parse_timestamp
-from testing.conformance._suite_base import QUIET, WAIT, SuiteBase
+from testing.conformance._suite_base import WAIT, SuiteBase
 from testing.conformance.backend import ConformanceBackend
 from transports.base import Msg, Transport
 
 __all__ = [
     "STALL",
-    "Recorder",
     "ServiceEnv",
     "ServiceSuiteBase",
     "control",
@@ -169,50 +168,13 @@ async def gather(
     timeout: float = WAIT,  # noqa: ASYNC109 (the overall deadline of the gathering)
     data: bytes = b"",
 ) -> list[Msg]:
-    """Scatter/gather: every reply to one request, in arrival order (no-responders -> [])."""
-    inbox = await client.subscribe(client.new_inbox())
-    replies: list[Msg] = []
-    try:
-        await client.publish(subject, data, reply=inbox.subject)
-        with anyio.move_on_after(timeout):
-            while max_count is None or len(replies) < max_count:
-                try:
-                    msg = await inbox.next_msg(timeout=stall if replies else timeout)
-                except TimeoutError:
-                    break
-                if msg.is_no_responders:
-                    break
-                replies.append(msg)
-    finally:
-        await inbox.unsubscribe()
-    return replies
+    """Every reply to one request, in arrival order: ``micro.discovery.request_many`` with
+    the suite's bounds (no-responders -> [])."""
+    return await request_many(
+        client, subject, data, max_wait=timeout, max_count=max_count, max_interval=stall
+    )
 
 
 async def gather_json(client: Transport, subject: str, **options: Any) -> list[dict[str, Any]]:
     """:func:`gather`, each reply decoded and schema-validated."""
     return [_validated(subject, msg) for msg in await gather(client, subject, **options)]
-
-
-class Recorder:
-    """A sync notification callback recording its calls; ``await wait(n)`` for n calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self._changed = anyio.Event()
-
-    def __call__(self, *args: Any) -> None:
-        self.calls.append(args)
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait(self, count: int = 1, limit: float = WAIT) -> list[tuple[Any, ...]]:
-        with anyio.fail_after(limit):
-            while len(self.calls) < count:
-                await self._changed.wait()
-        return self.calls
-
-    async def stays_below(self, count: int, quiet: float = QUIET) -> bool:
-        """True when fewer than ``count`` calls happened within ``quiet`` seconds."""
-        with anyio.move_on_after(quiet):
-            await self.wait(count, limit=quiet + 1)
-        return len(self.calls) < count

@@ -7,9 +7,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from testing.conformance._suite_base import WAIT, SuiteBase
+from testing.conformance._suite_base import WAIT, Recorder, SuiteBase
 from testing.conformance._transport_support import (
-    EventLog,
     connections,
     settle,
 )
@@ -96,7 +95,7 @@ class LifecycleCases(SuiteBase):
         self, conformance_backend: ConformanceBackend
     ) -> None:
         transport = await conformance_backend.connect()
-        log = EventLog()
+        log = Recorder()
         transport.add_event_listener(log)
         await transport.close()
         assert transport.is_closed
@@ -110,7 +109,7 @@ class LifecycleCases(SuiteBase):
         self, conformance_backend: ConformanceBackend
     ) -> None:
         subscriber, publisher = await connections(conformance_backend, 2)
-        log = EventLog()
+        log = Recorder()
         subscriber.add_event_listener(log)
         subs = [await subscriber.subscribe("tdrain.a"), await subscriber.subscribe("tdrain.b")]
         for number in range(5):
@@ -138,7 +137,7 @@ class LifecycleCases(SuiteBase):
         self, conformance_backend: ConformanceBackend
     ) -> None:
         transport = await conformance_backend.connect()
-        removed, kept = EventLog(), EventLog()
+        removed, kept = Recorder(), Recorder()
         remove = transport.add_event_listener(removed)
         transport.add_event_listener(kept)
         remove()
@@ -156,7 +155,7 @@ class LifecycleCases(SuiteBase):
             calls.append(event)
             raise RuntimeError("listener failure")
 
-        kept = EventLog()
+        kept = Recorder()
         transport.add_event_listener(failing)
         transport.add_event_listener(kept)
         await transport.close()

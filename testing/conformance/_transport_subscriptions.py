@@ -9,10 +9,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from testing.conformance._suite_base import WAIT, SuiteBase
+from testing.conformance._suite_base import WAIT, Recorder, SuiteBase
 from testing.conformance._transport_support import (
     INVALID_QUEUES,
-    EventLog,
     connections,
     settle,
     take_pending,
@@ -225,7 +224,7 @@ class SubscriptionCases(SuiteBase):
         self, conformance_backend: ConformanceBackend
     ) -> None:
         subscriber, publisher = await connections(conformance_backend, 2)
-        log = EventLog()
+        log = Recorder()
         subscriber.add_event_listener(log)
         limit, count = 10, 50
         sub = await subscriber.subscribe("slow.msgs", pending_msgs_limit=limit)
@@ -247,7 +246,7 @@ class SubscriptionCases(SuiteBase):
         self, conformance_backend: ConformanceBackend
     ) -> None:
         subscriber, publisher = await connections(conformance_backend, 2)
-        log = EventLog()
+        log = Recorder()
         subscriber.add_event_listener(log)
         sub = await subscriber.subscribe("slow.bytes", pending_bytes_limit=100)
         for number in range(50):
@@ -263,8 +262,8 @@ class SubscriptionCases(SuiteBase):
         assert (await sub.next_msg(timeout=WAIT)).data == b"after"
 
     @staticmethod
-    async def _assert_slow_consumer_event(log: EventLog, subject: str) -> None:
-        event = await log.wait_for(TransportEventKind.ERROR)
+    async def _assert_slow_consumer_event(log: Recorder, subject: str) -> None:
+        event = await log.wait_for_event(TransportEventKind.ERROR)
         assert isinstance(event.error, SlowConsumerError)
         assert event.error.subject == subject
         assert repr(subject) in str(event.error)

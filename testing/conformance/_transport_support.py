@@ -10,7 +10,7 @@ import anyio
 
 from testing.conformance._suite_base import WAIT
 from testing.conformance.backend import ConformanceBackend
-from transports.base import Msg, Subscription, Transport, TransportEvent, TransportEventKind
+from transports.base import Msg, Subscription, Transport
 
 __all__ = [
     "INVALID_HEADER_NAMES",
@@ -23,7 +23,6 @@ __all__ = [
     "VALID_PATTERNS",
     "WILDCARD_TABLE",
     "WILDCARD_UNIVERSE",
-    "EventLog",
     "collect_until_sentinel",
     "connections",
     "settle",
@@ -107,25 +106,3 @@ async def settle(publisher: Transport, *subscribers: Transport) -> None:
 async def take_pending(sub: Subscription) -> list[Msg]:
     """Read exactly the messages that are buffered now."""
     return [await sub.next_msg(timeout=WAIT) for _ in range(sub.pending_msgs)]
-
-
-class EventLog:
-    """An event listener that records events and lets a test wait for one kind."""
-
-    def __init__(self) -> None:
-        self.events: list[TransportEvent] = []
-        self._seen: dict[TransportEventKind, anyio.Event] = {
-            kind: anyio.Event() for kind in TransportEventKind
-        }
-
-    def __call__(self, event: TransportEvent) -> None:
-        self.events.append(event)
-        self._seen[event.kind].set()
-
-    def kinds(self) -> list[TransportEventKind]:
-        return [event.kind for event in self.events]
-
-    async def wait_for(self, kind: TransportEventKind) -> TransportEvent:
-        with anyio.fail_after(WAIT):
-            await self._seen[kind].wait()
-        return next(event for event in self.events if event.kind is kind)
