@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import anyio
 import pytest
 
 from micro.errors import ValidationError
-from micro.service import add_service
+from micro.service import Service, add_service
 from testing.conformance._service_support import (
     ServiceEnv,
     ServiceSuiteBase,
     control,
     echo,
+    endpoint_entries,
     gather,
     gather_json,
+    instance_documents,
+    subject_forms,
 )
 from testing.conformance._suite_base import WAIT
 from transports.base import NoRespondersError, Transport
@@ -31,44 +35,47 @@ async def _nothing_subscribed(client: Transport, *subjects: str) -> None:
             await client.request(subject, timeout=WAIT)
 
 
-def _forms(verb: str, name: str, instance_id: str) -> list[str]:
-    return [f"$SRV.{verb}", f"$SRV.{verb}.{name}", f"$SRV.{verb}.{name}.{instance_id}"]
+async def _one_answer_per_form(
+    client: Transport, verb: str, service: Service
+) -> list[dict[str, Any]]:
+    """What ``service`` answers on each subject form of ``verb``: exactly one reply each."""
+    documents = []
+    for subject in subject_forms(verb, service):
+        replies = [
+            document
+            for document in await gather_json(client, subject, max_count=1)
+            if document["id"] == service.id
+        ]
+        assert len(replies) == 1, subject
+        documents += replies
+    return documents
 
 
 class ConfigurationCases(ServiceSuiteBase):
     """A. Configuration validation: a clear error at once, nothing subscribed."""
 
-    @pytest.mark.parametrize("name", ["test_service!", "test.service@!"])
-    async def test_a01_service_name_with_bad_characters_is_rejected(
-        self, service_env: ServiceEnv, name: str
+    @pytest.mark.parametrize(
+        ("name", "version", "rule", "named"),
+        [
+            pytest.param("test_service!", "1.0.0", "service name", "'test_service!'", id="a01-!"),
+            pytest.param("test.service@!", "1.0.0", "service name", "'test.service@!'", id="a01-@"),
+            pytest.param("", "1.0.0", "service name", "required", id="a02-empty"),
+            pytest.param("/", "1.0.0", "service name", "'/'", id="a02-slash"),
+            pytest.param(" ", "1.0.0", "service name", "' '", id="a02-space"),
+            pytest.param(">", "1.0.0", "service name", "'>'", id="a02-wildcard"),
+            pytest.param("svc", "abc", "version", "'abc'", id="a03-abc"),
+            pytest.param("svc", "a.b.c", "version", "'a.b.c'", id="a03-a.b.c"),
+            pytest.param("svc", "", "version", "''", id="a03-empty"),
+            pytest.param("svc", "v1.2.3-hello", "version", "'v1.2.3-hello'", id="a05-js-style"),
+        ],
+    )
+    async def test_a01_to_a05_bad_service_names_and_versions_are_rejected(
+        self, service_env: ServiceEnv, name: str, version: str, rule: str, named: str
     ) -> None:
         transport = await service_env.connect()
-        with pytest.raises(ValidationError, match="service name") as caught:
-            add_service(transport, name, "1.0.0")
-        assert repr(name) in str(caught.value)
-        await _nothing_subscribed(await service_env.client())
-
-    @pytest.mark.parametrize("name", ["", "/", " ", ">"])
-    async def test_a02_empty_or_special_service_names_are_rejected(
-        self, service_env: ServiceEnv, name: str
-    ) -> None:
-        transport = await service_env.connect()
-        with pytest.raises(ValidationError, match="service name") as caught:
-            add_service(transport, name, "1.0.0")
-        if not name:
-            assert "required" in str(caught.value)
-        else:
-            assert repr(name) in str(caught.value)
-        await _nothing_subscribed(await service_env.client())
-
-    @pytest.mark.parametrize("version", ["abc", "a.b.c", ""])
-    async def test_a03_non_semver_versions_are_rejected(
-        self, service_env: ServiceEnv, version: str
-    ) -> None:
-        transport = await service_env.connect()
-        with pytest.raises(ValidationError, match="version") as caught:
-            add_service(transport, "svc", version)
-        assert repr(version) in str(caught.value)
+        with pytest.raises(ValidationError, match=rule) as caught:
+            add_service(transport, name, version)
+        assert named in str(caught.value)
         await _nothing_subscribed(await service_env.client())
 
     @pytest.mark.parametrize("version", ["0.1.0", "1.0.0-alpha.1+build.5"])
@@ -76,16 +83,8 @@ class ConfigurationCases(ServiceSuiteBase):
         self, service_env: ServiceEnv, version: str
     ) -> None:
         service = await service_env.service(version=version)
-        client = await service_env.client()
-        for verb in ("PING", "INFO", "STATS"):
-            document = await control(client, f"$SRV.{verb}.svc.{service.id}")
+        for document in await instance_documents(await service_env.client(), service):
             assert document["version"] == version
-
-    async def test_a05_loose_js_style_version_is_rejected(self, service_env: ServiceEnv) -> None:
-        transport = await service_env.connect()
-        with pytest.raises(ValidationError, match=r"v1\.2\.3-hello"):
-            add_service(transport, "svc", "v1.2.3-hello")
-        await _nothing_subscribed(await service_env.client())
 
     async def test_a06_endpoint_subject_with_a_space_is_rejected(
         self, service_env: ServiceEnv
@@ -95,7 +94,7 @@ class ConfigurationCases(ServiceSuiteBase):
             await service.add_endpoint("x", echo, subject="endpoint subject")
         assert service.info().endpoints == []
         client = await service_env.client()
-        assert (await control(client, f"$SRV.INFO.svc.{service.id}"))["endpoints"] == []
+        assert await endpoint_entries(client, "INFO", service) == []
         with pytest.raises(NoRespondersError):
             await client.request("x", timeout=WAIT)
 
@@ -108,7 +107,7 @@ class ConfigurationCases(ServiceSuiteBase):
             await service.add_endpoint(name, echo)
         assert service.info().endpoints == []
         client = await service_env.client()
-        assert (await control(client, f"$SRV.INFO.svc.{service.id}"))["endpoints"] == []
+        assert await endpoint_entries(client, "INFO", service) == []
 
     @pytest.mark.parametrize("group", ["a.>", ">"])
     async def test_a08_group_with_full_wildcard_is_rejected(
@@ -150,17 +149,10 @@ class DiscoveryCases(ServiceSuiteBase):
         self, service_env: ServiceEnv
     ) -> None:
         service = await service_env.service()
-        client = await service_env.client()
-        for subject in _forms("PING", "svc", service.id):
-            replies = [
-                document
-                for document in await gather_json(client, subject, max_count=1)
-                if document["id"] == service.id
-            ]
-            assert len(replies) == 1, subject
-            assert set(replies[0]) == PING_KEYS
-            assert replies[0]["type"] == "io.nats.micro.v1.ping_response"
-            assert replies[0]["name"] == "svc"
+        for document in await _one_answer_per_form(await service_env.client(), "PING", service):
+            assert set(document) == PING_KEYS
+            assert document["type"] == "io.nats.micro.v1.ping_response"
+            assert document["name"] == "svc"
 
     async def test_c14_service_metadata_is_the_same_in_ping_info_and_stats(
         self, service_env: ServiceEnv
@@ -168,10 +160,9 @@ class DiscoveryCases(ServiceSuiteBase):
         with_md = await service_env.service(metadata={"basic": "metadata"})
         without = await service_env.service("other")
         client = await service_env.client()
-        for verb in ("PING", "INFO", "STATS"):
-            document = await control(client, f"$SRV.{verb}.svc.{with_md.id}")
+        for document in await instance_documents(client, with_md):
             assert document["metadata"] == {"basic": "metadata"}
-            document = await control(client, f"$SRV.{verb}.other.{without.id}")
+        for document in await instance_documents(client, without):
             assert document["metadata"] == {}
 
     async def test_c15_endpoint_metadata_does_not_leak_into_service_metadata(
@@ -179,13 +170,9 @@ class DiscoveryCases(ServiceSuiteBase):
     ) -> None:
         service = await service_env.service()
         await service.add_endpoint("ep", echo, metadata={"basic": "schema"})
-        client = await service_env.client()
-        for verb in ("PING", "INFO", "STATS"):
-            document = await control(client, f"$SRV.{verb}.svc.{service.id}")
-            assert document["metadata"] == {}
-        info = await control(client, f"$SRV.INFO.svc.{service.id}")
+        ping, info, stats = await instance_documents(await service_env.client(), service)
+        assert [ping["metadata"], info["metadata"], stats["metadata"]] == [{}, {}, {}]
         assert info["endpoints"][0]["metadata"] == {"basic": "schema"}
-        stats = await control(client, f"$SRV.STATS.svc.{service.id}")
         assert "metadata" not in stats["endpoints"][0]
 
     async def test_c16_info_answers_on_all_three_subject_forms(
@@ -193,15 +180,7 @@ class DiscoveryCases(ServiceSuiteBase):
     ) -> None:
         service = await service_env.service(description="a service")
         await service.add_endpoint("ep", echo)
-        client = await service_env.client()
-        for subject in _forms("INFO", "svc", service.id):
-            replies = [
-                document
-                for document in await gather_json(client, subject, max_count=1)
-                if document["id"] == service.id
-            ]
-            assert len(replies) == 1, subject
-            document = replies[0]
+        for document in await _one_answer_per_form(await service_env.client(), "INFO", service):
             assert document["type"] == "io.nats.micro.v1.info_response"
             assert document["description"] == "a service"
             assert [set(entry) for entry in document["endpoints"]] == [
@@ -228,15 +207,7 @@ class DiscoveryCases(ServiceSuiteBase):
     ) -> None:
         service = await service_env.service()
         await service.add_endpoint("ep", echo)
-        client = await service_env.client()
-        for subject in _forms("STATS", "svc", service.id):
-            replies = [
-                document
-                for document in await gather_json(client, subject, max_count=1)
-                if document["id"] == service.id
-            ]
-            assert len(replies) == 1, subject
-            document = replies[0]
+        for document in await _one_answer_per_form(await service_env.client(), "STATS", service):
             assert document["type"] == "io.nats.micro.v1.stats_response"
             assert document["started"].endswith("Z")
             assert [entry["name"] for entry in document["endpoints"]] == ["ep"]
@@ -246,8 +217,8 @@ class DiscoveryCases(ServiceSuiteBase):
     ) -> None:
         service = await service_env.service()
         client = await service_env.client()
-        assert (await control(client, f"$SRV.INFO.svc.{service.id}"))["endpoints"] == []
-        assert (await control(client, f"$SRV.STATS.svc.{service.id}"))["endpoints"] == []
+        assert await endpoint_entries(client, "INFO", service) == []
+        assert await endpoint_entries(client, "STATS", service) == []
 
     async def test_c20_unset_description_is_an_empty_string(self, service_env: ServiceEnv) -> None:
         service = await service_env.service()
@@ -299,9 +270,7 @@ class DiscoveryCases(ServiceSuiteBase):
         assert first.id
         assert first.id != second.id
         assert re.fullmatch(r"[A-Za-z0-9_-]+", first.id), first.id
-        client = await service_env.client()
-        for verb in ("PING", "INFO", "STATS"):
-            document = await control(client, f"$SRV.{verb}.svc.{first.id}")
+        for document in await instance_documents(await service_env.client(), first):
             assert document["id"] == first.id
 
     async def test_c26_endpoints_added_after_start_are_listed_in_order(

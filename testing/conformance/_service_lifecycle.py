@@ -8,7 +8,13 @@ import pytest
 from micro.errors import ServiceStoppedError
 from micro.request import Request
 from micro.service import Service, add_service
-from testing.conformance._service_support import ServiceEnv, ServiceSuiteBase, echo, gather
+from testing.conformance._service_support import (
+    ServiceEnv,
+    ServiceSuiteBase,
+    echo,
+    gather,
+    subject_forms,
+)
 from testing.conformance._suite_base import QUIET, WAIT, Recorder
 from testing.conformance._tapped_transport import TappedTransport
 from transports.base import (
@@ -49,7 +55,7 @@ class LifecycleCases(ServiceSuiteBase):
         client = await service_env.client()
         assert len(await gather(client, f"$SRV.STATS.svc.{service.id}", max_count=1)) == 1
         await service.stop()
-        for subject in ("$SRV.STATS", "$SRV.STATS.svc", f"$SRV.STATS.svc.{service.id}"):
+        for subject in subject_forms("STATS", service):
             replies = await gather(client, subject, stall=QUIET, timeout=QUIET)
             assert [msg for msg in replies if service.id.encode() in msg.data] == []
 

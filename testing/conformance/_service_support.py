@@ -34,10 +34,14 @@ __all__ = [
     "STALL",
     "ServiceEnv",
     "ServiceSuiteBase",
+    "VERBS",
     "control",
     "echo",
+    "endpoint_entries",
     "gather",
     "gather_json",
+    "instance_documents",
+    "subject_forms",
     "validate_document",
 ]
 
@@ -45,6 +49,8 @@ STALL = 0.25
 """Inactivity window (seconds) that ends a discovery after the last reply (CONFORMANCE)."""
 
 _TYPES = {"PING": PING_RESPONSE_TYPE, "INFO": INFO_RESPONSE_TYPE, "STATS": STATS_RESPONSE_TYPE}
+VERBS = tuple(_TYPES)
+"""The three discovery verbs: ``PING``, ``INFO``, ``STATS``."""
 _SCHEMAS: dict[str, Any] = {}
 
 
@@ -157,6 +163,24 @@ def _validated(subject: str, msg: Msg) -> dict[str, Any]:
 async def control(client: Transport, subject: str) -> dict[str, Any]:
     """Send one control request to ``subject``; return the validated JSON document."""
     return _validated(subject, await client.request(subject, timeout=WAIT))
+
+
+def subject_forms(verb: str, service: Service) -> list[str]:
+    """The three subjects ``service`` answers ``verb`` on: all services, by name, by id."""
+    name = service.name
+    return [f"$SRV.{verb}", f"$SRV.{verb}.{name}", f"$SRV.{verb}.{name}.{service.id}"]
+
+
+async def endpoint_entries(client: Transport, verb: str, service: Service) -> list[dict[str, Any]]:
+    """The ``endpoints`` of ``service``'s INFO or STATS document, asked by name and id."""
+    document = await control(client, subject_forms(verb, service)[2])
+    entries: list[dict[str, Any]] = document["endpoints"]
+    return entries
+
+
+async def instance_documents(client: Transport, service: Service) -> list[dict[str, Any]]:
+    """The PING, INFO and STATS documents of ``service``, asked by name and id."""
+    return [await control(client, subject_forms(verb, service)[2]) for verb in VERBS]
 
 
 async def gather(

@@ -8,10 +8,7 @@ import anyio.lowlevel
 import pytest
 
 from testing.conformance._suite_base import WAIT, Recorder, SuiteBase
-from testing.conformance._transport_support import (
-    connections,
-    settle,
-)
+from testing.conformance._transport_support import connections, settle
 from testing.conformance.backend import ConformanceBackend
 from transports.base import (
     ConnectionClosedError,

@@ -8,9 +8,7 @@ import anyio.lowlevel
 import pytest
 
 from testing.conformance._suite_base import WAIT, SuiteBase
-from testing.conformance._transport_support import (
-    connections,
-)
+from testing.conformance._transport_support import connections
 from testing.conformance.backend import ConformanceBackend
 from transports.base import (
     NO_RESPONDERS_STATUS,

@@ -10,12 +10,7 @@ import anyio.lowlevel
 import pytest
 
 from testing.conformance._suite_base import WAIT, Recorder, SuiteBase
-from testing.conformance._transport_support import (
-    INVALID_QUEUES,
-    connections,
-    settle,
-    take_pending,
-)
+from testing.conformance._transport_support import INVALID_QUEUES, connections, settle, take_pending
 from testing.conformance.backend import ConformanceBackend
 from transports.base import (
     BadQueueError,

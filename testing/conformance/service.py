@@ -11,11 +11,7 @@ from __future__ import annotations
 
 from testing.conformance._service_discovery import ConfigurationCases, DiscoveryCases
 from testing.conformance._service_lifecycle import LifecycleCases
-from testing.conformance._service_requests import (
-    ExceptionCases,
-    RequestReplyCases,
-    StatisticsCases,
-)
+from testing.conformance._service_requests import ExceptionCases, RequestReplyCases, StatisticsCases
 from testing.conformance._service_routing import GroupCases, QueueGroupCases
 
 __all__ = ["ServiceConformance"]
