@@ -21,18 +21,12 @@ from testing.conformance._service_support import (
     instance_documents,
     subject_forms,
 )
-from testing.conformance._suite_base import WAIT
-from transports.base import NoRespondersError, Transport
+from testing.conformance._suite_base import WAIT, assert_no_responders
+from transports.base import Transport
 
 __all__ = ["ConfigurationCases", "DiscoveryCases"]
 
 PING_KEYS = {"type", "name", "id", "version", "metadata"}
-
-
-async def _nothing_subscribed(client: Transport, *subjects: str) -> None:
-    for subject in ("$SRV.PING", *subjects):
-        with pytest.raises(NoRespondersError):
-            await client.request(subject, timeout=WAIT)
 
 
 async def _one_answer_per_form(
@@ -76,7 +70,7 @@ class ConfigurationCases(ServiceSuiteBase):
         with pytest.raises(ValidationError, match=rule) as caught:
             add_service(transport, name, version)
         assert named in str(caught.value)
-        await _nothing_subscribed(await service_env.client())
+        await assert_no_responders(await service_env.client(), "$SRV.PING")
 
     @pytest.mark.parametrize("version", ["0.1.0", "1.0.0-alpha.1+build.5"])
     async def test_a04_semver_versions_are_accepted_and_reported_verbatim(
@@ -95,8 +89,7 @@ class ConfigurationCases(ServiceSuiteBase):
         assert service.info().endpoints == []
         client = await service_env.client()
         assert await endpoint_entries(client, "INFO", service) == []
-        with pytest.raises(NoRespondersError):
-            await client.request("x", timeout=WAIT)
+        await assert_no_responders(client, "x")
 
     @pytest.mark.parametrize("name", ["", "*", ">", " ", "hello.world"])
     async def test_a07_bad_endpoint_names_are_rejected(
@@ -120,9 +113,7 @@ class ConfigurationCases(ServiceSuiteBase):
             await service.add_group("ok").add_group(group).add_endpoint("hello", echo)
         assert service.info().endpoints == []
         client = await service_env.client()
-        for subject in ("a.hello", "hello", "ok.hello"):
-            with pytest.raises(NoRespondersError):
-                await client.request(subject, timeout=WAIT)
+        await assert_no_responders(client, "a.hello", "hello", "ok.hello")
 
     @pytest.mark.parametrize("queue", [">.abc", "one two", "   ", "\t"])
     async def test_a09_bad_queue_groups_are_rejected(
@@ -131,15 +122,14 @@ class ConfigurationCases(ServiceSuiteBase):
         transport = await service_env.connect()
         with pytest.raises(ValidationError, match="queue group"):
             add_service(transport, "svc", "1.0.0", queue_group=queue)
-        await _nothing_subscribed(await service_env.client())
+        await assert_no_responders(await service_env.client(), "$SRV.PING")
         service = await service_env.service(transport=transport)
         with pytest.raises(ValidationError, match="queue group"):
             await service.add_endpoint("foo", echo, queue_group=queue)
         with pytest.raises(ValidationError, match="queue group"):
             service.add_group("g", queue_group=queue)
         assert service.info().endpoints == []
-        with pytest.raises(NoRespondersError):
-            await (await service_env.client()).request("foo", timeout=WAIT)
+        await assert_no_responders(await service_env.client(), "foo")
 
 
 class DiscoveryCases(ServiceSuiteBase):
@@ -231,8 +221,7 @@ class DiscoveryCases(ServiceSuiteBase):
         ping = await control(client, "$SRV.PING.tEsT")
         assert ping["name"] == "tEsT"
         assert ping["id"] == service.id
-        with pytest.raises(NoRespondersError):
-            await client.request("$SRV.PING.test", timeout=WAIT)
+        await assert_no_responders(client, "$SRV.PING.test")
 
     async def test_c22_every_instance_answers_a_ping_by_name(self, service_env: ServiceEnv) -> None:
         services = [await service_env.service() for _ in range(5)]
@@ -257,8 +246,7 @@ class DiscoveryCases(ServiceSuiteBase):
     async def test_c24_unknown_instance_gives_no_responders(self, service_env: ServiceEnv) -> None:
         await service_env.service()
         client = await service_env.client()
-        with pytest.raises(NoRespondersError):
-            await client.request("$SRV.PING.svc.unknown", timeout=WAIT)
+        await assert_no_responders(client, "$SRV.PING.svc.unknown")
         with anyio.fail_after(WAIT / 2):  # the 503 ends the gathering early
             assert await gather(client, "$SRV.PING.svc.unknown") == []
 

@@ -10,9 +10,9 @@ import anyio
 import pytest
 
 from testing.conformance.backend import CAP_TRIO, ConformanceBackend
-from transports.base import TransportEvent, TransportEventKind
+from transports.base import NoRespondersError, Transport, TransportEvent, TransportEventKind
 
-__all__ = ["QUIET", "WAIT", "Recorder", "SuiteBase"]
+__all__ = ["QUIET", "WAIT", "Recorder", "SuiteBase", "assert_no_responders"]
 
 WAIT = 10.0
 """Upper bound (seconds) of any wait for something that must happen; generous for busy CI
@@ -33,6 +33,15 @@ class SuiteBase:
     ) -> None:
         if anyio_backend_name == "trio" and CAP_TRIO not in conformance_backend.capabilities:
             pytest.skip("the backend does not declare the 'trio' capability")
+
+
+async def assert_no_responders(requester: Transport, *subjects: str) -> None:
+    """Assert that nothing at the broker subscribes to any of ``subjects``: a request to
+    each gets the no-responders status (bounded by :data:`WAIT` in all)."""
+    with anyio.fail_after(WAIT):
+        for subject in subjects:
+            with pytest.raises(NoRespondersError):
+                await requester.request(subject, timeout=WAIT)
 
 
 class Recorder:

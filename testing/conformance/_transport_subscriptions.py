@@ -9,12 +9,11 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from testing.conformance._suite_base import WAIT, Recorder, SuiteBase
+from testing.conformance._suite_base import WAIT, Recorder, SuiteBase, assert_no_responders
 from testing.conformance._transport_support import INVALID_QUEUES, connections, settle, take_pending
 from testing.conformance.backend import ConformanceBackend
 from transports.base import (
     BadQueueError,
-    NoRespondersError,
     SlowConsumerError,
     SubscriptionClosedError,
     TransportEventKind,
@@ -66,52 +65,38 @@ class SubscriptionCases(SuiteBase):
             subject = f"unsub.only.{attempt}"
             only = await a.subscribe(subject)
             await only.unsubscribe()
-            with anyio.fail_after(WAIT), pytest.raises(NoRespondersError):
-                await publisher.request(subject, timeout=WAIT)
+            await assert_no_responders(publisher, subject)
 
-    async def test_unsubscribe_with_limit_ends_after_that_many(
-        self, conformance_backend: ConformanceBackend
+    @pytest.mark.parametrize(
+        ("read_before", "limit", "expected"),
+        [
+            pytest.param(0, 3, [0, 1, 2], id="ends-after-that-many"),
+            pytest.param(2, 3, [2], id="counts-messages-already-received"),
+            pytest.param(2, 1, [], id="already-reached-ends-at-once"),
+        ],
+    )
+    async def test_unsubscribe_with_limit(
+        self,
+        conformance_backend: ConformanceBackend,
+        read_before: int,
+        limit: int,
+        expected: list[int],
     ) -> None:
+        """``unsubscribe(limit=n)`` ends the subscription after n deliveries in all,
+        counting those before the call; at once when n are already delivered."""
         subscriber, publisher = await connections(conformance_backend, 2)
         sub = await subscriber.subscribe("limit.x")
-        await sub.unsubscribe(limit=3)
-        for number in range(6):
+        for number in range(read_before):
+            await publisher.publish("limit.x", str(number).encode())
+        got = [int((await sub.next_msg(timeout=WAIT)).data) for _ in range(read_before)]
+        assert got == list(range(read_before))
+        await sub.unsubscribe(limit=limit)
+        for number in range(read_before, read_before + 6):
             await publisher.publish("limit.x", str(number).encode())
         with anyio.fail_after(WAIT):
-            got = [int(msg.data) async for msg in sub]
-        assert got == [0, 1, 2]
+            assert [int(msg.data) async for msg in sub] == expected
         assert not sub.is_active
-        assert sub.delivered == 3
-
-    async def test_unsubscribe_limit_counts_messages_already_received(
-        self, conformance_backend: ConformanceBackend
-    ) -> None:
-        subscriber, publisher = await connections(conformance_backend, 2)
-        sub = await subscriber.subscribe("limit.y")
-        for number in range(2):
-            await publisher.publish("limit.y", str(number).encode())
-        assert [int((await sub.next_msg(timeout=WAIT)).data) for _ in range(2)] == [0, 1]
-        await sub.unsubscribe(limit=3)
-        for number in range(2, 8):
-            await publisher.publish("limit.y", str(number).encode())
-        with anyio.fail_after(WAIT):
-            assert [int(msg.data) async for msg in sub] == [2]
-        assert not sub.is_active
-
-    async def test_unsubscribe_limit_already_reached_ends_at_once(
-        self, conformance_backend: ConformanceBackend
-    ) -> None:
-        subscriber, publisher = await connections(conformance_backend, 2)
-        sub = await subscriber.subscribe("limit.z")
-        for number in range(2):
-            await publisher.publish("limit.z", str(number).encode())
-        for _ in range(2):
-            await sub.next_msg(timeout=WAIT)
-        await sub.unsubscribe(limit=1)
-        await publisher.publish("limit.z", b"late")
-        with anyio.fail_after(WAIT):
-            assert [msg async for msg in sub] == []
-        assert not sub.is_active
+        assert sub.delivered == read_before + len(expected)
 
     async def test_drain_delivers_the_buffer_then_ends(
         self, conformance_backend: ConformanceBackend
@@ -136,8 +121,7 @@ class SubscriptionCases(SuiteBase):
         assert not sub.is_active
         with pytest.raises(SubscriptionClosedError):
             await sub.next_msg(timeout=WAIT)
-        with anyio.fail_after(WAIT), pytest.raises(NoRespondersError):
-            await publisher.request("drain.x", timeout=WAIT)
+        await assert_no_responders(publisher, "drain.x")
         with anyio.fail_after(WAIT):
             await sub.drain()  # on an ended subscription: does nothing
 
