@@ -6,7 +6,10 @@ published after the other messages by the same publisher, never with a sleep.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import anyio
+import pytest
 
 from testing.conformance._suite_base import WAIT
 from testing.conformance.backend import ConformanceBackend
@@ -23,6 +26,7 @@ __all__ = [
     "VALID_PATTERNS",
     "WILDCARD_TABLE",
     "WILDCARD_UNIVERSE",
+    "assert_rejected",
     "collect_until_sentinel",
     "connections",
     "settle",
@@ -79,6 +83,19 @@ ODD_HEADERS = {
 
 async def connections(backend: ConformanceBackend, count: int) -> list[Transport]:
     return [await backend.connect() for _ in range(count)]
+
+
+async def assert_rejected(
+    attempt: Callable[[], Awaitable[object]], error: type[ValueError], **named: object
+) -> None:
+    """``attempt()`` raises ``error`` (a ``ValueError``) whose attributes hold the ``named``
+    values and whose message quotes each of them."""
+    with pytest.raises(error) as caught:
+        await attempt()
+    assert isinstance(caught.value, ValueError)
+    for attribute, value in named.items():
+        assert getattr(caught.value, attribute) == value
+        assert repr(value) in str(caught.value)
 
 
 async def collect_until_sentinel(sub: Subscription) -> list[Msg]:
