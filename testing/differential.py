@@ -241,44 +241,76 @@ class RoutingDifference(AssertionError):
 
 
 def predict(program: RoutingProgram) -> Observations:
-    """The observations ``transports.subjects.matches`` and the queue rule demand."""
-    subscriptions: list[Subscribe] = []
+    """The observations ``transports.subjects.matches`` and the queue rule demand: each
+    message reaches every matching plain subscription and one member of every queue group
+    with a matching member."""
+    specs: list[Subscribe] = []
+    received: list[list[Delivery]] = []
     active: set[int] = set()
-    plain: dict[int, list[Delivery]] = {}
-    groups: dict[str, list[Delivery]] = {}
     replies: dict[int, str] = {}
     number = 0
     for step in program.steps:
         if isinstance(step, Subscribe):
-            active.add(len(subscriptions))
-            if step.queue is None:
-                plain[len(subscriptions)] = []
-            else:
-                groups.setdefault(step.queue, [])
-            subscriptions.append(step)
+            active.add(len(specs))
+            specs.append(step)
+            received.append([])
         elif isinstance(step, (Unsubscribe, Drain)):
             active.discard(step.index)
         else:
-            hit_groups: set[str] = set()
-            hit = False
-            for index in sorted(active):
-                sub = subscriptions[index]
-                if matches(sub.pattern, step.subject):
-                    hit = True
-                    if sub.queue is None:
-                        plain[index].append((number, step.subject))
-                    else:
-                        hit_groups.add(sub.queue)
-            for name in hit_groups:
-                groups[name].append((number, step.subject))
+            hits = [
+                index for index in sorted(active) if matches(specs[index].pattern, step.subject)
+            ]
+            served: set[str] = set()  # the queue groups one member of which got the message
+            for index in hits:
+                queue = specs[index].queue
+                if queue not in served:
+                    received[index].append((number, step.subject))
+                if queue is not None:
+                    served.add(queue)
             if isinstance(step, Request):
-                replies[number] = ANSWERED if hit else NO_RESPONDERS
+                replies[number] = ANSWERED if hits else NO_RESPONDERS
             number += 1
-    return Observations(
-        plain={index: tuple(sorted(got)) for index, got in plain.items()},
-        groups={name: tuple(sorted(got)) for name, got in groups.items()},
-        replies=replies,
+    return _observed(specs, received, set(replies), replies, [])
+
+
+def _observed(
+    specs: list[Subscribe],
+    received: list[list[Delivery]],
+    requests: set[int],
+    replies: dict[int, str],
+    anomalies: list[str],
+) -> Observations:
+    """Normalise the deliveries of each subscription (``received``, in ``specs`` order):
+    plain subscriptions by index, queue groups by name with their members together, all
+    sorted.  Duplicated deliveries and ``requests`` without a reply join ``anomalies``."""
+    plain: dict[int, tuple[Delivery, ...]] = {}
+    grouped: dict[str, list[Delivery]] = {}
+    for index, spec in enumerate(specs):
+        if spec.queue is None:
+            plain[index] = tuple(sorted(received[index]))
+        else:
+            grouped.setdefault(spec.queue, []).extend(received[index])
+    found = list(anomalies)
+    for index, got in plain.items():
+        found.extend(_duplicates(f"#{index}", got))
+    for name, members_got in grouped.items():
+        found.extend(_duplicates(f"queue group {name!r}", members_got))
+    found.extend(
+        f"request {number} got no reply at all"
+        for number in sorted(requests)
+        if number not in replies
     )
+    return Observations(
+        plain=plain,
+        groups={name: tuple(sorted(got)) for name, got in grouped.items()},
+        replies=dict(sorted(replies.items())),
+        anomalies=tuple(found),
+    )
+
+
+def _duplicates(who: str, deliveries: tuple[Delivery, ...] | list[Delivery]) -> list[str]:
+    counts = Counter(deliveries)
+    return [f"{who} got {d} {n} times" for d, n in sorted(counts.items()) if n > 1]
 
 
 async def run_program(
@@ -489,31 +521,4 @@ class _Run:
         got.append((number, msg.subject))
 
     def observations(self) -> Observations:
-        plain: dict[int, tuple[Delivery, ...]] = {}
-        grouped: dict[str, list[Delivery]] = {}
-        for index, spec in enumerate(self.specs):
-            if spec.queue is None:
-                plain[index] = tuple(sorted(self.received[index]))
-            else:
-                grouped.setdefault(spec.queue, []).extend(self.received[index])
-        anomalies = list(self.anomalies)
-        for index, got in plain.items():
-            anomalies.extend(_duplicates(f"#{index}", got))
-        for name, members_got in grouped.items():
-            anomalies.extend(_duplicates(f"queue group {name!r}", members_got))
-        anomalies.extend(
-            f"request {number} got no reply at all"
-            for number in sorted(self.requests)
-            if number not in self.replies
-        )
-        return Observations(
-            plain=plain,
-            groups={name: tuple(sorted(got)) for name, got in grouped.items()},
-            replies=dict(sorted(self.replies.items())),
-            anomalies=tuple(anomalies),
-        )
-
-
-def _duplicates(who: str, deliveries: tuple[Delivery, ...] | list[Delivery]) -> list[str]:
-    counts = Counter(deliveries)
-    return [f"{who} got {d} {n} times" for d, n in sorted(counts.items()) if n > 1]
+        return _observed(self.specs, self.received, self.requests, self.replies, self.anomalies)
