@@ -36,8 +36,11 @@ from testing.nats_server import Launcher, NatsServer, NatsServerError, poll_unti
 
 __all__ = ["NatsCluster", "NatsClusterError"]
 
-_ROUTE_PORT = re.compile(r"Listening for route connections on \S+:(\d+)")
-_MONITOR_PORT = re.compile(r"Starting http monitor on \S+:(\d+)")
+_LOGGED_PORTS = {
+    "route": re.compile(r"Listening for route connections on \S+:(\d+)"),
+    "monitoring": re.compile(r"Starting http monitor on \S+:(\d+)"),
+}
+"""How a node logs the port of each listener this class opens besides the client one."""
 _POLL_PAUSE = 0.01
 """Seconds between two looks at a monitoring endpoint (the only thing that is polled)."""
 
@@ -88,8 +91,7 @@ class NatsCluster(Launcher):
             )
             for _ in range(size)
         ]
-        self._route_ports: list[int | None] = [None] * size
-        self._monitor_ports: list[int | None] = [None] * size
+        self._ports: list[dict[str, int]] = [{} for _ in range(size)]  # kept for restarts
 
     def __repr__(self) -> str:
         states = "".join("U" if node.is_running else "-" for node in self.nodes)
@@ -113,19 +115,21 @@ class NatsCluster(Launcher):
 
     def route_url(self, index: int) -> str:
         """``nats://host:port`` of node ``index``'s route listener (after its first start)."""
-        return f"nats://{self.host}:{self._known(self._route_ports, index, 'route')}"
+        return f"nats://{self.host}:{self._port(index, 'route')}"
 
     def monitor_url(self, index: int) -> str:
         """``http://host:port`` of node ``index``'s monitoring endpoint."""
-        return f"http://{self.host}:{self._known(self._monitor_ports, index, 'monitoring')}"
+        return f"http://{self.host}:{self._port(index, 'monitoring')}"
 
     def is_running(self, index: int) -> bool:
         return self.nodes[index].is_running
 
-    def _known(self, ports: list[int | None], index: int, what: str) -> int:
-        port = ports[index]
+    def _port(self, index: int, listener: str) -> int:
+        port = self._ports[index].get(listener)
         if port is None:
-            raise RuntimeError(f"node {index} has not been started yet: its {what} port is unknown")
+            raise RuntimeError(
+                f"node {index} has not been started yet: its {listener} port is unknown"
+            )
         return port
 
     # ------------------------------------------------------------------ life cycle
@@ -149,48 +153,50 @@ class NatsCluster(Launcher):
 
     def _start_node(self, index: int) -> None:
         node = self.nodes[index]
-        route_port = self._route_ports[index]
-        monitor_port = self._monitor_ports[index]
+        ports = self._ports[index]
         routes = [
             self.route_url(other)
             for other in range(self.size)
-            if other != index and self._route_ports[other] is not None
+            if other != index and self._ports[other]
         ]
         node.args = [
             *self._extra,
             "--cluster_name",
             self.name,
             "--cluster",
-            f"nats://{self.host}:{route_port or -1}",
+            f"nats://{self.host}:{ports.get('route', -1)}",
             "-m",
-            str(monitor_port or -1),
+            str(ports.get("monitoring", -1)),
         ]
         if routes:
             node.args += ["--routes", ",".join(routes)]
         node.start()
-        self._route_ports[index] = self._logged_port(index, _ROUTE_PORT, "route")
-        self._monitor_ports[index] = self._logged_port(index, _MONITOR_PORT, "monitoring")
+        self._ports[index] = self._logged_ports(index)
 
-    def _logged_port(self, index: int, pattern: re.Pattern[str], what: str) -> int:
-        """The port node ``index`` logs for ``what`` (the route listener is logged a moment
-        after the server reports ready: wait for the line, bounded)."""
+    def _logged_ports(self, index: int) -> dict[str, int]:
+        """The ports node ``index`` logs for its route and monitoring listeners (the route
+        listener is logged a moment after the server reports ready: wait for the lines,
+        bounded)."""
         node = self.nodes[index]
 
         def expired() -> NatsClusterError:
             return NatsClusterError(
-                f"node {index} did not report its {what} port:\n{node.output()}"
+                f"node {index} did not report its {' and '.join(_LOGGED_PORTS)} ports:\n"
+                f"{node.output()}"
             )
 
-        def logged_port() -> int | None:
-            match = pattern.search(node.output())
-            if match is not None:
-                return int(match.group(1))
+        def logged_ports() -> dict[str, int] | None:
+            output = node.output()
+            found = {name: pattern.search(output) for name, pattern in _LOGGED_PORTS.items()}
+            ports = {name: int(match.group(1)) for name, match in found.items() if match}
+            if len(ports) == len(_LOGGED_PORTS):
+                return ports
             if not node.is_running:
                 raise expired()
             return None
 
         return poll_until(
-            logged_port, timeout=node.start_timeout, pause=_POLL_PAUSE, expired=expired
+            logged_ports, timeout=node.start_timeout, pause=_POLL_PAUSE, expired=expired
         )
 
     def kill(self, index: int) -> None:
