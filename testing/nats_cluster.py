@@ -26,20 +26,21 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from testing.nats_server import NatsServer, NatsServerError
+from testing.nats_server import Launcher, NatsServer, NatsServerError, poll_until
 
 __all__ = ["NatsCluster", "NatsClusterError"]
 
-_ROUTE_PORT = re.compile(r"Listening for route connections on \S+:(\d+)")
-_MONITOR_PORT = re.compile(r"Starting http monitor on \S+:(\d+)")
+_LOGGED_PORTS = {
+    "route": re.compile(r"Listening for route connections on \S+:(\d+)"),
+    "monitoring": re.compile(r"Starting http monitor on \S+:(\d+)"),
+}
+"""How a node logs the port of each listener this class opens besides the client one."""
 _POLL_PAUSE = 0.01
 """Seconds between two looks at a monitoring endpoint (the only thing that is polled)."""
 
@@ -48,7 +49,7 @@ class NatsClusterError(NatsServerError):
     """The cluster did not form (routes or interest) in time; carries what was seen."""
 
 
-class NatsCluster:
+class NatsCluster(Launcher):
     """``size`` nats-server processes on ``host`` (loopback only), joined by routes.
 
     ``name`` is the cluster name (the same on every node); ``args`` are extra command-line
@@ -90,8 +91,7 @@ class NatsCluster:
             )
             for _ in range(size)
         ]
-        self._route_ports: list[int | None] = [None] * size
-        self._monitor_ports: list[int | None] = [None] * size
+        self._ports: list[dict[str, int]] = [{} for _ in range(size)]  # kept for restarts
 
     def __repr__(self) -> str:
         states = "".join("U" if node.is_running else "-" for node in self.nodes)
@@ -115,19 +115,21 @@ class NatsCluster:
 
     def route_url(self, index: int) -> str:
         """``nats://host:port`` of node ``index``'s route listener (after its first start)."""
-        return f"nats://{self.host}:{self._known(self._route_ports, index, 'route')}"
+        return f"nats://{self.host}:{self._port(index, 'route')}"
 
     def monitor_url(self, index: int) -> str:
         """``http://host:port`` of node ``index``'s monitoring endpoint."""
-        return f"http://{self.host}:{self._known(self._monitor_ports, index, 'monitoring')}"
+        return f"http://{self.host}:{self._port(index, 'monitoring')}"
 
     def is_running(self, index: int) -> bool:
         return self.nodes[index].is_running
 
-    def _known(self, ports: list[int | None], index: int, what: str) -> int:
-        port = ports[index]
+    def _port(self, index: int, listener: str) -> int:
+        port = self._ports[index].get(listener)
         if port is None:
-            raise RuntimeError(f"node {index} has not been started yet: its {what} port is unknown")
+            raise RuntimeError(
+                f"node {index} has not been started yet: its {listener} port is unknown"
+            )
         return port
 
     # ------------------------------------------------------------------ life cycle
@@ -151,41 +153,51 @@ class NatsCluster:
 
     def _start_node(self, index: int) -> None:
         node = self.nodes[index]
-        route_port = self._route_ports[index]
-        monitor_port = self._monitor_ports[index]
+        ports = self._ports[index]
         routes = [
             self.route_url(other)
             for other in range(self.size)
-            if other != index and self._route_ports[other] is not None
+            if other != index and self._ports[other]
         ]
         node.args = [
             *self._extra,
             "--cluster_name",
             self.name,
             "--cluster",
-            f"nats://{self.host}:{route_port or -1}",
+            f"nats://{self.host}:{ports.get('route', -1)}",
             "-m",
-            str(monitor_port or -1),
+            str(ports.get("monitoring", -1)),
         ]
         if routes:
             node.args += ["--routes", ",".join(routes)]
         node.start()
-        self._route_ports[index] = self._logged_port(index, _ROUTE_PORT, "route")
-        self._monitor_ports[index] = self._logged_port(index, _MONITOR_PORT, "monitoring")
+        self._ports[index] = self._logged_ports(index)
 
-    def _logged_port(self, index: int, pattern: re.Pattern[str], what: str) -> int:
-        """The port node ``index`` logs for ``what`` (the route listener is logged a moment
-        after the server reports ready: wait for the line, bounded)."""
+    def _logged_ports(self, index: int) -> dict[str, int]:
+        """The ports node ``index`` logs for its route and monitoring listeners (the route
+        listener is logged a moment after the server reports ready: wait for the lines,
+        bounded)."""
         node = self.nodes[index]
-        deadline = time.monotonic() + node.start_timeout
-        while True:
+
+        def expired() -> NatsClusterError:
+            return NatsClusterError(
+                f"node {index} did not report its {' and '.join(_LOGGED_PORTS)} ports:\n"
+                f"{node.output()}"
+            )
+
+        def logged_ports() -> dict[str, int] | None:
             output = node.output()
-            match = pattern.search(output)
-            if match is not None:
-                return int(match.group(1))
-            if not node.is_running or time.monotonic() > deadline:
-                raise NatsClusterError(f"node {index} did not report its {what} port:\n{output}")
-            time.sleep(_POLL_PAUSE)  # polling the server's log: no event to wait on
+            found = {name: pattern.search(output) for name, pattern in _LOGGED_PORTS.items()}
+            ports = {name: int(match.group(1)) for name, match in found.items() if match}
+            if len(ports) == len(_LOGGED_PORTS):
+                return ports
+            if not node.is_running:
+                raise expired()
+            return None
+
+        return poll_until(
+            logged_ports, timeout=node.start_timeout, pause=_POLL_PAUSE, expired=expired
+        )
 
     def kill(self, index: int) -> None:
         """Crash node ``index`` (SIGKILL) and reap it; its clients see the connection drop."""
@@ -208,31 +220,8 @@ class NatsCluster:
         for node in self.nodes:
             node.stop()
 
-    def __enter__(self) -> NatsCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> NatsCluster:
-        import anyio.to_thread
-
-        return await anyio.to_thread.run_sync(self.start)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        import anyio.to_thread
-
-        await anyio.to_thread.run_sync(self.stop)
+    def _start_unless_running(self) -> NatsCluster:
+        return self.start()  # starts only the nodes that are not running
 
     # ------------------------------------------------------------------ monitoring
 
@@ -321,17 +310,20 @@ class NatsCluster:
 
         self._poll(missing, timeout, "interest did not propagate")
 
-    def _poll(self, missing: Any, timeout: float | None, what: str) -> None:
+    def _poll(self, missing: Callable[[], list[str]], timeout: float | None, what: str) -> None:
+        """Poll the monitoring endpoints until ``missing()`` names no gap."""
         limit = self.route_timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
         gaps: list[str] = []
-        while True:
+
+        def closed() -> bool | None:
+            nonlocal gaps
             try:
                 gaps = missing()
             except OSError as exc:  # a node not answering (yet) is a gap too
                 gaps = [f"monitoring endpoint unreachable: {exc}"]
-            if not gaps:
-                return
-            if time.monotonic() > deadline:
-                raise NatsClusterError(f"{what} within {limit:g} s: {'; '.join(gaps)}")
-            time.sleep(_POLL_PAUSE)  # polling the monitoring endpoint: no event to wait on
+            return True if not gaps else None
+
+        def expired() -> NatsClusterError:
+            return NatsClusterError(f"{what} within {limit:g} s: {'; '.join(gaps)}")
+
+        poll_until(closed, timeout=limit, pause=_POLL_PAUSE, expired=expired)

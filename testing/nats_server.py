@@ -7,12 +7,14 @@ The server always listens on a loopback address; its log (stdout and stderr) goe
 temporary file, so a failed start raises :class:`NatsServerError` with the server's own
 words.  ``stop()`` sends SIGTERM, waits, kills if needed and reaps the process (``kill()``
 simulates a crash with SIGKILL); a server object that is garbage-collected, or still
-running at interpreter exit, is stopped too.
-This module does not import nats-py.
+running at interpreter exit, is stopped too.  :class:`Launcher` (``with`` / ``async with``)
+and :func:`poll_until` are shared with ``testing.nats_cluster``, whose nodes are
+:class:`NatsServer` objects.  This module does not import nats-py.
 """
 
 from __future__ import annotations
 
+import abc
 import ipaddress
 import os
 import re
@@ -24,15 +26,18 @@ import sysconfig
 import tempfile
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
+from typing import TypeVar
 
 __all__ = ["NatsServer", "NatsServerError", "NatsServerNotFound", "find_nats_server"]
 
 _EXE = "nats-server.exe" if sys.platform == "win32" else "nats-server"
 _LISTENING = re.compile(rb"Listening for client connections on (\S+):(\d+)")
 _FORBIDDEN_FLAGS = frozenset({"a", "addr", "net", "p", "port"})
+
+_T = TypeVar("_T")
+_L = TypeVar("_L", bound="Launcher")
 
 
 class NatsServerNotFound(FileNotFoundError):
@@ -100,6 +105,13 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
+def _read_log(log_path: Path) -> str:
+    try:
+        return log_path.read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _reap(process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> str:
     """Stop ``process`` (SIGTERM, then SIGKILL after ``timeout``), reap it, return its log."""
     if process.poll() is None:
@@ -109,15 +121,67 @@ def _reap(process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> s
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    try:
-        output = log_path.read_bytes().decode(errors="replace")
-    except OSError:
-        output = ""
+    output = _read_log(log_path)
     log_path.unlink(missing_ok=True)
     return output
 
 
-class NatsServer:
+def poll_until(
+    ready: Callable[[], _T | None],
+    *,
+    timeout: float,
+    pause: float,
+    expired: Callable[[], Exception],
+) -> _T:
+    """Call ``ready()`` every ``pause`` seconds until it returns something other than
+    ``None``, and return that: the one polling loop of the launchers, for conditions that
+    have no event to wait on (a log line, a TCP accept, a monitoring endpoint).
+
+    Raises ``expired()`` once ``timeout`` seconds have passed, and whatever ``ready()``
+    raises (a condition that can no longer come true fails at once).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = ready()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise expired()
+        time.sleep(pause)
+
+
+class Launcher(abc.ABC):
+    """Blocking start and stop behind ``with`` and ``async with`` (there in a worker
+    thread): entering starts what is not running yet and returns once it is ready, leaving
+    stops everything.  The base of :class:`NatsServer` and ``testing.nats_cluster.NatsCluster``.
+    """
+
+    @abc.abstractmethod
+    def _start_unless_running(self: _L) -> _L:
+        """Start what is not running yet; return ``self`` once it is ready."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop and reap every process (idempotent)."""
+
+    def __enter__(self: _L) -> _L:
+        return self._start_unless_running()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self: _L) -> _L:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._start_unless_running)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        import anyio.to_thread
+
+        await anyio.to_thread.run_sync(self.stop)
+
+
+class NatsServer(Launcher):
     """One ``nats-server`` process on a loopback address; restartable on the same port.
 
     ``port=None`` lets the server pick a free port (read back from its log, so two test
@@ -188,10 +252,7 @@ class NatsServer:
         """The server's log so far (of the current run, or of the last one once stopped)."""
         if self._log_path is None:
             return self.last_output
-        try:
-            return self._log_path.read_bytes().decode(errors="replace")
-        except OSError:
-            return ""
+        return _read_log(self._log_path)
 
     def start(self) -> NatsServer:
         """Start the server and return once it accepts connections (bounded by
@@ -227,27 +288,34 @@ class NatsServer:
         return self
 
     def _wait_until_ready(self, command: list[str]) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            code = self._process.poll()
+        process = self._process
+        assert process is not None
+        described = " ".join(command)
+
+        def accepting_port() -> int | None:
+            code = process.poll()
             if code is not None:
                 raise NatsServerError(
                     f"nats-server exited with code {code} while starting "
-                    f"({' '.join(command)}):\n{self.output()}"
+                    f"({described}):\n{self.output()}"
                 )
             match = _LISTENING.search(self.output().encode())
-            if match is not None:
-                port = int(match.group(2))
-                if self._port in (None, port) and _accepts(self.host, port):
-                    self._port = port
-                    return
-            if time.monotonic() > deadline:
-                raise NatsServerError(
-                    f"nats-server did not accept connections within {self.start_timeout:g} s "
-                    f"({' '.join(command)}):\n{self.output()}"
-                )
-            time.sleep(0.002)  # polling a condition (log line, then TCP accept), bounded above
+            if match is None:
+                return None
+            port = int(match.group(2))
+            accepting = self._port in (None, port) and _accepts(self.host, port)
+            return port if accepting else None
+
+        def expired() -> NatsServerError:
+            return NatsServerError(
+                f"nats-server did not accept connections within {self.start_timeout:g} s "
+                f"({described}):\n{self.output()}"
+            )
+
+        # the log line, then a TCP accept
+        self._port = poll_until(
+            accepting_port, timeout=self.start_timeout, pause=0.002, expired=expired
+        )
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, kill after ``stop_timeout``) and reap it.  Idempotent;
@@ -277,30 +345,5 @@ class NatsServer:
         self.stop()
         return self.start()
 
-    def __enter__(self) -> NatsServer:
+    def _start_unless_running(self) -> NatsServer:
         return self if self.is_running else self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> NatsServer:
-        import anyio.to_thread
-
-        if not self.is_running:
-            await anyio.to_thread.run_sync(self.start)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        import anyio.to_thread
-
-        await anyio.to_thread.run_sync(self.stop)

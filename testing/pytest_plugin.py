@@ -105,12 +105,7 @@ def _marker_registered(config: pytest.Config, name: str) -> bool:
     return False
 
 
-def _backend_name(anyio_backend: Any) -> str:
-    return anyio_backend if isinstance(anyio_backend, str) else str(anyio_backend[0])
-
-
-def _require_asyncio(anyio_backend: Any, what: str) -> None:
-    backend = _backend_name(anyio_backend)
+def _require_asyncio(backend: str, what: str) -> None:
     if backend != "asyncio":
         pytest.fail(
             f"{what} needs the asyncio backend (nats-py is asyncio-only), got {backend!r}: "
@@ -170,13 +165,13 @@ def _micro_target(request: pytest.FixtureRequest, micro_leg: str) -> Any:
 
 @pytest.fixture
 async def micro_connect(
-    _micro_target: Any, micro_leg: str, anyio_backend: Any
+    _micro_target: Any, micro_leg: str, anyio_backend_name: str
 ) -> AsyncIterator[ConnectFactory]:
     """``await micro_connect(**options)``: a new connection to this test's broker (memory
     leg: ``MemoryBroker.connect`` options) or nats-server (NATS leg: nats-py connect
     options).  Every connection it made is closed after the test."""
     if micro_leg == NATS:
-        _require_asyncio(anyio_backend, "the NATS leg")
+        _require_asyncio(anyio_backend_name, "the NATS leg")
     made: list[Transport] = []
 
     async def connect(**options: Any) -> Transport:
@@ -228,14 +223,14 @@ def micro_nats_cluster() -> Iterator[NatsCluster]:
 
 @pytest.fixture
 async def micro_nats_transport(
-    micro_nats_server: NatsServer, anyio_backend: Any
+    micro_nats_server: NatsServer, anyio_backend_name: str
 ) -> AsyncIterator[NatsTransport]:
     """A ``NatsTransport`` connected to ``micro_nats_server``; closed after the test.
 
     nats-py is asyncio-only: a test running on another anyio backend fails here with a
     message saying so (set ``anyio_backend`` to ``"asyncio"`` for the module).
     """
-    _require_asyncio(anyio_backend, "micro_nats_transport")
+    _require_asyncio(anyio_backend_name, "micro_nats_transport")
     from transports.nats import NatsTransport
 
     transport = await NatsTransport.connect(micro_nats_server.url, name="micro_nats_transport")

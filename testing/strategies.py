@@ -69,6 +69,19 @@ _HEADER_TOKEN_CHARS = (
 )
 
 
+def _spliced(valid: st.SearchStrategy[str], bad: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """A ``valid`` value with one ``bad`` piece inserted at any position: how every
+    ``invalid_*`` strategy below breaks a value by one character."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> str:
+        text = draw(valid)
+        at = draw(st.integers(0, len(text)))
+        return text[:at] + draw(bad) + text[at:]
+
+    return build()
+
+
 def _free_token() -> st.SearchStrategy[str]:
     """One literal token: printable, no whitespace, no ``.``, ``*`` or ``>``."""
     return st.text(
@@ -94,10 +107,7 @@ def subjects(
     *, tokens: Sequence[str] | None = None, min_tokens: int = 1, max_tokens: int = 4
 ) -> st.SearchStrategy[str]:
     """A valid literal subject (publishable): ``min_tokens``..``max_tokens`` tokens."""
-    if not 1 <= min_tokens <= max_tokens:
-        raise ValueError(f"need 1 <= min_tokens <= max_tokens, got {min_tokens}, {max_tokens}")
-    token = _token_strategy(tokens)
-    return st.lists(token, min_size=min_tokens, max_size=max_tokens).map(".".join)
+    return _token_lists(_token_strategy(tokens), min_tokens, max_tokens).map(".".join)
 
 
 def patterns(
@@ -109,16 +119,15 @@ def patterns(
 ) -> st.SearchStrategy[str]:
     """A valid subscription pattern; with ``wildcards`` some tokens are ``*`` and the last
     may be ``>``."""
-    if not 1 <= min_tokens <= max_tokens:
-        raise ValueError(f"need 1 <= min_tokens <= max_tokens, got {min_tokens}, {max_tokens}")
-    literal = _token_strategy(tokens)
     if not wildcards:
         return subjects(tokens=tokens, min_tokens=min_tokens, max_tokens=max_tokens)
-    token = st.one_of(literal, st.just("*"))
+    token_lists = _token_lists(
+        st.one_of(_token_strategy(tokens), st.just("*")), min_tokens, max_tokens
+    )
 
     @st.composite
     def build(draw: st.DrawFn) -> str:
-        parts = draw(st.lists(token, min_size=min_tokens, max_size=max_tokens))
+        parts = draw(token_lists)
         if draw(st.booleans()):
             parts[-1] = ">"
         return ".".join(parts)
@@ -127,7 +136,17 @@ def patterns(
 
 
 def _token_strategy(alphabet: Sequence[str] | None) -> st.SearchStrategy[str]:
+    """:func:`tokens`, for the functions whose parameter ``tokens`` hides it."""
     return tokens(alphabet)
+
+
+def _token_lists(
+    token: st.SearchStrategy[str], min_tokens: int, max_tokens: int
+) -> st.SearchStrategy[list[str]]:
+    """Lists of ``min_tokens``..``max_tokens`` tokens (``ValueError`` unless 1 <= min <= max)."""
+    if not 1 <= min_tokens <= max_tokens:
+        raise ValueError(f"need 1 <= min_tokens <= max_tokens, got {min_tokens}, {max_tokens}")
+    return st.lists(token, min_size=min_tokens, max_size=max_tokens)
 
 
 @st.composite
@@ -140,9 +159,7 @@ def _broken_subject(draw: st.DrawFn, *, for_publish: bool) -> str:
     if kind == "empty":
         return ""
     if kind == "whitespace":
-        joined = ".".join(base)
-        at = draw(st.integers(0, len(joined)))
-        return joined[:at] + draw(st.sampled_from(WHITESPACE)) + joined[at:]
+        return draw(_spliced(st.just(".".join(base)), st.sampled_from(WHITESPACE)))
     if kind == "empty_token":
         at = draw(st.integers(0, len(base)))
         return ".".join([*base[:at], "", *base[at:]])
@@ -185,14 +202,7 @@ def queue_names(names: Sequence[str] | None = None) -> st.SearchStrategy[str]:
 
 def invalid_queue_names() -> st.SearchStrategy[str]:
     """An empty queue group name or one containing whitespace."""
-
-    @st.composite
-    def with_space(draw: st.DrawFn) -> str:
-        name = draw(queue_names())
-        at = draw(st.integers(0, len(name)))
-        return name[:at] + draw(st.sampled_from(WHITESPACE)) + name[at:]
-
-    return st.one_of(st.just(""), with_space())
+    return st.one_of(st.just(""), _spliced(queue_names(), st.sampled_from(WHITESPACE)))
 
 
 def header_names() -> st.SearchStrategy[str]:
@@ -202,15 +212,8 @@ def header_names() -> st.SearchStrategy[str]:
 
 def invalid_header_names() -> st.SearchStrategy[str]:
     """An empty header name or one containing a non-token character."""
-
-    @st.composite
-    def with_bad_char(draw: st.DrawFn) -> str:
-        name = draw(header_names())
-        at = draw(st.integers(0, len(name)))
-        bad = draw(st.sampled_from((" ", ":", "\t", "\r", "\n", "(", '"', "é", "\x00", "/")))
-        return name[:at] + bad + name[at:]
-
-    return st.one_of(st.just(""), with_bad_char())
+    bad = st.sampled_from((" ", ":", "\t", "\r", "\n", "(", '"', "é", "\x00", "/"))
+    return st.one_of(st.just(""), _spliced(header_names(), bad))
 
 
 def header_values() -> st.SearchStrategy[str]:
@@ -302,20 +305,11 @@ def endpoint_names(*, max_size: int = 24) -> st.SearchStrategy[str]:
 def invalid_names() -> st.SearchStrategy[str]:
     """A string that is not a valid service or endpoint name: empty, or with a character
     outside ``[A-Za-z0-9-_]`` (a dot, a space, a wildcard, non-ASCII...)."""
-
-    @st.composite
-    def with_bad_char(draw: st.DrawFn) -> str:
-        name = draw(service_names(max_size=12))
-        at = draw(st.integers(0, len(name)))
-        bad = draw(
-            st.one_of(
-                st.sampled_from((".", " ", "*", ">", "/", "é", "\t", "\n", "$", ":")),
-                st.characters(blacklist_characters=NAME_CHARS, blacklist_categories=["Cs"]),
-            )
-        )
-        return name[:at] + bad + name[at:]
-
-    return st.one_of(st.just(""), with_bad_char())
+    bad = st.one_of(
+        st.sampled_from((".", " ", "*", ">", "/", "é", "\t", "\n", "$", ":")),
+        st.characters(blacklist_characters=NAME_CHARS, blacklist_categories=["Cs"]),
+    )
+    return st.one_of(st.just(""), _spliced(service_names(max_size=12), bad))
 
 
 _NUMBER = st.integers(0, 10**6).map(str)
@@ -380,8 +374,7 @@ def invalid_versions() -> st.SearchStrategy[str]:
         if kind == "prezero":
             return f"{core}-0{draw(st.integers(0, 99))}"
         if kind == "space":
-            at = draw(st.integers(0, len(good)))
-            return good[:at] + draw(st.sampled_from(WHITESPACE)) + good[at:]
+            return draw(_spliced(st.just(good), st.sampled_from(WHITESPACE)))
         return core + "-" + draw(st.sampled_from(("a_b", "é", "a..b", "a/b")))
 
     return st.one_of(st.just(""), broken())

@@ -3,82 +3,82 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import anyio
 import pytest
 
 from micro.errors import ValidationError
-from micro.service import add_service
-from testing.conformance._service_env import ServiceEnv, ServiceSuiteBase, echo
-from testing.conformance._service_support import WAIT, control, gather, gather_json
-from transports.base import NoRespondersError, Transport
+from micro.service import Service, add_service
+from testing.conformance._service_support import (
+    ServiceEnv,
+    ServiceSuiteBase,
+    control,
+    echo,
+    endpoint_entries,
+    gather,
+    gather_json,
+    instance_documents,
+    subject_forms,
+)
+from testing.conformance._suite_base import WAIT, assert_no_responders
+from transports.base import Transport
 
 __all__ = ["ConfigurationCases", "DiscoveryCases"]
 
 PING_KEYS = {"type", "name", "id", "version", "metadata"}
 
 
-async def _nothing_subscribed(client: Transport, *subjects: str) -> None:
-    for subject in ("$SRV.PING", *subjects):
-        with pytest.raises(NoRespondersError):
-            await client.request(subject, timeout=WAIT)
-
-
-def _forms(verb: str, name: str, instance_id: str) -> list[str]:
-    return [f"$SRV.{verb}", f"$SRV.{verb}.{name}", f"$SRV.{verb}.{name}.{instance_id}"]
+async def _one_answer_per_form(
+    client: Transport, verb: str, service: Service
+) -> list[dict[str, Any]]:
+    """What ``service`` answers on each subject form of ``verb``: exactly one reply each."""
+    documents = []
+    for subject in subject_forms(verb, service):
+        replies = [
+            document
+            for document in await gather_json(client, subject, max_count=1)
+            if document["id"] == service.id
+        ]
+        assert len(replies) == 1, subject
+        documents += replies
+    return documents
 
 
 class ConfigurationCases(ServiceSuiteBase):
     """A. Configuration validation: a clear error at once, nothing subscribed."""
 
-    @pytest.mark.parametrize("name", ["test_service!", "test.service@!"])
-    async def test_a01_service_name_with_bad_characters_is_rejected(
-        self, service_env: ServiceEnv, name: str
+    @pytest.mark.parametrize(
+        ("name", "version", "rule", "named"),
+        [
+            pytest.param("test_service!", "1.0.0", "service name", "'test_service!'", id="a01-!"),
+            pytest.param("test.service@!", "1.0.0", "service name", "'test.service@!'", id="a01-@"),
+            pytest.param("", "1.0.0", "service name", "required", id="a02-empty"),
+            pytest.param("/", "1.0.0", "service name", "'/'", id="a02-slash"),
+            pytest.param(" ", "1.0.0", "service name", "' '", id="a02-space"),
+            pytest.param(">", "1.0.0", "service name", "'>'", id="a02-wildcard"),
+            pytest.param("svc", "abc", "version", "'abc'", id="a03-abc"),
+            pytest.param("svc", "a.b.c", "version", "'a.b.c'", id="a03-a.b.c"),
+            pytest.param("svc", "", "version", "''", id="a03-empty"),
+            pytest.param("svc", "v1.2.3-hello", "version", "'v1.2.3-hello'", id="a05-js-style"),
+        ],
+    )
+    async def test_a01_to_a05_bad_service_names_and_versions_are_rejected(
+        self, service_env: ServiceEnv, name: str, version: str, rule: str, named: str
     ) -> None:
         transport = await service_env.connect()
-        with pytest.raises(ValidationError, match="service name") as caught:
-            add_service(transport, name, "1.0.0")
-        assert repr(name) in str(caught.value)
-        await _nothing_subscribed(await service_env.client())
-
-    @pytest.mark.parametrize("name", ["", "/", " ", ">"])
-    async def test_a02_empty_or_special_service_names_are_rejected(
-        self, service_env: ServiceEnv, name: str
-    ) -> None:
-        transport = await service_env.connect()
-        with pytest.raises(ValidationError, match="service name") as caught:
-            add_service(transport, name, "1.0.0")
-        if not name:
-            assert "required" in str(caught.value)
-        else:
-            assert repr(name) in str(caught.value)
-        await _nothing_subscribed(await service_env.client())
-
-    @pytest.mark.parametrize("version", ["abc", "a.b.c", ""])
-    async def test_a03_non_semver_versions_are_rejected(
-        self, service_env: ServiceEnv, version: str
-    ) -> None:
-        transport = await service_env.connect()
-        with pytest.raises(ValidationError, match="version") as caught:
-            add_service(transport, "svc", version)
-        assert repr(version) in str(caught.value)
-        await _nothing_subscribed(await service_env.client())
+        with pytest.raises(ValidationError, match=rule) as caught:
+            add_service(transport, name, version)
+        assert named in str(caught.value)
+        await assert_no_responders(await service_env.client(), "$SRV.PING")
 
     @pytest.mark.parametrize("version", ["0.1.0", "1.0.0-alpha.1+build.5"])
     async def test_a04_semver_versions_are_accepted_and_reported_verbatim(
         self, service_env: ServiceEnv, version: str
     ) -> None:
         service = await service_env.service(version=version)
-        client = await service_env.client()
-        for verb in ("PING", "INFO", "STATS"):
-            document = await control(client, f"$SRV.{verb}.svc.{service.id}")
+        for document in await instance_documents(await service_env.client(), service):
             assert document["version"] == version
-
-    async def test_a05_loose_js_style_version_is_rejected(self, service_env: ServiceEnv) -> None:
-        transport = await service_env.connect()
-        with pytest.raises(ValidationError, match=r"v1\.2\.3-hello"):
-            add_service(transport, "svc", "v1.2.3-hello")
-        await _nothing_subscribed(await service_env.client())
 
     async def test_a06_endpoint_subject_with_a_space_is_rejected(
         self, service_env: ServiceEnv
@@ -88,9 +88,8 @@ class ConfigurationCases(ServiceSuiteBase):
             await service.add_endpoint("x", echo, subject="endpoint subject")
         assert service.info().endpoints == []
         client = await service_env.client()
-        assert (await control(client, f"$SRV.INFO.svc.{service.id}"))["endpoints"] == []
-        with pytest.raises(NoRespondersError):
-            await client.request("x", timeout=WAIT)
+        assert await endpoint_entries(client, "INFO", service) == []
+        await assert_no_responders(client, "x")
 
     @pytest.mark.parametrize("name", ["", "*", ">", " ", "hello.world"])
     async def test_a07_bad_endpoint_names_are_rejected(
@@ -101,7 +100,7 @@ class ConfigurationCases(ServiceSuiteBase):
             await service.add_endpoint(name, echo)
         assert service.info().endpoints == []
         client = await service_env.client()
-        assert (await control(client, f"$SRV.INFO.svc.{service.id}"))["endpoints"] == []
+        assert await endpoint_entries(client, "INFO", service) == []
 
     @pytest.mark.parametrize("group", ["a.>", ">"])
     async def test_a08_group_with_full_wildcard_is_rejected(
@@ -114,9 +113,7 @@ class ConfigurationCases(ServiceSuiteBase):
             await service.add_group("ok").add_group(group).add_endpoint("hello", echo)
         assert service.info().endpoints == []
         client = await service_env.client()
-        for subject in ("a.hello", "hello", "ok.hello"):
-            with pytest.raises(NoRespondersError):
-                await client.request(subject, timeout=WAIT)
+        await assert_no_responders(client, "a.hello", "hello", "ok.hello")
 
     @pytest.mark.parametrize("queue", [">.abc", "one two", "   ", "\t"])
     async def test_a09_bad_queue_groups_are_rejected(
@@ -125,15 +122,14 @@ class ConfigurationCases(ServiceSuiteBase):
         transport = await service_env.connect()
         with pytest.raises(ValidationError, match="queue group"):
             add_service(transport, "svc", "1.0.0", queue_group=queue)
-        await _nothing_subscribed(await service_env.client())
+        await assert_no_responders(await service_env.client(), "$SRV.PING")
         service = await service_env.service(transport=transport)
         with pytest.raises(ValidationError, match="queue group"):
             await service.add_endpoint("foo", echo, queue_group=queue)
         with pytest.raises(ValidationError, match="queue group"):
             service.add_group("g", queue_group=queue)
         assert service.info().endpoints == []
-        with pytest.raises(NoRespondersError):
-            await (await service_env.client()).request("foo", timeout=WAIT)
+        await assert_no_responders(await service_env.client(), "foo")
 
 
 class DiscoveryCases(ServiceSuiteBase):
@@ -143,17 +139,10 @@ class DiscoveryCases(ServiceSuiteBase):
         self, service_env: ServiceEnv
     ) -> None:
         service = await service_env.service()
-        client = await service_env.client()
-        for subject in _forms("PING", "svc", service.id):
-            replies = [
-                document
-                for document in await gather_json(client, subject, max_count=1)
-                if document["id"] == service.id
-            ]
-            assert len(replies) == 1, subject
-            assert set(replies[0]) == PING_KEYS
-            assert replies[0]["type"] == "io.nats.micro.v1.ping_response"
-            assert replies[0]["name"] == "svc"
+        for document in await _one_answer_per_form(await service_env.client(), "PING", service):
+            assert set(document) == PING_KEYS
+            assert document["type"] == "io.nats.micro.v1.ping_response"
+            assert document["name"] == "svc"
 
     async def test_c14_service_metadata_is_the_same_in_ping_info_and_stats(
         self, service_env: ServiceEnv
@@ -161,10 +150,9 @@ class DiscoveryCases(ServiceSuiteBase):
         with_md = await service_env.service(metadata={"basic": "metadata"})
         without = await service_env.service("other")
         client = await service_env.client()
-        for verb in ("PING", "INFO", "STATS"):
-            document = await control(client, f"$SRV.{verb}.svc.{with_md.id}")
+        for document in await instance_documents(client, with_md):
             assert document["metadata"] == {"basic": "metadata"}
-            document = await control(client, f"$SRV.{verb}.other.{without.id}")
+        for document in await instance_documents(client, without):
             assert document["metadata"] == {}
 
     async def test_c15_endpoint_metadata_does_not_leak_into_service_metadata(
@@ -172,13 +160,9 @@ class DiscoveryCases(ServiceSuiteBase):
     ) -> None:
         service = await service_env.service()
         await service.add_endpoint("ep", echo, metadata={"basic": "schema"})
-        client = await service_env.client()
-        for verb in ("PING", "INFO", "STATS"):
-            document = await control(client, f"$SRV.{verb}.svc.{service.id}")
-            assert document["metadata"] == {}
-        info = await control(client, f"$SRV.INFO.svc.{service.id}")
+        ping, info, stats = await instance_documents(await service_env.client(), service)
+        assert [ping["metadata"], info["metadata"], stats["metadata"]] == [{}, {}, {}]
         assert info["endpoints"][0]["metadata"] == {"basic": "schema"}
-        stats = await control(client, f"$SRV.STATS.svc.{service.id}")
         assert "metadata" not in stats["endpoints"][0]
 
     async def test_c16_info_answers_on_all_three_subject_forms(
@@ -186,15 +170,7 @@ class DiscoveryCases(ServiceSuiteBase):
     ) -> None:
         service = await service_env.service(description="a service")
         await service.add_endpoint("ep", echo)
-        client = await service_env.client()
-        for subject in _forms("INFO", "svc", service.id):
-            replies = [
-                document
-                for document in await gather_json(client, subject, max_count=1)
-                if document["id"] == service.id
-            ]
-            assert len(replies) == 1, subject
-            document = replies[0]
+        for document in await _one_answer_per_form(await service_env.client(), "INFO", service):
             assert document["type"] == "io.nats.micro.v1.info_response"
             assert document["description"] == "a service"
             assert [set(entry) for entry in document["endpoints"]] == [
@@ -221,15 +197,7 @@ class DiscoveryCases(ServiceSuiteBase):
     ) -> None:
         service = await service_env.service()
         await service.add_endpoint("ep", echo)
-        client = await service_env.client()
-        for subject in _forms("STATS", "svc", service.id):
-            replies = [
-                document
-                for document in await gather_json(client, subject, max_count=1)
-                if document["id"] == service.id
-            ]
-            assert len(replies) == 1, subject
-            document = replies[0]
+        for document in await _one_answer_per_form(await service_env.client(), "STATS", service):
             assert document["type"] == "io.nats.micro.v1.stats_response"
             assert document["started"].endswith("Z")
             assert [entry["name"] for entry in document["endpoints"]] == ["ep"]
@@ -239,8 +207,8 @@ class DiscoveryCases(ServiceSuiteBase):
     ) -> None:
         service = await service_env.service()
         client = await service_env.client()
-        assert (await control(client, f"$SRV.INFO.svc.{service.id}"))["endpoints"] == []
-        assert (await control(client, f"$SRV.STATS.svc.{service.id}"))["endpoints"] == []
+        assert await endpoint_entries(client, "INFO", service) == []
+        assert await endpoint_entries(client, "STATS", service) == []
 
     async def test_c20_unset_description_is_an_empty_string(self, service_env: ServiceEnv) -> None:
         service = await service_env.service()
@@ -253,8 +221,7 @@ class DiscoveryCases(ServiceSuiteBase):
         ping = await control(client, "$SRV.PING.tEsT")
         assert ping["name"] == "tEsT"
         assert ping["id"] == service.id
-        with pytest.raises(NoRespondersError):
-            await client.request("$SRV.PING.test", timeout=WAIT)
+        await assert_no_responders(client, "$SRV.PING.test")
 
     async def test_c22_every_instance_answers_a_ping_by_name(self, service_env: ServiceEnv) -> None:
         services = [await service_env.service() for _ in range(5)]
@@ -279,8 +246,7 @@ class DiscoveryCases(ServiceSuiteBase):
     async def test_c24_unknown_instance_gives_no_responders(self, service_env: ServiceEnv) -> None:
         await service_env.service()
         client = await service_env.client()
-        with pytest.raises(NoRespondersError):
-            await client.request("$SRV.PING.svc.unknown", timeout=WAIT)
+        await assert_no_responders(client, "$SRV.PING.svc.unknown")
         with anyio.fail_after(WAIT / 2):  # the 503 ends the gathering early
             assert await gather(client, "$SRV.PING.svc.unknown") == []
 
@@ -292,9 +258,7 @@ class DiscoveryCases(ServiceSuiteBase):
         assert first.id
         assert first.id != second.id
         assert re.fullmatch(r"[A-Za-z0-9_-]+", first.id), first.id
-        client = await service_env.client()
-        for verb in ("PING", "INFO", "STATS"):
-            document = await control(client, f"$SRV.{verb}.svc.{first.id}")
+        for document in await instance_documents(await service_env.client(), first):
             assert document["id"] == first.id
 
     async def test_c26_endpoints_added_after_start_are_listed_in_order(

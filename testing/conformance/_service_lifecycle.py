@@ -8,17 +8,17 @@ import pytest
 from micro.errors import ServiceStoppedError
 from micro.request import Request
 from micro.service import Service, add_service
-from testing.conformance._service_env import ServiceEnv, ServiceSuiteBase, echo
 from testing.conformance._service_support import (
-    QUIET,
-    WAIT,
-    Recorder,
-    TappedTransport,
+    ServiceEnv,
+    ServiceSuiteBase,
+    echo,
     gather,
+    subject_forms,
 )
+from testing.conformance._suite_base import QUIET, WAIT, Recorder, assert_no_responders
+from testing.conformance._tapped_transport import TappedTransport
 from transports.base import (
     Msg,
-    NoRespondersError,
     PermissionViolationError,
     SlowConsumerError,
     TransportError,
@@ -32,20 +32,6 @@ __all__ = ["LifecycleCases"]
 async def _stopped(service: Service) -> BaseException | None:
     with anyio.fail_after(WAIT):
         return await service.wait_stopped()
-
-
-async def _slow_consumers_reported(seen: Recorder, subjects: list[str]) -> None:
-    """Wait until ``seen`` (an event listener) got a slow-consumer error for each subject."""
-    with anyio.fail_after(WAIT):
-        while True:
-            reported = {
-                event.error.subject
-                for (event,) in seen.calls
-                if isinstance(event.error, SlowConsumerError)
-            }
-            if reported >= set(subjects):
-                return
-            await seen.wait(len(seen.calls) + 1)
 
 
 class LifecycleCases(ServiceSuiteBase):
@@ -68,7 +54,7 @@ class LifecycleCases(ServiceSuiteBase):
         client = await service_env.client()
         assert len(await gather(client, f"$SRV.STATS.svc.{service.id}", max_count=1)) == 1
         await service.stop()
-        for subject in ("$SRV.STATS", "$SRV.STATS.svc", f"$SRV.STATS.svc.{service.id}"):
+        for subject in subject_forms("STATS", service):
             replies = await gather(client, subject, stall=QUIET, timeout=QUIET)
             assert [msg for msg in replies if service.id.encode() in msg.data] == []
 
@@ -78,8 +64,7 @@ class LifecycleCases(ServiceSuiteBase):
         client = await service_env.client()
         assert (await client.request("ep", b"1", timeout=WAIT)).data == b"1"
         await service.stop()
-        with pytest.raises(NoRespondersError):
-            await client.request("ep", b"2", timeout=WAIT)
+        await assert_no_responders(client, "ep")
 
     async def test_i70_adding_an_endpoint_after_stop_fails(self, service_env: ServiceEnv) -> None:
         service = await service_env.service()
@@ -88,8 +73,7 @@ class LifecycleCases(ServiceSuiteBase):
             await service.add_endpoint("ep", echo)
         with pytest.raises(ServiceStoppedError):
             await service.add_group("g").add_endpoint("ep", echo)
-        with pytest.raises(NoRespondersError):
-            await (await service_env.client()).request("ep", timeout=WAIT)
+        await assert_no_responders(await service_env.client(), "ep")
 
     async def test_i71_done_fires_once_and_stop_carries_its_error(
         self, service_env: ServiceEnv
@@ -143,8 +127,7 @@ class LifecycleCases(ServiceSuiteBase):
         assert str(error) == f"required subscription {subject} stopped"
         assert (await errors.wait(1))[0] == (service, error)
         assert await done.wait(1) == [(service,)]
-        with pytest.raises(NoRespondersError):
-            await (await service_env.client()).request("ep", timeout=WAIT)
+        await assert_no_responders(await service_env.client(), "ep")
 
     async def test_i73_denied_subscription_fails_the_start(self, service_env: ServiceEnv) -> None:
         transport = TappedTransport(await service_env.connect())
@@ -157,8 +140,7 @@ class LifecycleCases(ServiceSuiteBase):
         assert service.stopped()
         assert isinstance(service.stop_error, PermissionViolationError)
         assert done.calls == [(service,)]
-        with pytest.raises(NoRespondersError):  # nothing was left subscribed
-            await (await service_env.client()).request("$SRV.PING.svc", timeout=WAIT)
+        await assert_no_responders(await service_env.client(), "$SRV.PING.svc")  # none left
 
     async def test_i74_requests_in_flight_and_buffered_when_stop_is_called_are_answered(
         self, service_env: ServiceEnv
@@ -253,7 +235,16 @@ class LifecycleCases(ServiceSuiteBase):
             for _ in range(5):
                 await client.publish(subject, b"x")
         await client.flush()
-        await _slow_consumers_reported(seen, others)
+        await seen.wait_until(  # a slow-consumer error for each of the others
+            lambda: (
+                {
+                    event.error.subject
+                    for event in seen.events
+                    if isinstance(event.error, SlowConsumerError)
+                }
+                >= set(others)
+            )
+        )
         assert await errors.stays_below(1)
         assert not service.stopped()
         assert (await client.request("foo.bar.baz", b"alive", timeout=WAIT)).data == b"alive"

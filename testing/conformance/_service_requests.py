@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -13,8 +13,16 @@ from micro.errors import ServiceError
 from micro.request import Request
 from micro.service import Service
 from micro.timestamps import parse_timestamp
-from testing.conformance._service_env import ServiceEnv, ServiceSuiteBase, echo
-from testing.conformance._service_support import QUIET, WAIT, control
+from testing.conformance._service_support import (
+    VERBS,
+    ServiceEnv,
+    ServiceSuiteBase,
+    control,
+    echo,
+    endpoint_entries,
+    subject_forms,
+)
+from testing.conformance._suite_base import QUIET, WAIT
 from transports.base import RequestTimeoutError, Transport
 
 __all__ = ["ExceptionCases", "RequestReplyCases", "StatisticsCases"]
@@ -32,9 +40,9 @@ async def _serve(
 
 
 async def _endpoint_stats(client: Transport, service: Service) -> dict[str, Any]:
-    stats = await control(client, f"$SRV.STATS.svc.{service.id}")
-    endpoint: dict[str, Any] = stats["endpoints"][0]
-    return endpoint
+    """The STATS entry of the service's only endpoint."""
+    (entry,) = await endpoint_entries(client, "STATS", service)
+    return entry
 
 
 async def _no_reply(client: Transport, subject: str) -> None:
@@ -61,43 +69,45 @@ class RequestReplyCases(ServiceSuiteBase):
         assert headers.get("key") == "value"
         assert reply
 
-    async def test_f46_plain_respond_adds_no_headers(self, service_env: ServiceEnv) -> None:
-        async def handler(request: Request) -> None:
-            await request.respond(b"OK")
-
-        _, client = await _serve(service_env, handler)
-        reply = await client.request("ep", b"req", headers={"key": "value"}, timeout=WAIT)
-        assert reply.data == b"OK"
-        assert reply.headers is None
-
-    async def test_f47_respond_with_headers_sends_exactly_them(
-        self, service_env: ServiceEnv
+    @pytest.mark.parametrize(
+        ("answer", "data", "headers"),
+        [
+            pytest.param(lambda r: r.respond(b"OK"), b"OK", None, id="f46-plain"),
+            pytest.param(
+                lambda r: r.respond(b"OK", headers={"key": "value"}),
+                b"OK",
+                {"key": "value"},
+                id="f47-with-headers",
+            ),
+            pytest.param(lambda r: r.respond(b""), b"", None, id="f48-empty"),
+            pytest.param(
+                lambda r: r.respond_json({"a": "abc", "b": 5}),
+                b'{"a":"abc","b":5}',
+                None,
+                id="f49-json",
+            ),
+            pytest.param(
+                lambda r: r.respond_error(500, "oops", b"error!"),
+                b"error!",
+                {ERROR: "oops", CODE: "500"},
+                id="f51-error",
+            ),
+        ],
+    )
+    async def test_f46_to_f51_the_requester_gets_exactly_what_the_handler_sent(
+        self,
+        service_env: ServiceEnv,
+        answer: Callable[[Request], Awaitable[None]],
+        data: bytes,
+        headers: dict[str, str] | None,
     ) -> None:
         async def handler(request: Request) -> None:
-            await request.respond(b"OK", headers={"key": "value"})
+            await answer(request)
 
         _, client = await _serve(service_env, handler)
-        reply = await client.request("ep", timeout=WAIT)
-        assert reply.data == b"OK"
-        assert dict(reply.headers or {}) == {"key": "value"}
-
-    async def test_f48_empty_payload(self, service_env: ServiceEnv) -> None:
-        async def handler(request: Request) -> None:
-            await request.respond(b"")
-
-        _, client = await _serve(service_env, handler)
-        reply = await client.request("ep", b"something", timeout=WAIT)
-        assert reply.data == b""
-        assert reply.headers is None
-
-    async def test_f49_json_helper(self, service_env: ServiceEnv) -> None:
-        async def handler(request: Request) -> None:
-            await request.respond_json({"a": "abc", "b": 5})
-
-        _, client = await _serve(service_env, handler)
-        reply = await client.request("ep", timeout=WAIT)
-        assert json.loads(reply.data) == {"a": "abc", "b": 5}
-        assert reply.headers is None
+        reply = await client.request("ep", b"req", headers={"Asked": "yes"}, timeout=WAIT)
+        assert reply.data == data
+        assert (None if reply.headers is None else dict(reply.headers)) == headers
 
     async def test_f50_json_helper_with_unserializable_value_sends_nothing(
         self, service_env: ServiceEnv
@@ -114,17 +124,6 @@ class RequestReplyCases(ServiceSuiteBase):
         await _no_reply(client, "ep")
         assert len(errors) == 1
         assert isinstance(errors[0], TypeError)
-
-    async def test_f51_error_helper_sets_both_headers_and_payload(
-        self, service_env: ServiceEnv
-    ) -> None:
-        async def handler(request: Request) -> None:
-            await request.respond_error(500, "oops", b"error!")
-
-        _, client = await _serve(service_env, handler)
-        reply = await client.request("ep", timeout=WAIT)
-        assert reply.data == b"error!"
-        assert dict(reply.headers or {}) == {ERROR: "oops", CODE: "500"}
 
     async def test_f52_error_helper_keeps_custom_headers_and_may_omit_data(
         self, service_env: ServiceEnv
@@ -346,8 +345,8 @@ class StatisticsCases(ServiceSuiteBase):
 
     async def test_h66_control_requests_are_not_counted(self, service_env: ServiceEnv) -> None:
         service, client = await _serve(service_env, echo)
-        for verb in ("PING", "INFO", "STATS"):
-            for subject in (f"$SRV.{verb}", f"$SRV.{verb}.svc", f"$SRV.{verb}.svc.{service.id}"):
+        for verb in VERBS:
+            for subject in subject_forms(verb, service):
                 await control(client, subject)
         stats = await _endpoint_stats(client, service)
         assert (stats["num_requests"], stats["num_errors"], stats["processing_time"]) == (0, 0, 0)

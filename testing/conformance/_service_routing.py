@@ -7,29 +7,30 @@ from typing import Any
 import anyio
 
 from micro.request import Request
-from testing.conformance._service_env import ServiceEnv, ServiceSuiteBase, echo
-from testing.conformance._service_support import QUIET, WAIT, control, gather, gather_json
+from micro.service import Service
+from testing.conformance._service_support import (
+    ServiceEnv,
+    ServiceSuiteBase,
+    echo,
+    endpoint_entries,
+    gather,
+    gather_json,
+)
+from testing.conformance._suite_base import QUIET, WAIT
 from transports.base import Transport
 
 __all__ = ["GroupCases", "QueueGroupCases"]
 
 
-async def _info_endpoints(client: Transport, service_id: str) -> list[dict[str, Any]]:
-    info = await control(client, f"$SRV.INFO.svc.{service_id}")
-    endpoints: list[dict[str, Any]] = info["endpoints"]
-    return endpoints
-
-
-async def _stats_endpoints(client: Transport, service_id: str) -> list[dict[str, Any]]:
-    stats = await control(client, f"$SRV.STATS.svc.{service_id}")
-    endpoints: list[dict[str, Any]] = stats["endpoints"]
-    return endpoints
-
-
-async def _queue_groups(client: Transport, service_id: str) -> dict[str, str]:
+async def _queue_groups(client: Transport, service: Service) -> dict[str, str]:
     """endpoint name -> queue_group, checking INFO and STATS agree."""
-    from_info = {e["name"]: e["queue_group"] for e in await _info_endpoints(client, service_id)}
-    from_stats = {e["name"]: e["queue_group"] for e in await _stats_endpoints(client, service_id)}
+    from_info, from_stats = [
+        {
+            entry["name"]: entry["queue_group"]
+            for entry in await endpoint_entries(client, verb, service)
+        }
+        for verb in ("INFO", "STATS")
+    ]
     assert from_info == from_stats
     return from_info
 
@@ -41,7 +42,7 @@ class GroupCases(ServiceSuiteBase):
         service = await service_env.service()
         endpoint = await service.add_endpoint("foo", echo)
         client = await service_env.client()
-        assert await _info_endpoints(client, service.id) == [
+        assert await endpoint_entries(client, "INFO", service) == [
             {"name": "foo", "subject": "foo", "queue_group": "q", "metadata": None}
         ]
         assert endpoint.subscription is not None
@@ -52,7 +53,7 @@ class GroupCases(ServiceSuiteBase):
         service = await service_env.service()
         await service.add_group("g1").add_endpoint("foo", echo)
         client = await service_env.client()
-        assert [e["subject"] for e in await _info_endpoints(client, service.id)] == ["g1.foo"]
+        assert [e["subject"] for e in await endpoint_entries(client, "INFO", service)] == ["g1.foo"]
         assert (await client.request("g1.foo", b"hi", timeout=WAIT)).data == b"hi"
 
     async def test_d30_empty_group_names_are_skipped(self, service_env: ServiceEnv) -> None:
@@ -61,7 +62,7 @@ class GroupCases(ServiceSuiteBase):
         nested = service.add_group("").add_group("g1").add_group("")
         await nested.add_endpoint("bar", echo, subject="foo")
         client = await service_env.client()
-        subjects = [e["subject"] for e in await _info_endpoints(client, service.id)]
+        subjects = [e["subject"] for e in await endpoint_entries(client, "INFO", service)]
         assert subjects == ["foo", "g1.foo"]
         assert (await client.request("g1.foo", b"n", timeout=WAIT)).data == b"n"
 
@@ -69,7 +70,7 @@ class GroupCases(ServiceSuiteBase):
         service = await service_env.service()
         await service.add_group("g1").add_group("g2").add_group("g3").add_endpoint("foo", echo)
         client = await service_env.client()
-        subjects = [e["subject"] for e in await _info_endpoints(client, service.id)]
+        subjects = [e["subject"] for e in await endpoint_entries(client, "INFO", service)]
         assert subjects == ["g1.g2.g3.foo"]
         assert (await client.request("g1.g2.g3.foo", b"x", timeout=WAIT)).data == b"x"
 
@@ -79,8 +80,8 @@ class GroupCases(ServiceSuiteBase):
         service = await service_env.service()
         await service.add_endpoint("endpoint1", echo, subject="other")
         client = await service_env.client()
-        info = await _info_endpoints(client, service.id)
-        stats = await _stats_endpoints(client, service.id)
+        info = await endpoint_entries(client, "INFO", service)
+        stats = await endpoint_entries(client, "STATS", service)
         assert (info[0]["name"], info[0]["subject"]) == ("endpoint1", "other")
         assert (stats[0]["name"], stats[0]["subject"]) == ("endpoint1", "other")
 
@@ -108,7 +109,7 @@ class GroupCases(ServiceSuiteBase):
         group = service.add_group("$SYS.SOMETHING.OR.OTHER")
         await group.add_endpoint("wild", echo, subject="*")
         client = await service_env.client()
-        subjects = [e["subject"] for e in await _info_endpoints(client, service.id)]
+        subjects = [e["subject"] for e in await endpoint_entries(client, "INFO", service)]
         assert subjects == ["$SYS.SOMETHING.OR.OTHER.*"]
         reply = await client.request("$SYS.SOMETHING.OR.OTHER.x", b"w", timeout=WAIT)
         assert reply.data == b"w"
@@ -125,7 +126,7 @@ class GroupCases(ServiceSuiteBase):
         client = await service_env.client()
         assert (await client.request("hey", timeout=WAIT)).data == b"hi"
         assert (await client.request("service.echo", b"ping", timeout=WAIT)).data == b"ping"
-        stats = await _stats_endpoints(client, service.id)
+        stats = await endpoint_entries(client, "STATS", service)
         assert {e["subject"]: e["num_requests"] for e in stats} == {"hey": 1, "service.echo": 1}
 
 
@@ -136,7 +137,7 @@ class QueueGroupCases(ServiceSuiteBase):
         service = await service_env.service()
         direct = await service.add_endpoint("foo", echo)
         grouped = await service.add_group("g").add_endpoint("bar", echo)
-        assert await _queue_groups(await service_env.client(), service.id) == {
+        assert await _queue_groups(await service_env.client(), service) == {
             "foo": "q",
             "bar": "q",
         }
@@ -148,7 +149,7 @@ class QueueGroupCases(ServiceSuiteBase):
         service = await service_env.service(queue_group="custom")
         await service.add_endpoint("foo", echo)
         await service.add_group("g").add_endpoint("bar", echo)
-        assert await _queue_groups(await service_env.client(), service.id) == {
+        assert await _queue_groups(await service_env.client(), service) == {
             "foo": "custom",
             "bar": "custom",
         }
@@ -163,7 +164,7 @@ class QueueGroupCases(ServiceSuiteBase):
         await g2.add_endpoint("qux", echo, queue_group="q-qux")
         g3 = g2.add_group("g3", queue_group="q-g3")
         await g3.add_endpoint("quux", echo)
-        assert await _queue_groups(await service_env.client(), service.id) == {
+        assert await _queue_groups(await service_env.client(), service) == {
             "default": "q-default",
             "bar": "q-bar",
             "baz": "q-g1",
@@ -176,7 +177,7 @@ class QueueGroupCases(ServiceSuiteBase):
     ) -> None:
         service = await service_env.service(queue_group="q-config")
         endpoint = await service.add_endpoint("foo", echo, queue_group="")
-        assert await _queue_groups(await service_env.client(), service.id) == {"foo": "q-config"}
+        assert await _queue_groups(await service_env.client(), service) == {"foo": "q-config"}
         assert endpoint.subscription is not None
         assert endpoint.subscription.queue == "q-config"
 
@@ -185,7 +186,7 @@ class QueueGroupCases(ServiceSuiteBase):
         direct = await service.add_endpoint("foo", echo)
         await service.add_group("g").add_endpoint("bar", echo)
         await service.add_endpoint("baz", echo, queue_group="q-qux")
-        assert await _queue_groups(await service_env.client(), service.id) == {
+        assert await _queue_groups(await service_env.client(), service) == {
             "foo": "",
             "bar": "",
             "baz": "q-qux",
@@ -199,7 +200,7 @@ class QueueGroupCases(ServiceSuiteBase):
         endpoint = await group.add_endpoint("foo", echo)
         await group.add_group("inner").add_endpoint("bar", echo)
         await service.add_endpoint("baz", echo)
-        assert await _queue_groups(await service_env.client(), service.id) == {
+        assert await _queue_groups(await service_env.client(), service) == {
             "foo": "",
             "bar": "",
             "baz": "q",

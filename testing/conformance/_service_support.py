@@ -1,63 +1,122 @@
-"""Helpers of the service conformance suite: discovery, schema checks, recorders, a tap.
+"""The environment and helpers of the service and client conformance suites.
 
-* :func:`gather` -- scatter/gather (PROTOCOL §11.2): publish once with a fresh inbox, collect
-  replies until ``max_count``, an inactivity window after the last reply, the overall
-  deadline, or a no-responders status.
-* :func:`control` -- one control request, decoded and validated against the JSON schemas
-  shipped next to this module (``schemas/``, copied from nats-io/jsm.go).
-* :class:`Recorder` -- a notification callback that tests can wait on.
-* :class:`TappedTransport` -- a delegating Transport through which a test can inject
-  connection events (to exercise error-subject matching deterministically).
+* :class:`ServiceSuiteBase` gives every test the fixture ``service_env``, a
+  :class:`ServiceEnv`: the test's connections and services, every service stopped at the end.
+* :func:`gather` -- scatter/gather (PROTOCOL §11.2, ``micro.discovery.request_many``):
+  publish once with a fresh inbox, collect replies until ``max_count``, an inactivity window
+  after the last reply, the overall deadline, or a no-responders status.
+* :func:`control` and :func:`gather_json` -- control requests, each reply decoded and
+  validated against the JSON schemas shipped next to this module (``schemas/``, copied from
+  nats-io/jsm.go).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from importlib import resources
-from types import TracebackType
 from typing import Any
 
 import anyio
 import jsonschema
+import pytest
 
+from micro.control import INFO_RESPONSE_TYPE, PING_RESPONSE_TYPE, STATS_RESPONSE_TYPE
+from micro.discovery import request_many
+from micro.request import Request
+from micro.service import Service, add_service
 from micro.timestamps import parse_timestamp
-from transports.base import (
-    EventListener,
-    Headers,
-    Msg,
-    PermissionViolationError,
-    Subscription,
-    Transport,
-    TransportEvent,
-)
+from testing.conformance._suite_base import WAIT, SuiteBase
+from testing.conformance.backend import ConformanceBackend
+from transports.base import Msg, Transport
 
 __all__ = [
-    "QUIET",
     "STALL",
-    "WAIT",
-    "Recorder",
-    "TappedTransport",
+    "ServiceEnv",
+    "ServiceSuiteBase",
+    "VERBS",
     "control",
+    "echo",
+    "endpoint_entries",
     "gather",
+    "gather_json",
+    "instance_documents",
+    "subject_forms",
     "validate_document",
 ]
-
-WAIT = 10.0
-"""Upper bound (seconds) of any wait for something that must happen."""
 
 STALL = 0.25
 """Inactivity window (seconds) that ends a discovery after the last reply (CONFORMANCE)."""
 
-QUIET = 0.1
-"""Bounded wait (seconds) for something that must NOT happen."""
-
-_TYPES = {
-    "PING": "io.nats.micro.v1.ping_response",
-    "INFO": "io.nats.micro.v1.info_response",
-    "STATS": "io.nats.micro.v1.stats_response",
-}
+_TYPES = {"PING": PING_RESPONSE_TYPE, "INFO": INFO_RESPONSE_TYPE, "STATS": STATS_RESPONSE_TYPE}
+VERBS = tuple(_TYPES)
+"""The three discovery verbs: ``PING``, ``INFO``, ``STATS``."""
 _SCHEMAS: dict[str, Any] = {}
+
+
+async def echo(request: Request) -> None:
+    """A handler answering with the request payload."""
+    await request.respond(request.data())
+
+
+class ServiceEnv:
+    """Connections and services of one test; every service is stopped at the end."""
+
+    def __init__(self, backend: ConformanceBackend) -> None:
+        self.backend = backend
+        self._client: Transport | None = None
+        self._services: list[Service] = []
+
+    async def connect(self) -> Transport:
+        """A new connection to the test's broker."""
+        return await self.backend.connect()
+
+    async def client(self) -> Transport:
+        """The test's requester connection (one per test)."""
+        if self._client is None:
+            self._client = await self.backend.connect()
+        return self._client
+
+    def track(self, service: Service) -> Service:
+        """Stop ``service`` at the end of the test; returns it."""
+        self._services.append(service)
+        return service
+
+    async def service(
+        self,
+        name: str = "svc",
+        version: str = "1.0.0",
+        *,
+        transport: Transport | None = None,
+        start: bool = True,
+        **options: Any,
+    ) -> Service:
+        """``add_service`` on a new connection (or ``transport``), started unless told not."""
+        connection = transport if transport is not None else await self.connect()
+        service = self.track(add_service(connection, name, version, **options))
+        if start:
+            await service.start()
+        return service
+
+    async def aclose(self) -> None:
+        """Stop every tracked service, the last one first."""
+        with anyio.fail_after(WAIT):
+            for service in reversed(self._services):
+                await service.stop(grace_period=WAIT / 2)
+
+
+class ServiceSuiteBase(SuiteBase):
+    """The base of every group of service and client conformance cases."""
+
+    @pytest.fixture
+    async def service_env(
+        self, conformance_backend: ConformanceBackend
+    ) -> AsyncIterator[ServiceEnv]:
+        env = ServiceEnv(conformance_backend)
+        try:
+            yield env
+        finally:
+            await env.aclose()
 
 
 def _schema(verb: str) -> Any:
@@ -93,13 +152,35 @@ def validate_document(verb: str, document: Mapping[str, Any]) -> None:
             )
 
 
-async def control(client: Transport, subject: str) -> dict[str, Any]:
-    """Send one control request to ``subject``; return the validated JSON document."""
+def _validated(subject: str, msg: Msg) -> dict[str, Any]:
+    """The JSON document of a reply to the control subject ``subject``, validated."""
     verb = next(verb for verb in _TYPES if f".{verb}" in f".{subject}")
-    reply = await client.request(subject, timeout=WAIT)
-    document: dict[str, Any] = json.loads(reply.data)
+    document: dict[str, Any] = json.loads(msg.data)
     validate_document(verb, document)
     return document
+
+
+async def control(client: Transport, subject: str) -> dict[str, Any]:
+    """Send one control request to ``subject``; return the validated JSON document."""
+    return _validated(subject, await client.request(subject, timeout=WAIT))
+
+
+def subject_forms(verb: str, service: Service) -> list[str]:
+    """The three subjects ``service`` answers ``verb`` on: all services, by name, by id."""
+    name = service.name
+    return [f"$SRV.{verb}", f"$SRV.{verb}.{name}", f"$SRV.{verb}.{name}.{service.id}"]
+
+
+async def endpoint_entries(client: Transport, verb: str, service: Service) -> list[dict[str, Any]]:
+    """The ``endpoints`` of ``service``'s INFO or STATS document, asked by name and id."""
+    document = await control(client, subject_forms(verb, service)[2])
+    entries: list[dict[str, Any]] = document["endpoints"]
+    return entries
+
+
+async def instance_documents(client: Transport, service: Service) -> list[dict[str, Any]]:
+    """The PING, INFO and STATS documents of ``service``, asked by name and id."""
+    return [await control(client, subject_forms(verb, service)[2]) for verb in VERBS]
 
 
 async def gather(
@@ -111,159 +192,13 @@ async def gather(
     timeout: float = WAIT,  # noqa: ASYNC109 (the overall deadline of the gathering)
     data: bytes = b"",
 ) -> list[Msg]:
-    """Scatter/gather: every reply to one request, in arrival order (no-responders -> [])."""
-    inbox = await client.subscribe(client.new_inbox())
-    replies: list[Msg] = []
-    try:
-        await client.publish(subject, data, reply=inbox.subject)
-        with anyio.move_on_after(timeout):
-            while max_count is None or len(replies) < max_count:
-                try:
-                    msg = await inbox.next_msg(timeout=stall if replies else timeout)
-                except TimeoutError:
-                    break
-                if msg.is_no_responders:
-                    break
-                replies.append(msg)
-    finally:
-        await inbox.unsubscribe()
-    return replies
+    """Every reply to one request, in arrival order: ``micro.discovery.request_many`` with
+    the suite's bounds (no-responders -> [])."""
+    return await request_many(
+        client, subject, data, max_wait=timeout, max_count=max_count, max_interval=stall
+    )
 
 
 async def gather_json(client: Transport, subject: str, **options: Any) -> list[dict[str, Any]]:
     """:func:`gather`, each reply decoded and schema-validated."""
-    verb = next(verb for verb in _TYPES if f".{verb}" in f".{subject}")
-    documents = []
-    for msg in await gather(client, subject, **options):
-        document = json.loads(msg.data)
-        validate_document(verb, document)
-        documents.append(document)
-    return documents
-
-
-class Recorder:
-    """A sync notification callback recording its calls; ``await wait(n)`` for n calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self._changed = anyio.Event()
-
-    def __call__(self, *args: Any) -> None:
-        self.calls.append(args)
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def wait(self, count: int = 1, limit: float = WAIT) -> list[tuple[Any, ...]]:
-        with anyio.fail_after(limit):
-            while len(self.calls) < count:
-                await self._changed.wait()
-        return self.calls
-
-    async def stays_below(self, count: int, quiet: float = QUIET) -> bool:
-        """True when fewer than ``count`` calls happened within ``quiet`` seconds."""
-        with anyio.move_on_after(quiet):
-            await self.wait(count, limit=quiet + 1)
-        return len(self.calls) < count
-
-
-class TappedTransport:
-    """A :class:`Transport` delegating to ``inner``, with two test hooks.
-
-    :meth:`inject` emits a fake connection event to the listeners added through it;
-    :meth:`deny` makes later subscribes to a subject fail like a permissions violation.
-    """
-
-    def __init__(self, inner: Transport) -> None:
-        self._inner = inner
-        self._listeners: list[EventListener] = []
-        self._denied: set[str] = set()
-
-    def inject(self, event: TransportEvent) -> None:
-        for listener in list(self._listeners):
-            listener(event)
-
-    def deny(self, subject: str) -> None:
-        self._denied.add(subject)
-
-    @property
-    def max_payload(self) -> int:
-        return self._inner.max_payload
-
-    @property
-    def is_connected(self) -> bool:
-        return self._inner.is_connected
-
-    @property
-    def is_closed(self) -> bool:
-        return self._inner.is_closed
-
-    def new_inbox(self) -> str:
-        return self._inner.new_inbox()
-
-    async def publish(
-        self,
-        subject: str,
-        data: bytes = b"",
-        *,
-        reply: str | None = None,
-        headers: Headers | None = None,
-    ) -> None:
-        await self._inner.publish(subject, data, reply=reply, headers=headers)
-
-    async def subscribe(
-        self,
-        subject: str,
-        *,
-        queue: str | None = None,
-        pending_msgs_limit: int | None = None,
-        pending_bytes_limit: int | None = None,
-    ) -> Subscription:
-        if subject in self._denied:
-            raise PermissionViolationError("subscribe", subject)
-        return await self._inner.subscribe(
-            subject,
-            queue=queue,
-            pending_msgs_limit=pending_msgs_limit,
-            pending_bytes_limit=pending_bytes_limit,
-        )
-
-    async def request(
-        self,
-        subject: str,
-        data: bytes = b"",
-        *,
-        headers: Headers | None = None,
-        timeout: float = 1.0,  # noqa: ASYNC109 (signature fixed by the Transport protocol)
-    ) -> Msg:
-        return await self._inner.request(subject, data, headers=headers, timeout=timeout)
-
-    async def flush(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (protocol signature)
-        await self._inner.flush(timeout)
-
-    async def drain(self) -> None:
-        await self._inner.drain()
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-    def add_event_listener(self, listener: EventListener) -> Callable[[], None]:
-        remove_inner = self._inner.add_event_listener(listener)
-        self._listeners.append(listener)
-
-        def remove() -> None:
-            remove_inner()
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return remove
-
-    async def __aenter__(self) -> TappedTransport:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+    return [_validated(subject, msg) for msg in await gather(client, subject, **options)]

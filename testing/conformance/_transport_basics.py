@@ -7,10 +7,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from testing.conformance._suite_base import WAIT, SuiteBase
 from testing.conformance._transport_support import (
     SENTINEL,
-    WAIT,
-    TransportSuiteBase,
     collect_until_sentinel,
     connections,
     settle,
@@ -26,7 +25,7 @@ from transports.subjects import is_valid_subject
 __all__ = ["ConnectionCases"]
 
 
-class ConnectionCases(TransportSuiteBase):
+class ConnectionCases(SuiteBase):
     """Connection basics, subscriptions live on return (contract 1) and delivery order (contract
     2)."""
 

@@ -7,13 +7,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from testing.conformance._transport_support import (
-    WAIT,
-    EventLog,
-    TransportSuiteBase,
-    connections,
-    settle,
-)
+from testing.conformance._suite_base import WAIT, Recorder, SuiteBase
+from testing.conformance._transport_support import connections, settle
 from testing.conformance.backend import ConformanceBackend
 from transports.base import (
     ConnectionClosedError,
@@ -27,7 +22,7 @@ from transports.base import (
 __all__ = ["LifecycleCases"]
 
 
-class LifecycleCases(TransportSuiteBase):
+class LifecycleCases(SuiteBase):
     """Close, connection drain and connection events."""
 
     # ------------------------------------------------------------------ close, drain, events
@@ -97,7 +92,7 @@ class LifecycleCases(TransportSuiteBase):
         self, conformance_backend: ConformanceBackend
     ) -> None:
         transport = await conformance_backend.connect()
-        log = EventLog()
+        log = Recorder()
         transport.add_event_listener(log)
         await transport.close()
         assert transport.is_closed
@@ -111,7 +106,7 @@ class LifecycleCases(TransportSuiteBase):
         self, conformance_backend: ConformanceBackend
     ) -> None:
         subscriber, publisher = await connections(conformance_backend, 2)
-        log = EventLog()
+        log = Recorder()
         subscriber.add_event_listener(log)
         subs = [await subscriber.subscribe("tdrain.a"), await subscriber.subscribe("tdrain.b")]
         for number in range(5):
@@ -139,7 +134,7 @@ class LifecycleCases(TransportSuiteBase):
         self, conformance_backend: ConformanceBackend
     ) -> None:
         transport = await conformance_backend.connect()
-        removed, kept = EventLog(), EventLog()
+        removed, kept = Recorder(), Recorder()
         remove = transport.add_event_listener(removed)
         transport.add_event_listener(kept)
         remove()
@@ -157,7 +152,7 @@ class LifecycleCases(TransportSuiteBase):
             calls.append(event)
             raise RuntimeError("listener failure")
 
-        kept = EventLog()
+        kept = Recorder()
         transport.add_event_listener(failing)
         transport.add_event_listener(kept)
         await transport.close()

@@ -7,11 +7,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from testing.conformance._transport_support import (
-    WAIT,
-    TransportSuiteBase,
-    connections,
-)
+from testing.conformance._suite_base import WAIT, SuiteBase
+from testing.conformance._transport_support import connections
 from testing.conformance.backend import ConformanceBackend
 from transports.base import (
     NO_RESPONDERS_STATUS,
@@ -27,7 +24,7 @@ from transports.subjects import is_valid_subject
 __all__ = ["RequestCases"]
 
 
-class RequestCases(TransportSuiteBase):
+class RequestCases(SuiteBase):
     """Request/reply: replies, no-responders (contract 5), timeouts."""
 
     # ----------------------------------------------------------------------- request / reply

@@ -3,17 +3,17 @@ drain, ``next_msg`` (contract 7); pending counters and slow consumers (contract 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 
+from testing.conformance._suite_base import WAIT, Recorder, SuiteBase, assert_no_responders
 from testing.conformance._transport_support import (
     INVALID_QUEUES,
-    WAIT,
-    EventLog,
-    TransportSuiteBase,
+    assert_rejected,
     connections,
     settle,
     take_pending,
@@ -21,7 +21,6 @@ from testing.conformance._transport_support import (
 from testing.conformance.backend import ConformanceBackend
 from transports.base import (
     BadQueueError,
-    NoRespondersError,
     SlowConsumerError,
     SubscriptionClosedError,
     TransportEventKind,
@@ -30,7 +29,7 @@ from transports.base import (
 __all__ = ["SubscriptionCases"]
 
 
-class SubscriptionCases(TransportSuiteBase):
+class SubscriptionCases(SuiteBase):
     """Unsubscribe, limits, drain, ``next_msg`` (contract 7); pending counters and slow
     consumers (contract 8)."""
 
@@ -73,52 +72,38 @@ class SubscriptionCases(TransportSuiteBase):
             subject = f"unsub.only.{attempt}"
             only = await a.subscribe(subject)
             await only.unsubscribe()
-            with anyio.fail_after(WAIT), pytest.raises(NoRespondersError):
-                await publisher.request(subject, timeout=WAIT)
+            await assert_no_responders(publisher, subject)
 
-    async def test_unsubscribe_with_limit_ends_after_that_many(
-        self, conformance_backend: ConformanceBackend
+    @pytest.mark.parametrize(
+        ("read_before", "limit", "expected"),
+        [
+            pytest.param(0, 3, [0, 1, 2], id="ends-after-that-many"),
+            pytest.param(2, 3, [2], id="counts-messages-already-received"),
+            pytest.param(2, 1, [], id="already-reached-ends-at-once"),
+        ],
+    )
+    async def test_unsubscribe_with_limit(
+        self,
+        conformance_backend: ConformanceBackend,
+        read_before: int,
+        limit: int,
+        expected: list[int],
     ) -> None:
+        """``unsubscribe(limit=n)`` ends the subscription after n deliveries in all,
+        counting those before the call; at once when n are already delivered."""
         subscriber, publisher = await connections(conformance_backend, 2)
         sub = await subscriber.subscribe("limit.x")
-        await sub.unsubscribe(limit=3)
-        for number in range(6):
+        for number in range(read_before):
+            await publisher.publish("limit.x", str(number).encode())
+        got = [int((await sub.next_msg(timeout=WAIT)).data) for _ in range(read_before)]
+        assert got == list(range(read_before))
+        await sub.unsubscribe(limit=limit)
+        for number in range(read_before, read_before + 6):
             await publisher.publish("limit.x", str(number).encode())
         with anyio.fail_after(WAIT):
-            got = [int(msg.data) async for msg in sub]
-        assert got == [0, 1, 2]
+            assert [int(msg.data) async for msg in sub] == expected
         assert not sub.is_active
-        assert sub.delivered == 3
-
-    async def test_unsubscribe_limit_counts_messages_already_received(
-        self, conformance_backend: ConformanceBackend
-    ) -> None:
-        subscriber, publisher = await connections(conformance_backend, 2)
-        sub = await subscriber.subscribe("limit.y")
-        for number in range(2):
-            await publisher.publish("limit.y", str(number).encode())
-        assert [int((await sub.next_msg(timeout=WAIT)).data) for _ in range(2)] == [0, 1]
-        await sub.unsubscribe(limit=3)
-        for number in range(2, 8):
-            await publisher.publish("limit.y", str(number).encode())
-        with anyio.fail_after(WAIT):
-            assert [int(msg.data) async for msg in sub] == [2]
-        assert not sub.is_active
-
-    async def test_unsubscribe_limit_already_reached_ends_at_once(
-        self, conformance_backend: ConformanceBackend
-    ) -> None:
-        subscriber, publisher = await connections(conformance_backend, 2)
-        sub = await subscriber.subscribe("limit.z")
-        for number in range(2):
-            await publisher.publish("limit.z", str(number).encode())
-        for _ in range(2):
-            await sub.next_msg(timeout=WAIT)
-        await sub.unsubscribe(limit=1)
-        await publisher.publish("limit.z", b"late")
-        with anyio.fail_after(WAIT):
-            assert [msg async for msg in sub] == []
-        assert not sub.is_active
+        assert sub.delivered == read_before + len(expected)
 
     async def test_drain_delivers_the_buffer_then_ends(
         self, conformance_backend: ConformanceBackend
@@ -143,8 +128,7 @@ class SubscriptionCases(TransportSuiteBase):
         assert not sub.is_active
         with pytest.raises(SubscriptionClosedError):
             await sub.next_msg(timeout=WAIT)
-        with anyio.fail_after(WAIT), pytest.raises(NoRespondersError):
-            await publisher.request("drain.x", timeout=WAIT)
+        await assert_no_responders(publisher, "drain.x")
         with anyio.fail_after(WAIT):
             await sub.drain()  # on an ended subscription: does nothing
 
@@ -181,11 +165,8 @@ class SubscriptionCases(TransportSuiteBase):
         self, conformance_backend: ConformanceBackend, queue: str
     ) -> None:
         transport = await conformance_backend.connect()
-        with pytest.raises(BadQueueError) as caught:
-            await transport.subscribe("queue.x", queue=queue)
-        assert isinstance(caught.value, ValueError)
-        assert caught.value.queue == queue
-        assert repr(queue) in str(caught.value)
+        subscribe = partial(transport.subscribe, "queue.x", queue=queue)
+        await assert_rejected(subscribe, BadQueueError, queue=queue)
 
     @pytest.mark.parametrize(
         ("option", "value"),
@@ -226,7 +207,7 @@ class SubscriptionCases(TransportSuiteBase):
         self, conformance_backend: ConformanceBackend
     ) -> None:
         subscriber, publisher = await connections(conformance_backend, 2)
-        log = EventLog()
+        log = Recorder()
         subscriber.add_event_listener(log)
         limit, count = 10, 50
         sub = await subscriber.subscribe("slow.msgs", pending_msgs_limit=limit)
@@ -248,7 +229,7 @@ class SubscriptionCases(TransportSuiteBase):
         self, conformance_backend: ConformanceBackend
     ) -> None:
         subscriber, publisher = await connections(conformance_backend, 2)
-        log = EventLog()
+        log = Recorder()
         subscriber.add_event_listener(log)
         sub = await subscriber.subscribe("slow.bytes", pending_bytes_limit=100)
         for number in range(50):
@@ -264,8 +245,8 @@ class SubscriptionCases(TransportSuiteBase):
         assert (await sub.next_msg(timeout=WAIT)).data == b"after"
 
     @staticmethod
-    async def _assert_slow_consumer_event(log: EventLog, subject: str) -> None:
-        event = await log.wait_for(TransportEventKind.ERROR)
+    async def _assert_slow_consumer_event(log: Recorder, subject: str) -> None:
+        event = await log.wait_for_event(TransportEventKind.ERROR)
         assert isinstance(event.error, SlowConsumerError)
         assert event.error.subject == subject
         assert repr(subject) in str(event.error)

@@ -1,4 +1,4 @@
-"""Shared constants, helpers and the base class of the transport conformance suite.
+"""Shared constants and helpers of the transport conformance suite.
 
 Waits are bounded with ``anyio.fail_after``; "nothing else arrives" is shown with a sentinel
 published after the other messages by the same publisher, never with a sleep.
@@ -6,11 +6,14 @@ published after the other messages by the same publisher, never with a sleep.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import anyio
 import pytest
 
-from testing.conformance.backend import CAP_TRIO, ConformanceBackend
-from transports.base import Msg, Subscription, Transport, TransportEvent, TransportEventKind
+from testing.conformance._suite_base import WAIT
+from testing.conformance.backend import ConformanceBackend
+from transports.base import Msg, Subscription, Transport
 
 __all__ = [
     "INVALID_HEADER_NAMES",
@@ -21,20 +24,14 @@ __all__ = [
     "SENTINEL",
     "UNUSUAL_VALID_SUBJECTS",
     "VALID_PATTERNS",
-    "WAIT",
     "WILDCARD_TABLE",
     "WILDCARD_UNIVERSE",
-    "EventLog",
-    "TransportSuiteBase",
-    "backend_name",
+    "assert_rejected",
     "collect_until_sentinel",
     "connections",
     "settle",
     "take_pending",
 ]
-
-WAIT = 10.0
-"""Upper bound (seconds) for any single wait in the suite; generous for busy CI machines."""
 
 SENTINEL = b"--sentinel--"
 
@@ -88,6 +85,19 @@ async def connections(backend: ConformanceBackend, count: int) -> list[Transport
     return [await backend.connect() for _ in range(count)]
 
 
+async def assert_rejected(
+    attempt: Callable[[], Awaitable[object]], error: type[ValueError], **named: object
+) -> None:
+    """``attempt()`` raises ``error`` (a ``ValueError``) whose attributes hold the ``named``
+    values and whose message quotes each of them."""
+    with pytest.raises(error) as caught:
+        await attempt()
+    assert isinstance(caught.value, ValueError)
+    for attribute, value in named.items():
+        assert getattr(caught.value, attribute) == value
+        assert repr(value) in str(caught.value)
+
+
 async def collect_until_sentinel(sub: Subscription) -> list[Msg]:
     """Messages of ``sub`` before the first one whose payload is :data:`SENTINEL`."""
     got: list[Msg] = []
@@ -113,47 +123,3 @@ async def settle(publisher: Transport, *subscribers: Transport) -> None:
 async def take_pending(sub: Subscription) -> list[Msg]:
     """Read exactly the messages that are buffered now."""
     return [await sub.next_msg(timeout=WAIT) for _ in range(sub.pending_msgs)]
-
-
-class EventLog:
-    """An event listener that records events and lets a test wait for one kind."""
-
-    def __init__(self) -> None:
-        self.events: list[TransportEvent] = []
-        self._seen: dict[TransportEventKind, anyio.Event] = {
-            kind: anyio.Event() for kind in TransportEventKind
-        }
-
-    def __call__(self, event: TransportEvent) -> None:
-        self.events.append(event)
-        self._seen[event.kind].set()
-
-    def kinds(self) -> list[TransportEventKind]:
-        return [event.kind for event in self.events]
-
-    async def wait_for(self, kind: TransportEventKind) -> TransportEvent:
-        with anyio.fail_after(WAIT):
-            await self._seen[kind].wait()
-        return next(event for event in self.events if event.kind is kind)
-
-
-def backend_name(anyio_backend: object) -> str:
-    if isinstance(anyio_backend, tuple):
-        return str(anyio_backend[0])
-    return str(anyio_backend)
-
-
-class TransportSuiteBase:
-    """What every part of the transport suite shares: the anyio marker and the skip by
-    declared capability (never by transport name)."""
-
-    pytestmark = pytest.mark.anyio
-
-    @pytest.fixture(autouse=True)
-    def _declared_capabilities(
-        self, conformance_backend: ConformanceBackend, anyio_backend: object
-    ) -> None:
-        if backend_name(anyio_backend) == "trio" and CAP_TRIO not in (
-            conformance_backend.capabilities
-        ):
-            pytest.skip("the backend does not declare the 'trio' capability")

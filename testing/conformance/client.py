@@ -1,22 +1,9 @@
 """The discovery-client conformance suite: CONFORMANCE.md group J (cases 76-80).
 
-Bind it like the service suite (see ``tests/conformance/test_client_memory.py``)::
-
-    class TestClientOnMyTransport(ClientConformance):
-        @pytest.fixture
-        def anyio_backend(self) -> str:
-            return "asyncio"
-
-        @pytest.fixture
-        async def conformance_backend(self) -> AsyncIterator[ConformanceBackend]:
-            backend = FactoryBackend(my_connect)
-            yield backend
-            await backend.aclose()
-
-Services and the client each get their own connection from ``conformance_backend``.
-Timing cases use generous bounds: a call that must return early is given a long
-``max_wait`` (:data:`~testing.conformance._service_support.WAIT`) and must return in a
-fraction of it.
+Bind it by subclassing, as ``testing.conformance`` shows.  Services and the client each get
+their own connection from ``conformance_backend``.  Timing cases use generous bounds: a call
+that must return early is given a long ``max_wait``
+(:data:`~testing.conformance._suite_base.WAIT`) and must return in a fraction of it.
 """
 
 from __future__ import annotations
@@ -34,8 +21,8 @@ from micro.client import Client, EndpointNotFoundError
 from micro.control import INFO_RESPONSE_TYPE, PING_RESPONSE_TYPE, STATS_RESPONSE_TYPE
 from micro.models import PingInfo, ServiceInfo, ServiceStats
 from micro.request import Request
-from testing.conformance._service_env import ServiceEnv, ServiceSuiteBase, echo
-from testing.conformance._service_support import STALL, WAIT
+from testing.conformance._service_support import STALL, ServiceEnv, ServiceSuiteBase, echo
+from testing.conformance._suite_base import WAIT
 from transports.base import Subscription, Transport
 
 __all__ = ["ClientConformance"]

@@ -1,25 +1,11 @@
 """The transport conformance suite: every promise of ``transports.base``, as tests.
 
-Bind it to a transport in a few lines (see ``tests/conformance/test_transport_memory.py``)::
-
-    class TestMyTransport(TransportConformance):
-        @pytest.fixture
-        def anyio_backend(self) -> str:
-            return "asyncio"
-
-        @pytest.fixture
-        async def conformance_backend(self) -> AsyncIterator[ConformanceBackend]:
-            backend = FactoryBackend(my_connect)
-            yield backend
-            await backend.aclose()
-
-Every test uses only the fixture ``conformance_backend`` (each ``await backend.connect()``
-is a new connection to the same broker).  Tests skip only by declared capability
-(``backend.capabilities``).  Waits are bounded with ``anyio.fail_after``; "nothing else
-arrives" is shown with a sentinel published after the other messages by the same publisher,
-never with a sleep.  Two delivery-order facts are used as barriers: messages from one
-publisher reach one subscription in publish order (promised by ``Subscription``), and they
-reach one *connection* in publish order across its subscriptions (pinned by
+Bind it by subclassing, as ``testing.conformance`` shows.  Every test uses only the fixture
+``conformance_backend``.  "Nothing else arrives" is shown with a sentinel published after
+the other messages by the same publisher.  Two delivery-order facts are used as barriers:
+messages from one publisher reach one subscription in publish order (promised by
+``Subscription``), and they reach one *connection* in publish order across its
+subscriptions (pinned by
 ``test_one_connection_receives_one_publisher_in_order_across_subscriptions``).
 
 The cases live in topic modules (``_transport_basics``, ``_transport_subjects``,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from testing.conformance._service_support import TappedTransport
+from testing.conformance._tapped_transport import TappedTransport
 from testing.conformance.backend import ConformanceBackend, MemoryBackend
 from testing.conformance.service import ServiceConformance
 from transports.base import Transport

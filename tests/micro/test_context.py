@@ -16,7 +16,7 @@ from micro.client import Client
 from micro.context import ConnectSettings, Context, run
 from micro.request import Request
 from micro.service import Service
-from testing.conformance._service_support import TappedTransport
+from testing.conformance._tapped_transport import TappedTransport
 from transports.base import (
     ConnectionClosedError,
     SlowConsumerError,

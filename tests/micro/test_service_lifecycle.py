@@ -225,7 +225,7 @@ async def test_control_request_without_reply_is_reported_not_fatal(
 async def test_unrelated_events_do_not_stop_the_service(
     broker: MemoryBroker, client: Transport
 ) -> None:
-    from testing.conformance._service_support import TappedTransport
+    from testing.conformance._tapped_transport import TappedTransport
 
     tapped = TappedTransport(await broker.connect())
     service = add_service(tapped, "svc", "1.0.0")
@@ -332,7 +332,7 @@ async def test_cancelled_stop_stops_hard_instead_of_half_way(
 async def test_grace_period_also_bounds_a_stop_already_in_progress(
     broker: MemoryBroker, client: Transport
 ) -> None:
-    from testing.conformance._service_support import TappedTransport
+    from testing.conformance._tapped_transport import TappedTransport
 
     entered = anyio.Event()
     told = anyio.Event()
