@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import textwrap
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -34,7 +35,7 @@ from micro.app.message import Message
 from micro.app.middleware import PUBLISH, REQUEST
 from micro.app.registry import check_listener_options, make_listener_spec
 from micro.endpoint import Endpoint
-from micro.errors import ServiceError
+from micro.errors import ServiceError, ServiceStoppedError
 from micro.service import Service
 
 if TYPE_CHECKING:
@@ -56,11 +57,13 @@ def _as_blocking_form(
     functools.update_wrapper(call, method)  # __wrapped__: inspect.signature shows method's
     call.__name__ = name
     call.__qualname__ = f"{method.__qualname__.rpartition('.')[0]}.{name}"
-    call.__doc__ = (
+    summary = (
         f"Blocking form of :meth:`{method.__name__}` (a plain function: do not ``await`` "
-        f"it): ``await app.{method.__name__}(...)`` run in the app's event loop, returning "
-        f"its result or raising its error.{note}\n\n{inspect.cleandoc(method.__doc__ or '')}"
+        f"it): ``await app.{method.__name__}(...)`` run in the app's event loop through its "
+        "portal, returning its result or raising its error.  Call it from any thread but "
+        f"the app loop's own (there it raises ``SyncCallInLoopError``).  {note}"
     )
+    call.__doc__ = f"{textwrap.fill(summary, 88)}\n\n{inspect.cleandoc(method.__doc__ or '')}"
 
 
 def blocking(
@@ -75,7 +78,8 @@ def blocking(
         work = functools.partial(method, self, *args, **kwargs)
         return self._core.call_blocking(blocking_name, async_name, work)
 
-    _as_blocking_form(call, method, blocking_name, "")
+    note = "On an app that has not started, it first starts it in a thread of its own."
+    _as_blocking_form(call, method, blocking_name, note)
     return call
 
 
@@ -86,7 +90,7 @@ def blocking_stop(method: Callable[[S], Awaitable[None]]) -> Callable[[S], None]
     def call(self: S) -> None:
         self._core.stop_blocking(functools.partial(method, self))
 
-    note = " It also ends the app's own thread, if it has one."
+    note = "An app that never started is just over; it also ends the app's own thread."
     _as_blocking_form(call, method, f"{method.__name__}_sync", note)
     return call
 
@@ -226,17 +230,23 @@ class Calls:
         """Add a listener while the app runs; returns its subscription id (ssid).
 
         Same options and behaviour as ``@app.listen``: a new endpoint of the app's service
-        (in INFO/STATS when the app has a service name), live when this returns.
+        (in INFO/STATS when the app has a service name), live when this returns.  Raises
+        what ``@app.listen`` raises for bad options, and ``AppNotRunningError`` once the
+        app is stopping.
         """
         core = self._core
         core.check_running("subscribe_new_subject")
+        stopping = f"app {core.label!r} is stopping: cannot subscribe"
         if core.life.phase is not Phase.RUNNING:
-            raise AppNotRunningError(f"app {core.label!r} is stopping: cannot subscribe")
+            raise AppNotRunningError(stopping)
         codec = check_listener_options(subject, queue, data_type, name)
         spec = make_listener_spec(
             core.new_ssid, subject, callback, queue=queue, codec=codec, name=name
         )
-        await core.add_listener(spec)
+        try:
+            await core.add_listener(spec)
+        except ServiceStoppedError as exc:  # the stop began while it was subscribing
+            raise AppNotRunningError(stopping) from exc
         return spec.ssid
 
     subscribe_new_subject_sync = blocking(subscribe_new_subject)

@@ -47,7 +47,8 @@ INSIDE_APP: contextvars.ContextVar[object | None] = contextvars.ContextVar(
 
 Calls that would wait for the app's own listeners or tasks to finish (``disconnect``,
 ``unsubscribe_*``) use it to avoid waiting for themselves.  Worker threads running
-plain-function callbacks inherit it (anyio copies the context).
+plain-function callbacks inherit it (anyio copies the context), and a blocking call
+carries its caller's value into the loop (``AppCore.call_blocking``).
 """
 
 DECODE_ERROR_CODE = 400

@@ -74,7 +74,7 @@ def _endpoint_name(func: Callable[..., Any]) -> str:
 class ListenerSpec:
     """A listener: ``callback(msg)`` for every message on ``subject``.
 
-    ``name`` is its endpoint name when the app is a service; ``ssid`` its subscription id.
+    ``name`` is its endpoint name; ``ssid`` its subscription id.
     """
 
     ssid: str
