@@ -1,14 +1,12 @@
-"""Small helpers of the service layer: transport adoption, bulk (un)subscribe, callbacks."""
+"""Small helpers of the service layer: transport adoption, quiet (un)subscribe, callbacks."""
 
 from __future__ import annotations
 
 import inspect
 import logging
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeGuard, TypeVar, cast
-
-import anyio
 
 from transports.base import Subscription, Transport
 from transports.subjects import matches
@@ -19,7 +17,6 @@ __all__ = [
     "drain_quietly",
     "error_subject_matches",
     "offers",
-    "subscribe_all",
     "unsubscribe_quietly",
 ]
 
@@ -86,43 +83,6 @@ def error_subject_matches(pattern: str, error_subject: str) -> bool:
     subject may itself be a pattern (``foo.*`` concerns the endpoint ``foo.*``).
     """
     return matches(pattern, error_subject)
-
-
-async def subscribe_all(
-    makers: Sequence[Callable[[], Awaitable[Subscription]]],
-) -> list[Subscription]:
-    """Run every subscribe concurrently; all or nothing.
-
-    On any failure (or cancellation) the subscriptions already made are removed and the
-    first error is raised as is (not wrapped in an exception group).
-    """
-    results: list[Subscription | None] = [None] * len(makers)
-    errors: list[Exception] = []
-
-    async def one(index: int, maker: Callable[[], Awaitable[Subscription]]) -> None:
-        try:
-            results[index] = await maker()
-        except Exception as exc:
-            errors.append(exc)
-
-    try:
-        async with anyio.create_task_group() as group:
-            for index, maker in enumerate(makers):
-                group.start_soon(one, index, maker)
-    except BaseException:
-        await _unsubscribe_made(results)
-        raise
-    if errors:
-        await _unsubscribe_made(results)
-        raise errors[0]
-    return [sub for sub in results if sub is not None]
-
-
-async def _unsubscribe_made(results: list[Subscription | None]) -> None:
-    with anyio.CancelScope(shield=True):
-        for sub in results:
-            if sub is not None:
-                await unsubscribe_quietly(sub)
 
 
 async def unsubscribe_quietly(subscription: Subscription) -> None:

@@ -17,9 +17,12 @@ importing nats-py; :mod:`micro.connect_options` says how.  The connection callba
 them (``error_cb``, ``closed_cb``, ...) become :meth:`Context.add_error_callback` & co,
 driven by the transport's events.
 
-Signals are received through ``anyio.open_signal_receiver`` (works on asyncio and trio).
-The context must be entered (``async with Context() as ctx`` or ``run_forever``) before
-``connect``, ``add_service`` or ``trap_signal``; it cannot be entered twice.
+A context runs once, through the life cycle it shares with :class:`~micro.app.App`
+(:class:`micro._running.RunState`): entering it makes it ``RUNNING``, :meth:`Context.cancel`
+(or a trapped signal) makes it ``STOPPING``, leaving the ``async with`` block ``STOPPED``.
+It must be entered (``async with Context() as ctx`` or ``run_forever``) before ``connect``,
+``add_service`` or ``trap_signal``, and cannot be entered twice.  Signals are watched by
+:func:`micro._running.watch_signals`, as ``await app.run()`` watches them.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
+from micro._running import DEFAULT_STOP_SIGNALS, Phase, RunState, watch_signals
 from micro._support import as_transport, call_callback
 from micro.connect_options import (
     DEFAULT_SERVER_URL,
@@ -62,8 +66,6 @@ __all__ = ["DEFAULT_SERVER_URL", "ConnectOption", "ConnectSettings", "Context", 
 T = TypeVar("T")
 
 _log = logging.getLogger("micro.context")
-
-_DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 async def _call(callback: Callable[..., object], *args: Any) -> None:
@@ -95,21 +97,19 @@ class Context:
                 self._raw_client = client
             else:
                 self._transport = as_transport(client)
-        self._cancelled = False
-        self._event: anyio.Event | None = None
+        self._life = RunState()
         self._wait_scopes: set[anyio.CancelScope] = set()
         self._signal_scopes: list[anyio.CancelScope] = []
         self._callbacks: dict[TransportEventKind, list[Callable[..., object]]] = {
             kind: [] for kind in TransportEventKind
         }
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._state = "new"  # -> "entered" -> "exited"
         self._listening = False
         self._queue: deque[tuple[str, Callable[..., object], tuple[Any, ...]]] = deque()
         self._draining = False
 
     def __repr__(self) -> str:
-        return f"<Context {self._state}{' cancelled' if self._cancelled else ''}>"
+        return f"<Context {self._life.phase.value}>"
 
     # ------------------------------------------------------------------ connection
 
@@ -290,23 +290,17 @@ class Context:
         Idempotent; call it from the event loop's thread (from another thread use
         ``anyio.from_thread.run_sync(ctx.cancel)``).
         """
-        self._cancelled = True
-        if self._event is not None:
-            self._event.set()
+        self._life.request_stop()
         for scope in list(self._wait_scopes):
             scope.cancel()
 
     def cancelled(self) -> bool:
         """True once :meth:`cancel` was called (or a trapped signal arrived)."""
-        return self._cancelled
+        return self._life.stop_requested
 
     async def wait(self) -> None:
         """Wait until the context is cancelled."""
-        if self._cancelled:
-            return
-        if self._event is None:
-            self._event = anyio.Event()
-        await self._event.wait()
+        await self._life.wait_stop_requested()
 
     async def wait_for(self, coro: Awaitable[T]) -> T | None:
         """Await ``coro``, stopping it if the context is cancelled meanwhile.
@@ -315,7 +309,7 @@ class Context:
         :meth:`cancelled`).  Exceptions raised by ``coro`` propagate.  If the context is
         already cancelled, ``coro`` is closed without running.
         """
-        if self._cancelled:
+        if self.cancelled():
             _close_unawaited(coro)
             return None
         with anyio.CancelScope() as scope:
@@ -333,21 +327,11 @@ class Context:
 
         The handlers are installed by a task of the context, soon after this returns;
         after the first signal the default handlers are back (a second Ctrl-C interrupts).
-        Raises ``RuntimeError`` when the context is not entered.
+        Outside the main thread nothing is installed (see :mod:`micro._running`).  Raises
+        ``RuntimeError`` when the context is not entered.
         """
         group = self._require_entered("trap_signal()")
-        group.start_soon(self._watch_signals_logged, signals or _DEFAULT_SIGNALS)
-
-    async def _trap(self, signals: tuple[signal.Signals, ...]) -> None:
-        """Like :meth:`trap_signal`, returning once the handlers are installed."""
-        group = self._require_entered("trap_signal()")
-        await group.start(self._watch_signals, signals)
-
-    async def _watch_signals_logged(self, signals: tuple[signal.Signals, ...]) -> None:
-        try:
-            await self._watch_signals(signals)
-        except Exception:
-            _log.exception("cannot trap signals %s", signals)
+        group.start_soon(self._watch_signals, signals or DEFAULT_STOP_SIGNALS)
 
     async def _watch_signals(
         self,
@@ -355,19 +339,22 @@ class Context:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Watch ``signals`` until the first one cancels the context, or it exits."""
         with anyio.CancelScope() as scope:
             self._signal_scopes.append(scope)
-            with anyio.open_signal_receiver(*signals) as received:
-                task_status.started()
-                async for signum in received:
-                    _log.info("received %s: cancelling the context", signal.Signals(signum).name)
-                    self.cancel()
-                    break
+            await watch_signals(signals, self._cancel_on_signal, task_status=task_status)
+
+    def _cancel_on_signal(self, reason: str) -> None:
+        _log.info("received %s: cancelling the context", reason)
+        self.cancel()
+        for scope in self._signal_scopes:
+            scope.cancel()
 
     # ------------------------------------------------------------------ life cycle
 
     def _require_entered(self, what: str) -> anyio.abc.TaskGroup:
-        if self._state != "entered" or self._task_group is None:
+        entered = self._life.phase is Phase.RUNNING or self._life.phase is Phase.STOPPING
+        if not entered or self._task_group is None:
             raise RuntimeError(
                 f"{what} needs an entered context: use 'async with Context() as ctx' "
                 "or 'await Context().run_forever(setup)'"
@@ -375,16 +362,13 @@ class Context:
         return self._task_group
 
     async def __aenter__(self) -> Context:
-        if self._state != "new":
+        if not self._life.begin():
             raise RuntimeError("a Context can be entered only once")
-        self._state = "entered"
-        if self._event is None:
-            self._event = anyio.Event()
-            if self._cancelled:
-                self._event.set()
         group = anyio.create_task_group()
         await group.__aenter__()
         self._task_group = group
+        if self._life.started():  # cancelled before it was entered
+            self.cancel()
         return self
 
     async def __aexit__(
@@ -396,7 +380,7 @@ class Context:
         """Exit everything entered (reverse order, shielded from cancellation), then wait
         for the connection callbacks still running.  Exceptions of the block propagate
         unchanged; an exception raised by a cleanup step propagates after the others ran."""
-        self._state = "exited"
+        self._life.finish()
         for scope in self._signal_scopes:
             scope.cancel()
         group = self._task_group
@@ -429,12 +413,10 @@ class Context:
         error: this returns normally.  Errors of connecting or of ``setup`` propagate (after
         cleanup).  The context must not have been entered before.
         """
+        signals = trap_signals if isinstance(trap_signals, tuple) else DEFAULT_STOP_SIGNALS
         async with self as ctx:
-            if isinstance(trap_signals, tuple):
-                if trap_signals:
-                    await ctx._trap(trap_signals)
-            elif trap_signals:
-                await ctx._trap(_DEFAULT_SIGNALS)
+            if trap_signals:
+                await ctx._require_entered("trap_signal()").start(ctx._watch_signals, signals)
             await ctx.connect(*options)
             if ctx.cancelled():
                 return

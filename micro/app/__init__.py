@@ -5,8 +5,7 @@ See ``docs/app.md``.  Codecs (``micro.app.data_types``) work without an App.
 
 from __future__ import annotations
 
-from micro.app.app import DEFAULT_REQUEST_TIMEOUT, App
-from micro.app.calls import NatsFacade
+from micro.app.app import DEFAULT_REQUEST_TIMEOUT, App, NatsFacade
 from micro.app.data_types import DecodeError, EncodeError, decode, encode
 from micro.app.errors import AppError, AppFailedError, AppNotRunningError, SyncCallInLoopError
 from micro.app.message import Message

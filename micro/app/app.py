@@ -2,15 +2,16 @@
 
 An app is a connection (``transports.connect(url)`` or a given Transport), listeners
 (``@app.listen`` / ``subscribe_new_subject``), tasks (``@app.task``) and middlewares.
-With ``service_name`` and ``service_version`` it is also a :class:`~micro.service.Service`
-on the same connection: every listener is one of its endpoints, so the app answers
-``$SRV`` PING/INFO/STATS and its listeners get statistics -- nothing exists only here.
+Every listener is an endpoint of a core :class:`~micro.service.Service` on that
+connection; with ``service_name`` and ``service_version`` that service is discoverable
+(the app answers ``$SRV`` PING/INFO/STATS), without them it is not -- nothing exists only
+here.
 
-Life cycle: ``NEW -> STARTING -> RUNNING -> STOPPING -> STOPPED``; an app runs once.
-Starting connects, subscribes every listener (live before any task runs), then starts the
-tasks.  Stopping (``disconnect``, a stop signal, or a failure) cancels the tasks, drains
-the listeners (bounded by ``shutdown_timeout``), stops the service and closes the
-connection if the app opened it.
+Life cycle (``micro.app.core``): ``NEW -> STARTING -> RUNNING -> STOPPING -> STOPPED``; an
+app runs once.  Starting connects, subscribes every listener (live before any task runs),
+then starts the tasks.  Stopping (``disconnect``, a stop signal, or a failure) cancels the
+tasks, drains the listeners (bounded by ``shutdown_timeout``), stops the service and
+closes the connection if the app opened it.
 """
 
 from __future__ import annotations
@@ -22,28 +23,27 @@ from typing import Any, TypeVar
 
 import anyio
 
+from micro._running import DEFAULT_STOP_SIGNALS, Phase, SignalCatcher, watch_signals
 from micro._support import as_transport
-from micro.app import blocking
-from micro.app.calls import Calls, NatsFacade
-from micro.app.config import config_from
-from micro.app.core import AppCore, State
-from micro.app.data_types import DataType, codec_for
+from micro.app.calls import Calls
+from micro.app.config import AppConfig, positive_seconds
+from micro.app.core import AppCore
+from micro.app.data_types import DataType
 from micro.app.errors import AppError, AppNotRunningError
 from micro.app.middleware import Middleware, check_middleware_class
-from micro.app.registry import OnError, make_listener_spec, make_task_spec
-from micro.app.signals import DEFAULT_STOP_SIGNALS, SignalCatcher, watch_signals
+from micro.app.registry import (
+    OnError,
+    check_listener_options,
+    check_task_options,
+    make_listener_spec,
+    make_task_spec,
+)
 from micro.app.tasks import Sleep
 from micro.service import Service
-from micro.validation import (
-    validate_endpoint_name,
-    validate_metadata,
-    validate_service_name,
-    validate_version,
-)
+from micro.validation import validate_metadata, validate_service_name, validate_version
 from transports.base import Transport
-from transports.subjects import validate_pattern, validate_queue
 
-__all__ = ["DEFAULT_REQUEST_TIMEOUT", "App"]
+__all__ = ["DEFAULT_REQUEST_TIMEOUT", "App", "NatsFacade"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -98,20 +98,23 @@ class App(Calls):
         if service_name is not None and service_version is not None:
             validate_service_name(service_name)
             validate_version(service_version)
-        config = config_from(
+        if sleep is not None and not callable(sleep):
+            raise TypeError(f"sleep must be an async callable, got {sleep!r}")
+        config = AppConfig(
+            label=service_name or "app",
             url=url,
             given=None if transport is None else as_transport(transport),
             service_name=service_name,
             service_version=service_version,
             service_description=service_description,
             service_metadata=validate_metadata(service_metadata, "service metadata"),
-            request_timeout=request_timeout,
-            shutdown_timeout=shutdown_timeout,
-            connect_options=connect_options,
+            request_timeout=positive_seconds("request_timeout", request_timeout),
+            shutdown_timeout=positive_seconds("shutdown_timeout", shutdown_timeout),
+            connect_options=dict(connect_options or {}),
             backend=backend,
-            backend_options=backend_options,
-            sleep=sleep,
-            stop_signals=stop_signals,
+            backend_options=dict(backend_options) if backend_options else None,
+            sleep=sleep or anyio.sleep,
+            stop_signals=tuple(stop_signals),
         )
         self._core = AppCore(config)
         self._nats = NatsFacade(self, self._core)
@@ -119,7 +122,7 @@ class App(Calls):
     def __repr__(self) -> str:
         config = self._core.config
         target = config.url if config.url is not None else type(config.given).__name__
-        return f"<App {config.label} {target} {self._core.state.value}>"
+        return f"<App {config.label} {target} {self._core.life.phase.value}>"
 
     # ------------------------------------------------------------------ read-only views
 
@@ -135,8 +138,11 @@ class App(Calls):
 
     @property
     def service(self) -> Service | None:
-        """The core service, for a running app given a service name and version."""
-        return self._core.service
+        """The core service, for a running app given a service name and version (an app
+        without them serves its listeners through a service that is not discoverable, and
+        not offered here)."""
+        core = self._core
+        return core.service if core.config.service_name is not None else None
 
     @property
     def middlewares(self) -> tuple[Middleware, ...]:
@@ -147,19 +153,19 @@ class App(Calls):
     def subscriptions(self) -> dict[str, str]:
         """``{ssid: subject}`` of the listeners (registered or live)."""
         core = self._core
-        if core.state is State.NEW:
+        if core.life.phase is Phase.NEW:
             return {spec.ssid: spec.subject for spec in core.specs}
-        return {ssid: active.spec.subject for ssid, active in core.listeners.items()}
+        return {ssid: endpoint.subject for ssid, endpoint in core.listeners.items()}
 
     @property
     def is_running(self) -> bool:
         """True from a completed start until a stop begins."""
-        return self._core.state is State.RUNNING
+        return self._core.life.phase is Phase.RUNNING
 
     # ------------------------------------------------------------------ decorators
 
     def _check_new(self, what: str, instead: str) -> None:
-        if self._core.state is not State.NEW:
+        if self._core.life.phase is not Phase.NEW:
             raise AppError(f"app.{what}() registers before the app starts; {instead}")
 
     def listen(
@@ -173,34 +179,22 @@ class App(Calls):
         """Decorator: call the function for every message on ``subject`` (wildcards allowed).
 
         ``queue`` joins a queue group (one member gets each message); ``data_type``
-        decodes the body (default: any JSON value); ``name`` is the endpoint name on a
-        service app (default: the function's name).  For a request, a returned value
-        other than ``None`` is the reply.  The function may be ``async def`` (run in the
-        loop) or ``def`` (run in a worker thread).  Returns the function unchanged.
+        decodes the body (default: any JSON value); ``name`` is the endpoint name
+        (default: the function's name).  For a request, a returned value other than
+        ``None`` is the reply.  The function may be ``async def`` (run in the loop) or
+        ``def`` (run in a worker thread).  Returns the function unchanged.
         """
         self._check_new("listen", "use 'await app.subscribe_new_subject(...)' while it runs")
-        if callable(subject) and not isinstance(subject, str):
-            raise TypeError(
-                "listen() needs the subject: write @app.listen(subject='a.b') (with "
-                f"parentheses), got the callable {subject!r}"
-            )
-        validate_pattern(subject)
-        validate_queue(queue)
-        codec_for(data_type)
-        if name is not None:
-            validate_endpoint_name(name)
+        codec = check_listener_options(subject, queue, data_type, name)
 
         def register(callback: F) -> F:
             self._check_new("listen", "use 'await app.subscribe_new_subject(...)'")
-            spec = make_listener_spec(
-                self._core.new_ssid,
-                subject,
-                callback,
-                queue=queue,
-                data_type=data_type,
-                name=name,
+            core = self._core
+            core.specs.append(
+                make_listener_spec(
+                    core.new_ssid, subject, callback, queue=queue, codec=codec, name=name
+                )
             )
-            self._core.specs.append(spec)
             return callback
 
         return register
@@ -216,12 +210,12 @@ class App(Calls):
         takes no argument; ``async def`` runs in the loop, ``def`` in a worker thread.
         """
         self._check_new("task", "tasks are registered before the app starts")
-        make_task_spec(_placeholder, interval=interval, on_error=on_error, name="check")
+        seconds = check_task_options(interval, on_error, name)
 
         def register(func: F) -> F:
             self._check_new("task", "tasks are registered before the app starts")
             self._core.task_specs.append(
-                make_task_spec(func, interval=interval, on_error=on_error, name=name)
+                make_task_spec(func, interval=seconds, on_error=on_error, name=name)
             )
             return func
 
@@ -254,7 +248,7 @@ class App(Calls):
     ) -> None:
         """Stop the app (see :meth:`disconnect`); raise its failure if the block did not."""
         with anyio.CancelScope(shield=True):
-            await self._core.disconnect(wait=True)
+            await self._core.disconnect()
             await self._core.host.wait_closed()
         if exc is None:
             self._core.raise_failure()
@@ -280,11 +274,11 @@ class App(Calls):
                 except Exception as exc:
                     start_error = exc
                 else:
-                    await core.wait_stopped()
+                    await core.life.wait_until(Phase.STOPPED)
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await core.disconnect(wait=True)
+                await core.disconnect()
                 await core.host.wait_closed()
         if start_error is not None:
             raise start_error
@@ -305,20 +299,32 @@ class App(Calls):
             raise AppError(
                 "app.start() blocks; this app already runs in an event loop: use 'await app.run()'"
             )
-        if core.state is State.STOPPED:
+        if core.life.phase is Phase.STOPPED:
             raise AppNotRunningError(f"app {core.label!r} has stopped; create a new App")
         with SignalCatcher(core.config.stop_signals) as signals:
+            core.ensure_thread_home(start=False)
             try:
-                blocking.ensure_thread_home(core, start=False)
                 portal = core.home.portal("start")
                 try:
                     future = portal.start_task_soon(partial(self.run, handle_signals=False))
                 except RuntimeError as exc:
                     raise AppNotRunningError(f"app {core.label!r} has stopped") from exc
-                signals.wait(future, partial(blocking.stop_from_signal, core))
+                signals.wait(future, core.stop_from_signal)
             finally:
-                blocking.stop_thread_home(core)
+                core.stop_blocking(core.disconnect)  # stopped already, unless interrupted
 
 
-def _placeholder() -> None:
-    """Stands in for the function while ``task()`` checks its options eagerly."""
+class NatsFacade(Calls):
+    """``app.nats``: the same calls under the page's other spelling (``app.nats.publish``,
+    ``app.nats.publish_from_another_thread``, ...)."""
+
+    def __init__(self, app: App, core: AppCore) -> None:
+        self._app = app
+        self._core = core
+
+    @property
+    def app(self) -> App:
+        return self._app
+
+    def __repr__(self) -> str:
+        return f"<app.nats of {self._app!r}>"

@@ -1,36 +1,98 @@
 """The calls of the App Functions page, shared by ``App`` and its ``app.nats`` facade.
 
-Each call exists in up to three forms that are one implementation:
+Each call is defined once, as the ``async`` method that does the work in the app's event
+loop (``await app.publish(...)``).  Its blocking forms are generated from that definition
+by :func:`blocking`:
 
-* ``await app.X(...)`` -- the call itself, in the app's event loop;
-* ``app.X_sync(...)`` -- a plain blocking function: ``await app.X(...)`` run in the app's
-  loop through the app's one blocking portal (see ``micro.app.sync``); usable from any
-  thread except the app loop's own (there it raises ``SyncCallInLoopError``).  On an app
-  that has not started yet, the first blocking call starts it in a thread of its own;
+* ``app.X_sync(...)`` -- a plain function: ``await app.X(...)`` run in the app's loop
+  through the app's one blocking portal (see ``micro.app.home``); usable from any thread
+  except the app loop's own (there it raises ``SyncCallInLoopError``).  On an app that
+  has not started yet, the first blocking call starts it in a thread of its own;
 * ``app.X_from_another_thread(...)`` (``publish``, ``request``) -- the same blocking call
   under the page's other name.
 
-``app.nats`` offers every one of these names too: the page uses both spellings.
+A generated form has the async method's parameters (for mypy, ``inspect.signature`` and
+``help()``) and its docstring, introduced as the blocking form.  ``app.nats`` offers every
+one of these names too: the page uses both spellings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from functools import partial
-from typing import TYPE_CHECKING, Any
+import contextlib
+import functools
+import inspect
+import textwrap
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from micro.app import blocking, operations
-from micro.app.data_types import DataType
+import anyio
+
+from micro._running import Phase
+from micro.app.data_types import DataType, codec_for, encode
+from micro.app.errors import AppNotRunningError
 from micro.app.listeners import INSIDE_APP
 from micro.app.message import Message
+from micro.app.middleware import PUBLISH, REQUEST
+from micro.app.registry import check_listener_options, make_listener_spec
+from micro.endpoint import Endpoint
+from micro.errors import ServiceError, ServiceStoppedError
+from micro.service import Service
 
 if TYPE_CHECKING:
-    from micro.app.app import App
     from micro.app.core import AppCore
 
-__all__ = ["Calls", "NatsFacade"]
+__all__ = ["Calls", "blocking", "blocking_stop"]
 
 Callback = Callable[[Message], Any]
+
+S = TypeVar("S", bound="Calls")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _as_blocking_form(
+    call: Callable[..., Any], method: Callable[..., Any], name: str, note: str
+) -> None:
+    """Give ``call`` the identity of ``method``'s blocking form ``name``."""
+    functools.update_wrapper(call, method)  # __wrapped__: inspect.signature shows method's
+    call.__name__ = name
+    call.__qualname__ = f"{method.__qualname__.rpartition('.')[0]}.{name}"
+    summary = (
+        f"Blocking form of :meth:`{method.__name__}` (a plain function: do not ``await`` "
+        f"it): ``await app.{method.__name__}(...)`` run in the app's event loop through its "
+        "portal, returning its result or raising its error.  Call it from any thread but "
+        f"the app loop's own (there it raises ``SyncCallInLoopError``).  {note}"
+    )
+    call.__doc__ = f"{textwrap.fill(summary, 88)}\n\n{inspect.cleandoc(method.__doc__ or '')}"
+
+
+def blocking(
+    method: Callable[Concatenate[S, P], Awaitable[T]], name: str | None = None
+) -> Callable[Concatenate[S, P], T]:
+    """The blocking form of the async call ``method`` (named ``name``, default
+    ``<method>_sync``): see the module docstring and ``AppCore.call_blocking``."""
+    async_name = method.__name__
+    blocking_name = name or f"{async_name}_sync"
+
+    def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        work = functools.partial(method, self, *args, **kwargs)
+        return self._core.call_blocking(blocking_name, async_name, work)
+
+    note = "On an app that has not started, it first starts it in a thread of its own."
+    _as_blocking_form(call, method, blocking_name, note)
+    return call
+
+
+def blocking_stop(method: Callable[[S], Awaitable[None]]) -> Callable[[S], None]:
+    """:func:`blocking` for the call that stops the app: it never starts an app that has
+    not started, and it also ends the app's own thread (``AppCore.stop_blocking``)."""
+
+    def call(self: S) -> None:
+        self._core.stop_blocking(functools.partial(method, self))
+
+    note = "An app that never started is just over; it also ends the app's own thread."
+    _as_blocking_form(call, method, f"{method.__name__}_sync", note)
+    return call
 
 
 class Calls:
@@ -54,45 +116,41 @@ class Calls:
 
         The body is encoded with ``data_type`` or, without it, by the value's type
         (``micro.app.data_types``).  ``reply_to`` sets the reply subject (the answer of a
-        service you publish to then goes there).  ``force=True`` also flushes: it returns
-        once the broker has everything published so far.  Raises the codec's
-        ``TypeError``/``EncodeError`` and the transport's errors (bad subject,
-        ``MaxPayloadError``, ``ConnectionClosedError``), and ``AppNotRunningError``.
+        service you publish to then goes there).  Returns once the transport has the
+        message; ``force=True`` also flushes: it returns once the broker has everything
+        published so far.  Raises the codec's ``TypeError``/``EncodeError`` and the
+        transport's errors (bad subject, ``MaxPayloadError``, ``ConnectionClosedError``),
+        and ``AppNotRunningError``.
         """
-        await operations.publish(self._core, subject, message, reply_to, force, data_type, headers)
+        core = self._core
+        core.check_running("publish")
+        if data_type is not None:
+            codec_for(data_type)  # an unusable data type fails before any middleware runs
+        send = core.middlewares.send_chain(PUBLISH, self._publish_now)
+        await send(
+            subject, message, reply_to=reply_to, force=force, data_type=data_type, headers=headers
+        )
 
-    def publish_sync(
+    async def _publish_now(
         self,
         subject: str,
-        message: Any = b"",
+        message: Any,
         *,
         reply_to: str | None = None,
         force: bool = False,
         data_type: DataType = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        """Blocking :meth:`publish`: returns once the transport has the message (flushed to
-        the broker with ``force=True``); its errors are raised here."""
-        work = partial(
-            operations.publish, self._core, subject, message, reply_to, force, data_type, headers
+        """The innermost step of :meth:`publish`, under the middlewares."""
+        transport = self._core.check_running("publish")
+        await transport.publish(
+            subject, encode(message, data_type), reply=reply_to, headers=headers
         )
-        blocking.call_sync(self._core, "publish_sync", "publish", work)
+        if force:
+            await transport.flush()
 
-    def publish_from_another_thread(
-        self,
-        subject: str,
-        message: Any = b"",
-        *,
-        reply_to: str | None = None,
-        force: bool = False,
-        data_type: DataType = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """:meth:`publish_sync` under the page's name for calls from other threads."""
-        work = partial(
-            operations.publish, self._core, subject, message, reply_to, force, data_type, headers
-        )
-        blocking.call_sync(self._core, "publish_from_another_thread", "publish", work)
+    publish_sync = blocking(publish)
+    publish_from_another_thread = blocking(publish, "publish_from_another_thread")
 
     # ------------------------------------------------------------------ request
 
@@ -101,7 +159,7 @@ class Calls:
         subject: str,
         message: Any = b"",
         *,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the page's parameter
         data_type: DataType = None,
         response_data_type: DataType = None,
         headers: Mapping[str, str] | None = None,
@@ -114,56 +172,49 @@ class Calls:
         :class:`~micro.errors.ServiceError` when the reply is a service error reply,
         :class:`~micro.app.data_types.DecodeError` when the reply does not decode.
         """
-        return await operations.request(
-            self._core, subject, message, timeout, data_type, response_data_type, headers
+        core = self._core
+        core.check_running("request")
+        if data_type is not None:
+            codec_for(data_type)  # unusable data types fail before any middleware runs
+        codec_for(response_data_type)
+        send = core.middlewares.send_chain(REQUEST, self._request_now)
+        return await send(
+            subject,
+            message,
+            timeout=core.config.request_timeout if timeout is None else timeout,
+            data_type=data_type,
+            response_data_type=response_data_type,
+            headers=headers,
         )
 
-    def request_sync(
+    async def _request_now(
         self,
         subject: str,
-        message: Any = b"",
+        message: Any,
         *,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the page's parameter
         data_type: DataType = None,
         response_data_type: DataType = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """Blocking :meth:`request` (a plain function: do not ``await`` its result)."""
-        work = partial(
-            operations.request,
-            self._core,
+        """The innermost step of :meth:`request`, under the middlewares."""
+        core = self._core
+        transport = core.check_running("request")
+        codec = codec_for(response_data_type)
+        reply = await transport.request(
             subject,
-            message,
-            timeout,
-            data_type,
-            response_data_type,
-            headers,
+            encode(message, data_type),
+            headers=headers,
+            timeout=core.config.request_timeout if timeout is None else timeout,
         )
-        return blocking.call_sync(self._core, "request_sync", "request", work)
+        if reply.headers:
+            error = ServiceError.from_headers(reply.headers, subject=subject, data=reply.data)
+            if error is not None:
+                raise error
+        return codec.decode(reply.data)
 
-    def request_from_another_thread(
-        self,
-        subject: str,
-        message: Any = b"",
-        *,
-        timeout: float | None = None,
-        data_type: DataType = None,
-        response_data_type: DataType = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Any:
-        """:meth:`request_sync` under the page's name for calls from other threads
-        (a plain blocking function, despite the page's ``await``)."""
-        work = partial(
-            operations.request,
-            self._core,
-            subject,
-            message,
-            timeout,
-            data_type,
-            response_data_type,
-            headers,
-        )
-        return blocking.call_sync(self._core, "request_from_another_thread", "request", work)
+    request_sync = blocking(request)
+    request_from_another_thread = blocking(request, "request_from_another_thread")
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -178,25 +229,27 @@ class Calls:
     ) -> str:
         """Add a listener while the app runs; returns its subscription id (ssid).
 
-        Same options and behaviour as ``@app.listen``; the subscription is live when this
-        returns.  On a service app it is also a new endpoint (in INFO/STATS).
+        Same options and behaviour as ``@app.listen``: a new endpoint of the app's service
+        (in INFO/STATS when the app has a service name), live when this returns.  Raises
+        what ``@app.listen`` raises for bad options, and ``AppNotRunningError`` once the
+        app is stopping.
         """
-        return await operations.subscribe(self._core, subject, callback, queue, data_type, name)
-
-    def subscribe_new_subject_sync(
-        self,
-        subject: str,
-        callback: Callback,
-        *,
-        queue: str | None = None,
-        data_type: DataType = None,
-        name: str | None = None,
-    ) -> str:
-        """Blocking :meth:`subscribe_new_subject`; returns the ssid."""
-        work = partial(operations.subscribe, self._core, subject, callback, queue, data_type, name)
-        return blocking.call_sync(
-            self._core, "subscribe_new_subject_sync", "subscribe_new_subject", work
+        core = self._core
+        core.check_running("subscribe_new_subject")
+        stopping = f"app {core.label!r} is stopping: cannot subscribe"
+        if core.life.phase is not Phase.RUNNING:
+            raise AppNotRunningError(stopping)
+        codec = check_listener_options(subject, queue, data_type, name)
+        spec = make_listener_spec(
+            core.new_ssid, subject, callback, queue=queue, codec=codec, name=name
         )
+        try:
+            await core.add_listener(spec)
+        except ServiceStoppedError as exc:  # the stop began while it was subscribing
+            raise AppNotRunningError(stopping) from exc
+        return spec.ssid
+
+    subscribe_new_subject_sync = blocking(subscribe_new_subject)
 
     async def unsubscribe_subject(self, subject: str) -> None:
         """Remove every listener subscribed to exactly ``subject``.
@@ -206,14 +259,15 @@ class Calls:
         tasks: then that finishes in the background).  Raises ``ValueError`` naming the
         subject when no listener has it.
         """
-        wait = INSIDE_APP.get() is not self._core
-        await operations.unsubscribe_subject(self._core, subject, wait)
+        listeners = self._core.listeners
+        self._core.check_running("unsubscribe_subject")
+        found = [ssid for ssid, endpoint in listeners.items() if endpoint.subject == subject]
+        if not found:
+            subjects = sorted({endpoint.subject for endpoint in listeners.values()})
+            raise ValueError(f"no listener is subscribed to {subject!r}; subscribed: {subjects}")
+        await self._remove(found)
 
-    def unsubscribe_subject_sync(self, subject: str) -> None:
-        """Blocking :meth:`unsubscribe_subject`."""
-        wait = INSIDE_APP.get() is not self._core
-        work = partial(operations.unsubscribe_subject, self._core, subject, wait)
-        blocking.call_sync(self._core, "unsubscribe_subject_sync", "unsubscribe_subject", work)
+    unsubscribe_subject_sync = blocking(unsubscribe_subject)
 
     async def unsubscribe_ssid(self, ssid: str) -> None:
         """Remove the listener with subscription id ``ssid`` (as :meth:`unsubscribe_subject`).
@@ -221,14 +275,35 @@ class Calls:
         Raises ``ValueError`` naming ``ssid`` when it is unknown (the page's example passes a
         subject: use :meth:`unsubscribe_subject` for that).
         """
-        wait = INSIDE_APP.get() is not self._core
-        await operations.unsubscribe_ssid(self._core, ssid, wait)
+        listeners = self._core.listeners
+        self._core.check_running("unsubscribe_ssid")
+        if not isinstance(ssid, str):
+            raise TypeError(f"ssid must be a str (as subscribe_new_subject returns), got {ssid!r}")
+        if ssid not in listeners:
+            hint = ""
+            if any(endpoint.subject == ssid for endpoint in listeners.values()):
+                hint = f"; {ssid!r} is a subject: use unsubscribe_subject({ssid!r})"
+            raise ValueError(
+                f"unknown ssid {ssid!r}: known subscription ids are {sorted(listeners)}{hint}"
+            )
+        await self._remove([ssid])
 
-    def unsubscribe_ssid_sync(self, ssid: str) -> None:
-        """Blocking :meth:`unsubscribe_ssid`."""
-        wait = INSIDE_APP.get() is not self._core
-        work = partial(operations.unsubscribe_ssid, self._core, ssid, wait)
-        blocking.call_sync(self._core, "unsubscribe_ssid_sync", "unsubscribe_ssid", work)
+    unsubscribe_ssid_sync = blocking(unsubscribe_ssid)
+
+    async def _remove(self, ssids: list[str]) -> None:
+        """Remove the listeners ``ssids`` from the service: each drains (messages already
+        received are handled); wait for that unless inside the app (:data:`INSIDE_APP`)."""
+        core = self._core
+        service = core.service
+        assert service is not None
+        endpoints = [core.listeners.pop(ssid) for ssid in ssids]
+        if INSIDE_APP.get() is core:
+            for endpoint in endpoints:
+                core.host.start_soon(_remove_endpoint_quietly, service, endpoint)
+            return
+        async with anyio.create_task_group() as group:
+            for endpoint in endpoints:
+                group.start_soon(service.remove_endpoint, endpoint)
 
     # ------------------------------------------------------------------ disconnect
 
@@ -240,24 +315,11 @@ class Calls:
         listeners or tasks, where it starts the stop and returns at once (the calling task
         is cancelled with the others).  ``run()``/``start()`` then return.
         """
-        await self._core.disconnect(wait=INSIDE_APP.get() is not self._core)
+        await self._core.disconnect()
 
-    def disconnect_sync(self) -> None:
-        """Blocking :meth:`disconnect`; also ends the app's own thread, if it has one."""
-        blocking.disconnect_sync(self._core)
+    disconnect_sync = blocking_stop(disconnect)
 
 
-class NatsFacade(Calls):
-    """``app.nats``: the same calls under the page's other spelling (``app.nats.publish``,
-    ``app.nats.publish_from_another_thread``, ...)."""
-
-    def __init__(self, app: App, core: AppCore) -> None:
-        self._app = app
-        self._core = core
-
-    @property
-    def app(self) -> App:
-        return self._app
-
-    def __repr__(self) -> str:
-        return f"<app.nats of {self._app!r}>"
+async def _remove_endpoint_quietly(service: Service, endpoint: Endpoint) -> None:
+    with contextlib.suppress(ValueError):  # the service stopped meanwhile and drained it
+        await service.remove_endpoint(endpoint)

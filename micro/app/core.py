@@ -1,120 +1,104 @@
-"""The state of one App and its life cycle: start, stop, failures, and the blocking plumbing.
+"""The state of one App and its life cycle: start, stop, failures, and its own thread.
 
-States: ``NEW -> STARTING -> RUNNING -> STOPPING -> STOPPED``; an app runs once.
+The life cycle is :class:`micro._running.RunState`, shared with ``Context``:
+``NEW -> STARTING -> RUNNING -> STOPPING -> STOPPED``; an app runs once.
 
-Starting connects (``transports.connect(url)``, or the given Transport), subscribes every
-listener -- as endpoints of a core :class:`~micro.service.Service` when the app has a
-service name, on plain subscriptions otherwise -- and only then starts the tasks, so a
-task can use the app's own listeners at once.
+Starting connects (``transports.connect(url)``, or the given Transport), adds every
+listener as an endpoint of the app's core :class:`~micro.service.Service` and starts it,
+and only then starts the tasks, so a task can use the app's own listeners at once.  With
+a service name that service registers on ``$SRV`` (PING/INFO/STATS); without one it is
+made with ``add_service(..., discoverable=False)``: the same endpoints, error replies,
+statistics and strict-broker reporting, but nothing to discover.  There is one way a
+listener is served.
 
 Stopping, whoever asks (``disconnect``, a stop signal, a task with ``on_error="stop"``,
 the connection closing, the service stopping by itself):
 
 1. the state becomes ``STOPPING`` and every task is cancelled at once;
-2. in the background: wait for the tasks to end; drain the listeners concurrently --
-   messages already received are handled (bounded by ``shutdown_timeout``, after which
-   the listeners still busy are cancelled) -- and stop the service;
+2. in the background: wait for the tasks to end, then stop the service -- its endpoints
+   drain, so messages already received are handled (bounded by ``shutdown_timeout``,
+   after which the handlers still busy are cancelled);
 3. close the connection if the app opened it (drain, then close), else flush it;
 4. ``STOPPED``; waiters wake; the loop home's portal stops; the task host closes.
 
 An error that stopped the app is kept and raised by ``run()``/``start()`` (and on leaving
 ``async with``) as :class:`~micro.app.errors.AppFailedError`.
+
+Blocking use: every blocking call reaches the app's loop through :meth:`AppCore.call_blocking`
+(the portal of the app's :class:`~micro.app.home.Home`); the first one on an app that has
+not started starts it in a thread of its own.
 """
 
 from __future__ import annotations
 
-import enum
+import atexit
+import contextlib
 import itertools
 import logging
-import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TypeVar
 
 import anyio
 
 import transports
-from micro._support import drain_quietly, subscribe_all, unsubscribe_quietly
+from micro._running import Phase, RunState, signal_reason
 from micro.app.config import AppConfig
 from micro.app.errors import AppError, AppFailedError, AppNotRunningError
-from micro.app.listeners import INSIDE_APP, ActiveListener, make_handler, serve_plain
-from micro.app.middleware import MiddlewareStack, SendFunc
+from micro.app.home import Home
+from micro.app.listeners import INSIDE_APP, make_handler
+from micro.app.middleware import MiddlewareStack
 from micro.app.registry import ListenerSpec, TaskSpec
-from micro.app.sync import Home
-from micro.app.tasks import run_task
+from micro.app.tasks import run_tasks
 from micro.endpoint import Endpoint
 from micro.errors import ServiceStoppedError
-from micro.request import Handler
 from micro.service import Service, add_service
-from transports.base import (
-    ConnectionClosedError,
-    Subscription,
-    SubscriptionClosedError,
-    Transport,
-    TransportEvent,
-    TransportEventKind,
-)
+from transports.base import ConnectionClosedError, Transport, TransportEvent, TransportEventKind
 from transports.runtime import TaskHost
 
-__all__ = ["AppCore", "State"]
+__all__ = ["AppCore"]
 
 _log = logging.getLogger("micro.app")
 
 T = TypeVar("T")
 
-
-class State(enum.Enum):
-    NEW = "new"
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
+PLUMBING_VERSION = "0.0.0"
+"""The version of the non-discoverable service of an app without a service name."""
 
 
 @dataclass(eq=False)
 class AppCore:
-    """Everything an App holds; the App, ``app.nats`` and the operations share one."""
+    """Everything an App holds; the App and its ``app.nats`` facade share one.
+
+    ``listeners`` maps each live listener's ssid to its endpoint.
+    """
 
     config: AppConfig
-    state: State = State.NEW
+    life: RunState = field(default_factory=RunState)
     middlewares: MiddlewareStack = field(default_factory=MiddlewareStack)
     specs: list[ListenerSpec] = field(default_factory=list)
     task_specs: list[TaskSpec] = field(default_factory=list)
-    listeners: dict[str, ActiveListener] = field(default_factory=dict)
+    listeners: dict[str, Endpoint] = field(default_factory=dict)
     transport: Transport | None = None
     service: Service | None = None
     failure: BaseException | None = None
-    finals: tuple[SendFunc, SendFunc] | None = None
 
     def __post_init__(self) -> None:
         label = self.config.label
         self.home = Home(label)
         self.host = TaskHost(f"micro app {label}", _log)
-        self.state_lock = threading.Lock()
-        self.at_exit: Callable[[], None] | None = None  # set while a thread home exists
+        self._at_exit: Callable[[], None] | None = None  # registered while a thread home exists
         self._ssids = itertools.count(1)
         self._remove_event_listener: Callable[[], None] | None = None
-        self._started: anyio.Event | None = None
-        self._stopped: anyio.Event | None = None
-        self._stop_pending = False
-        self._task_scopes: set[anyio.CancelScope] = set()
-        self._tasks_running = 0
-        self._tasks_idle: anyio.Event | None = None
+        self._tasks_scope: anyio.CancelScope | None = None  # set while the tasks may run
+        self._tasks_done: anyio.Event | None = None
 
     @property
     def label(self) -> str:
         return self.config.label
 
-    def state_now(self) -> State:
-        """The state, re-read (for checks after an ``await``)."""
-        return self.state
-
     def new_ssid(self) -> str:
         return str(next(self._ssids))
-
-    def handler_for(self, spec: ListenerSpec) -> Handler:
-        return make_handler(spec, self.middlewares, self)
 
     # ------------------------------------------------------------------ checks
 
@@ -128,9 +112,9 @@ class AppCore:
     def check_running(self, what: str) -> Transport:
         """The transport, if the app can serve ``app.<what>()`` here; raises otherwise."""
         transport = self.transport
-        state = self.state
-        if transport is None or state is State.STOPPED or state is State.NEW:
-            if state is State.STOPPED:
+        phase = self.life.phase
+        if transport is None or phase is Phase.STOPPED or phase is Phase.NEW:
+            if phase is Phase.STOPPED:
                 because = f" because {self.failure!r}" if self.failure is not None else ""
                 raise AppNotRunningError(
                     f"app.{what}(): the app {self.label!r} has stopped{because}"
@@ -147,123 +131,86 @@ class AppCore:
 
     async def start(self) -> None:
         """Start (idempotent; concurrent callers wait for the first)."""
-        if self.state is State.STARTING or self.state is State.RUNNING:
-            assert self._started is not None
-            await self._started.wait()
-            if self.state_now() is State.STOPPED:
-                raise AppNotRunningError(f"app {self.label!r} failed to start")
+        life = self.life
+        if not life.begin():
+            if life.phase is Phase.STARTING:
+                if await life.wait_until(Phase.RUNNING) is Phase.STOPPED:
+                    raise AppNotRunningError(f"app {self.label!r} failed to start")
+            elif life.phase is not Phase.RUNNING:
+                raise AppNotRunningError(f"app {self.label!r} has stopped; create a new App")
             return
-        if self.state is State.STOPPED:
-            raise AppNotRunningError(f"app {self.label!r} has stopped; create a new App")
-        self.state = State.STARTING
-        self._started = anyio.Event()
-        self._stopped = anyio.Event()
-        self._tasks_idle = anyio.Event()
-        config = self.config
         try:
             await self.host.open()
             if self.home.kind == "loop":
                 ready = anyio.Event()
                 self.host.start_soon(self.home.serve_portal, ready)
                 await ready.wait()
-            transport = config.given or await transports.connect(
-                config.url or "", **config.connect_options
-            )
-            self.transport = transport
-            self._remove_event_listener = transport.add_event_listener(self._on_event)
-            await self._subscribe_listeners(transport)
+            await self._connect_and_serve()
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await self._fail_start(exc)
             raise
-        self.state = State.RUNNING
-        self._started.set()
-        for spec in self.task_specs:
-            self._spawn_task(spec)
-        if self._stop_pending:
-            self.request_stop(self.failure)
+        if life.started():  # a stop was asked for while starting
+            self.request_stop(None)
+        elif self.task_specs:
+            self._tasks_scope = anyio.CancelScope()
+            self._tasks_done = anyio.Event()
+            self.host.start_soon(self._run_tasks, self._tasks_scope, self._tasks_done)
 
-    async def _subscribe_listeners(self, transport: Transport) -> None:
+    async def _connect_and_serve(self) -> None:
         config = self.config
-        actives = [ActiveListener(spec, self.handler_for(spec)) for spec in self.specs]
-        if config.service_name is not None and config.service_version is not None:
-            service = add_service(
-                transport,
-                config.service_name,
-                config.service_version,
-                config.service_description,
-                config.service_metadata,
-                done_handler=self._service_done,
-                error_handler=self._service_error,
-            )
-            self.service = service
-            for active in actives:
-                active.endpoint = await self.add_endpoint(service, active)
-            await service.start()
-        else:
-            makers = [partial(self.plain_subscribe, active.spec) for active in actives]
-            subscriptions = await subscribe_all(makers)
-            for active, subscription in zip(actives, subscriptions, strict=True):
-                self.spawn_plain(active, subscription)
-        for active in actives:
-            self.listeners[active.spec.ssid] = active
+        self.transport = transport = config.given or await transports.connect(
+            config.url or "", **config.connect_options
+        )
+        self._remove_event_listener = transport.add_event_listener(self._on_event)
+        self.service = add_service(
+            transport,
+            config.service_name or config.label,
+            config.service_version or PLUMBING_VERSION,
+            config.service_description,
+            config.service_metadata,
+            done_handler=self._service_done,
+            error_handler=self._service_error,
+            discoverable=config.service_name is not None,
+        )
+        for spec in self.specs:
+            await self.add_listener(spec)
+        await self.service.start()
 
-    async def _fail_start(self, exc: BaseException) -> None:
-        _log.error("app %r failed to start: %r", self.label, exc)
-        if self.service is not None:
-            await self.service.stop()
-        await self._close_transport()
-        self.state = State.STOPPED
-        await self.home.stop_portal()
-        await self.host.aclose(cancel=True)
-        assert self._started is not None
-        assert self._stopped is not None
-        self._started.set()
-        self._stopped.set()
-
-    async def add_endpoint(self, service: Service, active: ActiveListener) -> Endpoint:
-        spec = active.spec
-        return await service.add_endpoint(
+    async def add_listener(self, spec: ListenerSpec) -> None:
+        """Add ``spec`` as an endpoint of the app's service (live on return once started)."""
+        assert self.service is not None
+        self.listeners[spec.ssid] = await self.service.add_endpoint(
             spec.name,
-            active.handler,
+            make_handler(spec, self.middlewares, self),
             subject=spec.subject,
             queue_group=spec.queue,
             disable_queue_group=spec.queue is None,
         )
 
-    async def plain_subscribe(self, spec: ListenerSpec) -> Subscription:
-        assert self.transport is not None
-        return await self.transport.subscribe(spec.subject, queue=spec.queue)
-
-    def spawn_plain(self, active: ActiveListener, subscription: Subscription) -> None:
-        active.subscription = subscription
-        self.host.start_soon(self._plain_main, active, subscription)
-
-    async def _plain_main(self, active: ActiveListener, subscription: Subscription) -> None:
-        assert self.transport is not None
-        error = await serve_plain(active, subscription, self.transport)
-        if not active.removed and self.state is State.RUNNING:
-            self.request_stop(error or SubscriptionClosedError(subscription.subject))
+    async def _fail_start(self, exc: BaseException) -> None:
+        _log.error("app %r failed to start: %r", self.label, exc)
+        if self.service is not None:
+            await self.service.stop()
+        self.listeners.clear()
+        await self._close_transport()
+        self.life.finish()
+        await self.home.stop_portal()
+        await self.host.aclose(cancel=True)
 
     # ------------------------------------------------------------------ tasks
 
-    def _spawn_task(self, spec: TaskSpec) -> None:
-        self._tasks_running += 1
-        self.host.start_soon(self._task_main, spec)
-
-    async def _task_main(self, spec: TaskSpec) -> None:
+    async def _run_tasks(self, scope: anyio.CancelScope, done: anyio.Event) -> None:
+        """Run the tasks until each is over or ``scope`` is cancelled (the app stopping)."""
         INSIDE_APP.set(self)
-        scope = anyio.CancelScope()
         try:
-            if self.state is State.RUNNING:
-                self._task_scopes.add(scope)
-                with scope:
-                    await run_task(spec, sleep=self.config.sleep, stop_app=self._task_failed)
+            with scope:
+                if self.life.phase is Phase.RUNNING:
+                    await run_tasks(
+                        self.task_specs, sleep=self.config.sleep, stop_app=self._task_failed
+                    )
         finally:
-            self._task_scopes.discard(scope)
-            self._tasks_running -= 1
-            if self._tasks_running == 0 and self._tasks_idle is not None:
-                self._tasks_idle.set()
+            done.set()
 
     def _task_failed(self, spec: TaskSpec, exc: Exception) -> None:
         self.request_stop(exc)
@@ -278,82 +225,44 @@ class AppCore:
         """Begin the stop (loop thread only); idempotent.
 
         The tasks are cancelled at once (a task that asked for the stop ends at its next
-        ``await``); the rest of the shutdown runs in the background.
+        ``await``); the rest of the shutdown runs in the background.  Asked for before
+        the app runs, the stop happens as soon as it does.
         """
-        if failure is not None and self.failure is None and self.state is not State.STOPPED:
+        if failure is not None and self.failure is None and self.life.phase is not Phase.STOPPED:
             self.failure = failure
-        if self.state is State.NEW or self.state is State.STARTING:
-            self._stop_pending = True
-        elif self.state is State.RUNNING:
-            self.state = State.STOPPING
-            for scope in self._task_scopes:
-                scope.cancel()
+        if self.life.request_stop():
+            if self._tasks_scope is not None:
+                self._tasks_scope.cancel()
             self.host.start_soon(self._shutdown)
 
-    async def disconnect(self, wait: bool) -> None:
-        """Stop; with ``wait`` return once stopped (else only start the stop)."""
-        with self.state_lock:
-            if self.state is State.NEW:
-                self.state = State.STOPPED
-                return
-        if self.state is State.STOPPED:
+    async def disconnect(self) -> None:
+        """Stop, and return once stopped -- or, called from one of the app's own listeners
+        or tasks (:data:`INSIDE_APP`), only begin the stop (it would wait for itself)."""
+        life = self.life
+        if life.abandon() or life.phase is Phase.STOPPED:
             return
         self.check_loop("disconnect")
-        if self.state is State.STARTING and wait:
-            assert self._started is not None
-            await self._started.wait()
+        wait = INSIDE_APP.get() is not self
+        if wait and life.phase is Phase.STARTING:
+            await life.wait_until(Phase.RUNNING)
         self.request_stop(None)
-        if wait and self._stopped is not None:
-            await self._stopped.wait()
-
-    async def wait_stopped(self) -> None:
-        if self._stopped is not None:
-            await self._stopped.wait()
+        if wait:
+            await life.wait_until(Phase.STOPPED)
 
     async def _shutdown(self) -> None:
         try:
-            if self._tasks_running and self._tasks_idle is not None:
-                await self._tasks_idle.wait()
-            await self._drain_listeners()
+            if self._tasks_done is not None:
+                await self._tasks_done.wait()
+            if self.service is not None:
+                await self.service.stop(grace_period=self.config.shutdown_timeout)
+            self.listeners.clear()
             await self._close_transport()
         except Exception:
             _log.exception("app %r: error while stopping", self.label)
         finally:
-            self.state = State.STOPPED
-            assert self._stopped is not None
-            self._stopped.set()
+            self.life.finish()
             await self.home.stop_portal()
             self.host.request_close()
-
-    async def _drain_listeners(self) -> None:
-        plain = [a for a in self.listeners.values() if a.subscription is not None]
-        async with anyio.create_task_group() as group:
-            if self.service is not None:
-                group.start_soon(
-                    partial(self.service.stop, grace_period=self.config.shutdown_timeout)
-                )
-            if plain:
-                group.start_soon(self._drain_plain, plain)
-        self.listeners.clear()
-
-    async def _drain_plain(self, plain: list[ActiveListener]) -> None:
-        timeout = self.config.shutdown_timeout
-        with anyio.move_on_after(timeout) as deadline:
-            async with anyio.create_task_group() as group:
-                for active in plain:
-                    assert active.subscription is not None
-                    group.start_soon(drain_quietly, active.subscription)
-            for active in plain:
-                await active.done.wait()
-        if deadline.cancelled_caught:
-            _log.warning(
-                "app %r: listeners still busy after %g s were cancelled", self.label, timeout
-            )
-            for active in plain:
-                if active.subscription is not None:
-                    await unsubscribe_quietly(active.subscription)
-                if active.scope is not None:
-                    active.scope.cancel()
 
     async def _close_transport(self) -> None:
         if self._remove_event_listener is not None:
@@ -383,14 +292,91 @@ class AppCore:
 
     def _on_event(self, event: TransportEvent) -> None:
         if event.kind is TransportEventKind.CLOSED:
-            if self.state is State.RUNNING:
+            if self.life.phase is Phase.RUNNING:
                 self.request_stop(ConnectionClosedError("the connection closed while the app ran"))
         elif event.kind is TransportEventKind.ERROR and event.error is not None:
             _log.warning("app %r: connection error: %s", self.label, event.error)
 
     def _service_done(self, service: Service) -> None:
-        if self.state is State.RUNNING:
+        if self.life.phase is Phase.RUNNING:
             self.request_stop(service.stop_error or ServiceStoppedError("the service stopped"))
 
     def _service_error(self, service: Service, error: BaseException) -> None:
         _log.error("app %r: service error: %s", self.label, error)
+
+    # ------------------------------------------------------------------ blocking use
+
+    def call_blocking(self, method: str, async_method: str, func: Callable[[], Awaitable[T]]) -> T:
+        """``app.<method>(...)``: run ``await func()`` in the app's loop and return its result.
+
+        An app that has not started (and is not run by an event loop) is first started in
+        a thread of its own.  Raises :class:`~micro.app.errors.SyncCallInLoopError` in the
+        loop's own thread, :class:`~micro.app.errors.AppNotRunningError` once the app is gone.
+        """
+        self.home.check_not_in_loop(method, async_method)
+        if self.life.phase in (Phase.NEW, Phase.STARTING) and self.home.kind != "loop":
+            self.ensure_thread_home()
+        return self._call_in_loop(method, async_method, func)
+
+    def _call_in_loop(self, method: str, async_method: str, func: Callable[[], Awaitable[T]]) -> T:
+        """Run ``await func()`` through the portal as the calling thread would: the caller's
+        :data:`INSIDE_APP` goes along, so a listener's worker thread never waits for itself."""
+        inside = INSIDE_APP.get()
+
+        async def as_the_caller() -> T:
+            INSIDE_APP.set(inside)
+            return await func()
+
+        return self.home.call(method, async_method, as_the_caller)
+
+    def stop_blocking(self, disconnect: Callable[[], Awaitable[None]]) -> None:
+        """``app.disconnect_sync()``: ``await disconnect()`` in the app's loop, then end the
+        app's own thread (if it has one).
+
+        An app that never started is simply over (no thread is started for it).  From a
+        worker thread of one of the app's listeners or tasks the stop is only begun.
+        """
+        self.home.check_not_in_loop("disconnect_sync", "disconnect")
+        if self.home.kind is None and self.life.abandon():
+            return
+        if self.life.phase is not Phase.STOPPED:
+            with contextlib.suppress(AppNotRunningError):
+                self._call_in_loop("disconnect_sync", "disconnect", disconnect)
+        if INSIDE_APP.get() is not self:
+            self._close_thread_home()
+
+    def ensure_thread_home(self, *, start: bool = True) -> None:
+        """Give an app that has no home one in its own thread (and start it there)."""
+        if self.home.kind is None:
+            if self.config.given is not None:
+                raise AppError(
+                    "this App was given a transport, which belongs to the event loop that "
+                    "created it: run the app there first ('async with app:' or 'await "
+                    "app.run()'); blocking calls then work from other threads"
+                )
+            if self.home.start_thread(self.config.backend, self.config.backend_options):
+                self._at_exit = self._stop_at_exit
+                atexit.register(self._at_exit)
+        if start and self.home.kind == "thread" and self.life.phase in (Phase.NEW, Phase.STARTING):
+            self.home.call("start", "run", self.start)
+
+    def _close_thread_home(self) -> None:
+        self.home.close_thread()
+        if self._at_exit is not None and not self.home.in_loop_thread():
+            atexit.unregister(self._at_exit)
+            self._at_exit = None
+
+    def _stop_at_exit(self) -> None:
+        """At interpreter exit: stop an app still running in its own thread, so that what
+        it published is flushed and its connection closed (nothing lost silently)."""
+        try:
+            self.stop_blocking(self.disconnect)
+        except Exception as exc:
+            _log.warning("app %r: stopping at exit failed: %r", self.label, exc)
+
+    def stop_from_signal(self, signum: int) -> None:
+        """In the thread blocked in ``start()``: ask the app's loop to stop (not waiting)."""
+        reason = signal_reason(signum)
+        _log.info("app %r: %s received", self.label, reason)
+        with contextlib.suppress(AppError, RuntimeError):
+            self.home.portal("start").start_task_soon(self.request_stop_reason, reason)

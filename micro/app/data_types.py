@@ -101,11 +101,11 @@ _ENCODER = json.JSONEncoder(
 )
 
 
-def _dump_json(value: Any, what: str) -> bytes:
+def _dump_json(value: Any) -> bytes:
     try:
         text = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
-        raise EncodeError(f"cannot encode {type(value).__name__} as {what}: {exc}") from exc
+        raise EncodeError(f"cannot encode {type(value).__name__} as JSON: {exc}") from exc
     return text.encode()
 
 
@@ -181,7 +181,7 @@ class _JsonCodec(Codec):
             raise EncodeError(
                 f"data_type {self.name} needs a {self.name} value, got {type(value).__name__}"
             )
-        return _dump_json(value, "JSON")
+        return _dump_json(value)
 
     def decode(self, data: bytes) -> Any:
         value = _load_json(data, self.name)
@@ -192,17 +192,24 @@ class _JsonCodec(Codec):
         return value
 
 
-class _DataclassCodec(Codec):
+class _ClassCodec(Codec):
+    """A codec for the instances of one class (``name``: the class name)."""
+
     def __init__(self, cls: type) -> None:
         self._cls = cls
         self.name = cls.__name__
 
-    def encode(self, value: Any) -> bytes:
+    def _check(self, value: Any) -> None:
         if not isinstance(value, self._cls):
             raise EncodeError(
                 f"data_type {self.name} needs a {self.name} instance, got {type(value).__name__}"
             )
-        return _dump_json(dataclasses.asdict(value), "JSON")  # type: ignore[call-overload]
+
+
+class _DataclassCodec(_ClassCodec):
+    def encode(self, value: Any) -> bytes:
+        self._check(value)
+        return _dump_json(dataclasses.asdict(value))
 
     def decode(self, data: bytes) -> Any:
         fields = _load_json(data, self.name)
@@ -216,18 +223,11 @@ class _DataclassCodec(Codec):
             raise DecodeError(self.name, str(exc), data) from exc
 
 
-class _ModelCodec(Codec):
+class _ModelCodec(_ClassCodec):
     """Classes with ``model_validate``/``model_dump`` (pydantic v2 and look-alikes)."""
 
-    def __init__(self, cls: type) -> None:
-        self._cls = cls
-        self.name = cls.__name__
-
     def encode(self, value: Any) -> bytes:
-        if not isinstance(value, self._cls):
-            raise EncodeError(
-                f"data_type {self.name} needs a {self.name} instance, got {type(value).__name__}"
-            )
+        self._check(value)
         return _encode_model(value)
 
     def decode(self, data: bytes) -> Any:
@@ -251,7 +251,7 @@ def _encode_model(value: Any) -> bytes:
         except Exception as exc:
             raise EncodeError(f"cannot encode {type(value).__name__}: {exc}") from exc
         return text.encode() if isinstance(text, str) else bytes(text)
-    return _dump_json(_json_default(value), "JSON")
+    return _dump_json(_json_default(value))
 
 
 def _is_model_class(candidate: type) -> bool:
@@ -333,7 +333,7 @@ def encode(value: Any, data_type: DataType = None) -> bytes:
         if cls is bytes:
             return value  # type: ignore[no-any-return]
         if cls is dict or cls is list:
-            return _dump_json(value, "JSON")
+            return _dump_json(value)
         return _infer(value)(value)
     return codec_for(data_type).encode(value)
 

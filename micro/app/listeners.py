@@ -1,9 +1,10 @@
-"""Listeners at run time: the handler every listener is compiled to, and where it runs.
+"""Listeners at run time: the handler every listener is compiled to.
 
-Each listener becomes one core :data:`micro.request.Handler` (:func:`make_handler`):
+Each listener becomes one core :data:`micro.request.Handler` (:func:`make_handler`), served
+as an endpoint of the app's service (see ``micro.app.core``):
 
-1. the payload is decoded with the listener's data type -- a failure is logged and
-   raised as ``ServiceError(400, <reason>)``, so a request gets an error reply carrying
+1. the payload is decoded with the listener's data type -- a failure is logged (once, here)
+   and raised as ``ServiceError(400, <reason>)``, so a request gets an error reply carrying
    the NATS service error headers (``Nats-Service-Error``/``-Code``);
 2. a :class:`~micro.app.Message` is built and passed through the app's middlewares
    (``listen_request`` when it has a reply subject, ``listen_publish`` otherwise) to the
@@ -15,32 +16,27 @@ Each listener becomes one core :data:`micro.request.Handler` (:func:`make_handle
    ``None`` sends nothing (the listener may have answered through
    ``app.publish(msg.reply, ...)`` or left it to another service).
 
-When the app is a service, that handler is an endpoint of the core
-:class:`~micro.service.Service` (statistics, error replies, ``$SRV`` discovery).
-Otherwise :func:`serve_plain` runs it on a plain subscription with the same error-reply
-rules as an endpoint: a :class:`~micro.errors.ServiceError` becomes its code and
-description, any other exception ``500 Internal Server Error`` (logged with traceback).
+What a raising callback does is the endpoint's rule (:mod:`micro.endpoint`), with or
+without a service name: a :class:`~micro.errors.ServiceError` becomes an error reply with
+its code and description; anything else a ``500 Internal Server Error`` reply, a log record
+with the traceback, and -- on a strict ``MemoryBroker`` -- an error re-raised in the test.
+Either way the error counts in the endpoint's statistics and the listener keeps serving.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-from dataclasses import dataclass, field
 from typing import Any
-
-import anyio
 
 from micro.app.data_types import DecodeError, EncodeError, encode
 from micro.app.message import Message
 from micro.app.middleware import PUBLISH, REQUEST, MiddlewareStack
 from micro.app.registry import ListenerSpec, call_user
-from micro.endpoint import INTERNAL_ERROR_DESCRIPTION, Endpoint
 from micro.errors import ServiceError
-from micro.request import Handler, Request, TransportRequest
-from transports.base import Subscription, Transport
+from micro.request import Handler, Request
 
-__all__ = ["INSIDE_APP", "ActiveListener", "make_handler", "serve_plain"]
+__all__ = ["INSIDE_APP", "make_handler"]
 
 _log = logging.getLogger("micro.app")
 
@@ -51,23 +47,11 @@ INSIDE_APP: contextvars.ContextVar[object | None] = contextvars.ContextVar(
 
 Calls that would wait for the app's own listeners or tasks to finish (``disconnect``,
 ``unsubscribe_*``) use it to avoid waiting for themselves.  Worker threads running
-plain-function callbacks inherit it (anyio copies the context).
+plain-function callbacks inherit it (anyio copies the context), and a blocking call
+carries its caller's value into the loop (``AppCore.call_blocking``).
 """
 
 DECODE_ERROR_CODE = 400
-
-
-@dataclass(slots=True, eq=False)
-class ActiveListener:
-    """A listener that is (being) subscribed: its spec, its handler and where it runs."""
-
-    spec: ListenerSpec
-    handler: Handler
-    endpoint: Endpoint | None = None
-    subscription: Subscription | None = None
-    scope: anyio.CancelScope | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
-    removed: bool = False
 
 
 def make_handler(spec: ListenerSpec, middlewares: MiddlewareStack, app: object) -> Handler:
@@ -104,48 +88,3 @@ def make_handler(spec: ListenerSpec, middlewares: MiddlewareStack, app: object) 
             await request.respond(payload)
 
     return handle
-
-
-async def _failed(spec: ListenerSpec, request: TransportRequest, exc: Exception) -> None:
-    """Log a listener failure and, for an unanswered request, send the error reply."""
-    if isinstance(exc, ServiceError):
-        code, description = exc.code, exc.description
-        data, headers = exc.data or None, exc.headers or None
-        if not isinstance(exc.__cause__, DecodeError):  # decode failures are logged already
-            _log.warning("%s answered %s", spec.description, exc)
-    else:
-        code, description, data, headers = 500, INTERNAL_ERROR_DESCRIPTION, None, None
-        _log.error("%s failed on %r", spec.description, request.subject(), exc_info=exc)
-    if not request.reply() or request.responded or request.send_error is not None:
-        return
-    try:
-        await request.respond_error(code, description, data, headers)
-    except Exception as send_exc:
-        _log.warning("%s could not send the error reply: %s", spec.description, send_exc)
-
-
-async def serve_plain(
-    active: ActiveListener, subscription: Subscription, transport: Transport
-) -> BaseException | None:
-    """Run ``active``'s handler for every message of ``subscription`` until it ends.
-
-    Never raises an ``Exception``: returns the error that ended the loop, if any.  Sets
-    ``active.done`` when it returns (also when cancelled).
-    """
-    handler = active.handler
-    spec = active.spec
-    try:
-        with anyio.CancelScope() as scope:
-            active.scope = scope
-            async for msg in subscription:
-                request = TransportRequest(transport, msg)
-                try:
-                    await handler(request)
-                except Exception as exc:
-                    await _failed(spec, request, exc)
-    except Exception as exc:
-        _log.exception("%s stopped receiving", spec.description)
-        return exc
-    finally:
-        active.done.set()
-    return None

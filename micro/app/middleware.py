@@ -167,7 +167,43 @@ class MiddlewareStack:
 # --------------------------------------------------------------------------- built-ins
 
 
-class ErrorLoggingMiddleware(Middleware):
+class _AroundEveryHook(Middleware):
+    """Base of the built-ins: the same code around all four hooks, :meth:`_around`."""
+
+    async def _around(self, hook: str, subject: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``await call()`` (the rest of the chain) for ``hook`` on ``subject``."""
+        raise NotImplementedError
+
+    async def send_publish(
+        self, subject: str, message: Any, publish_func: SendFunc, **params: Any
+    ) -> None:
+        await self._around(
+            "send_publish", subject, partial(publish_func, subject, message, **params)
+        )
+
+    async def send_request(
+        self, subject: str, message: Any, request_func: SendFunc, **params: Any
+    ) -> Any:
+        return await self._around(
+            "send_request", subject, partial(request_func, subject, message, **params)
+        )
+
+    async def listen_publish(self, msg: Message, callback: ListenFunc) -> Any:
+        return await self._around("listen_publish", msg.subject, partial(callback, msg))
+
+    async def listen_request(self, msg: Message, callback: ListenFunc) -> Any:
+        return await self._around("listen_request", msg.subject, partial(callback, msg))
+
+
+_FAILED_WHAT = {
+    "send_publish": "publish to",
+    "send_request": "request to",
+    "listen_publish": "listener for message on",
+    "listen_request": "listener for request on",
+}
+
+
+class ErrorLoggingMiddleware(_AroundEveryHook):
     """Logs every exception raised inside the chain (sends and listeners), then re-raises it.
 
     ``logger`` defaults to ``logging.getLogger("micro.app")``; ``level`` to ``ERROR``.
@@ -178,39 +214,12 @@ class ErrorLoggingMiddleware(Middleware):
         self.logger = logger or logging.getLogger("micro.app")
         self.level = level
 
-    def _log(self, what: str, subject: str, exc: BaseException) -> None:
-        self.logger.log(self.level, "%s %r failed: %r", what, subject, exc, exc_info=exc)
-
-    async def send_publish(
-        self, subject: str, message: Any, publish_func: SendFunc, **params: Any
-    ) -> None:
+    async def _around(self, hook: str, subject: str, call: Callable[[], Awaitable[Any]]) -> Any:
         try:
-            await publish_func(subject, message, **params)
+            return await call()
         except Exception as exc:
-            self._log("publish to", subject, exc)
-            raise
-
-    async def send_request(
-        self, subject: str, message: Any, request_func: SendFunc, **params: Any
-    ) -> Any:
-        try:
-            return await request_func(subject, message, **params)
-        except Exception as exc:
-            self._log("request to", subject, exc)
-            raise
-
-    async def listen_publish(self, msg: Message, callback: ListenFunc) -> Any:
-        try:
-            return await callback(msg)
-        except Exception as exc:
-            self._log("listener for message on", msg.subject, exc)
-            raise
-
-    async def listen_request(self, msg: Message, callback: ListenFunc) -> Any:
-        try:
-            return await callback(msg)
-        except Exception as exc:
-            self._log("listener for request on", msg.subject, exc)
+            what = _FAILED_WHAT[hook]
+            self.logger.log(self.level, "%s %r failed: %r", what, subject, exc, exc_info=exc)
             raise
 
 
@@ -228,7 +237,7 @@ class Timing:
         return self.total / self.count if self.count else 0.0
 
 
-class TimingMiddleware(Middleware):
+class TimingMiddleware(_AroundEveryHook):
     """Measures how long each send and each listener call takes, per hook and subject.
 
     :attr:`timings` maps ``(hook, subject)`` -- hook one of ``send_publish``,
@@ -272,7 +281,7 @@ class TimingMiddleware(Middleware):
         if self._logger is not None:
             self._logger.log(self._level, "%s %r took %.6f s", hook, subject, elapsed)
 
-    async def _timed(self, hook: str, subject: str, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def _around(self, hook: str, subject: str, call: Callable[[], Awaitable[Any]]) -> Any:
         started = self._clock()
         try:
             result = await call()
@@ -281,26 +290,6 @@ class TimingMiddleware(Middleware):
             raise
         self._record(hook, subject, started, False)
         return result
-
-    async def send_publish(
-        self, subject: str, message: Any, publish_func: SendFunc, **params: Any
-    ) -> None:
-        await self._timed(
-            "send_publish", subject, partial(publish_func, subject, message, **params)
-        )
-
-    async def send_request(
-        self, subject: str, message: Any, request_func: SendFunc, **params: Any
-    ) -> Any:
-        return await self._timed(
-            "send_request", subject, partial(request_func, subject, message, **params)
-        )
-
-    async def listen_publish(self, msg: Message, callback: ListenFunc) -> Any:
-        return await self._timed("listen_publish", msg.subject, partial(callback, msg))
-
-    async def listen_request(self, msg: Message, callback: ListenFunc) -> Any:
-        return await self._timed("listen_request", msg.subject, partial(callback, msg))
 
 
 def check_middleware_class(cls: object) -> type[Middleware]:

@@ -27,6 +27,8 @@ __all__ = [
     "OnError",
     "TaskSpec",
     "call_user",
+    "check_listener_options",
+    "check_task_options",
     "is_async_callable",
     "make_listener_spec",
     "make_task_spec",
@@ -72,7 +74,7 @@ def _endpoint_name(func: Callable[..., Any]) -> str:
 class ListenerSpec:
     """A listener: ``callback(msg)`` for every message on ``subject``.
 
-    ``name`` is its endpoint name when the app is a service; ``ssid`` its subscription id.
+    ``name`` is its endpoint name; ``ssid`` its subscription id.
     """
 
     ssid: str
@@ -88,20 +90,14 @@ class ListenerSpec:
         return f"listener {_callable_name(self.callback)} on {self.subject!r} (ssid {self.ssid})"
 
 
-def make_listener_spec(
-    new_ssid: Callable[[], str],
-    subject: str,
-    callback: Callable[[Message], Any],
-    *,
-    queue: str | None,
-    data_type: DataType,
-    name: str | None,
-) -> ListenerSpec:
-    """Validate and record a listener; ``new_ssid()`` gives its id once all is valid.
+def check_listener_options(
+    subject: str, queue: str | None, data_type: DataType, name: str | None
+) -> Codec:
+    """Validate what a listener is given besides its callback; returns its codec.
 
     Raises ``BadSubjectError`` / ``BadQueueError`` (transport subject rules; wildcards
-    allowed), ``TypeError`` for a non-callable callback or unsupported data type, and
-    ``ValidationError`` for a bad endpoint ``name``.
+    allowed), ``TypeError`` for a callable passed as the subject or an unsupported data
+    type, and ``ValidationError`` for a bad endpoint ``name``.
     """
     if callable(subject) and not isinstance(subject, str):
         raise TypeError(
@@ -110,17 +106,35 @@ def make_listener_spec(
         )
     validate_pattern(subject)
     validate_queue(queue)
+    codec = codec_for(data_type)
+    if name is not None:
+        validate_endpoint_name(name)
+    return codec
+
+
+def make_listener_spec(
+    new_ssid: Callable[[], str],
+    subject: str,
+    callback: Callable[[Message], Any],
+    *,
+    queue: str | None,
+    codec: Codec,
+    name: str | None,
+) -> ListenerSpec:
+    """Record a listener whose options passed :func:`check_listener_options`.
+
+    ``new_ssid()`` gives its id once the callback is found callable (``TypeError``
+    otherwise).  ``name`` defaults to the callback's ``__name__`` made a valid endpoint name.
+    """
     if not callable(callback):
         raise TypeError(f"listener callback for {subject!r} must be callable, got {callback!r}")
-    codec = codec_for(data_type)
-    endpoint_name = _endpoint_name(callback) if name is None else validate_endpoint_name(name)
     return ListenerSpec(
         ssid=new_ssid(),
         subject=subject,
         callback=callback,
         queue=queue,
         codec=codec,
-        name=endpoint_name,
+        name=_endpoint_name(callback) if name is None else name,
         is_async=is_async_callable(callback),
     )
 
@@ -140,7 +154,13 @@ class TaskSpec:
     is_async: bool
 
 
-def _check_interval(interval: object) -> float | None:
+def check_task_options(interval: object, on_error: OnError, name: str | None) -> float | None:
+    """Validate what a task is given besides its function; returns ``interval`` in seconds
+    (``None``: run once).  ``TypeError``/``ValueError`` name the bad value."""
+    if on_error != "log" and on_error != "stop":
+        raise ValueError(f"invalid on_error {on_error!r}: must be one of {ON_ERROR_CHOICES}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"task name must be a str, got {type(name).__name__}")
     if interval is None:
         return None
     if callable(interval):
@@ -152,26 +172,22 @@ def _check_interval(interval: object) -> float | None:
         raise TypeError(
             f"task interval must be an int or float number of seconds, got {interval!r}"
         )
-    value = float(interval)
-    if not math.isfinite(value) or value <= 0:
+    seconds = float(interval)
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"invalid task interval {interval!r}: must be a finite number > 0")
-    return value
+    return seconds
 
 
 def make_task_spec(
-    func: Callable[[], Any], *, interval: object, on_error: OnError, name: str | None
+    func: Callable[[], Any], *, interval: float | None, on_error: OnError, name: str | None
 ) -> TaskSpec:
-    """Validate and record a task; ``TypeError``/``ValueError`` name the bad value."""
-    checked_interval = _check_interval(interval)
-    if on_error != "log" and on_error != "stop":
-        raise ValueError(f"invalid on_error {on_error!r}: must be one of {ON_ERROR_CHOICES}")
+    """Record a task whose options passed :func:`check_task_options`; ``TypeError`` when
+    ``func`` is not callable."""
     if not callable(func):
         raise TypeError(f"a task must be a callable, got {func!r}")
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"task name must be a str, got {type(name).__name__}")
     return TaskSpec(
         func=func,
-        interval=checked_interval,
+        interval=interval,
         on_error=on_error,
         name=name or _callable_name(func),
         is_async=is_async_callable(func),

@@ -21,11 +21,14 @@ Cancellation (the app shutting down) ends a task at its current ``await``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+
+import anyio
 
 from micro.app.registry import TaskSpec, call_user
 
-__all__ = ["FailureReporter", "Sleep", "run_task"]
+__all__ = ["FailureReporter", "Sleep", "run_task", "run_tasks"]
 
 _log = logging.getLogger("micro.app")
 
@@ -61,3 +64,10 @@ async def run_task(spec: TaskSpec, *, sleep: Sleep, stop_app: FailureReporter) -
         if spec.interval is None:
             return
         await sleep(spec.interval)
+
+
+async def run_tasks(specs: Sequence[TaskSpec], *, sleep: Sleep, stop_app: FailureReporter) -> None:
+    """Run every task of ``specs`` at once, each as :func:`run_task`, until all are over."""
+    async with anyio.create_task_group() as group:
+        for spec in specs:
+            group.start_soon(partial(run_task, spec, sleep=sleep, stop_app=stop_app))

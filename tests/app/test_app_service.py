@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import anyio
@@ -11,6 +12,7 @@ import pytest
 from micro.app import App, AppFailedError, Message
 from micro.errors import ServiceError
 from transports.base import NoRespondersError, Transport
+from transports.memory import MemoryBroker
 
 pytestmark = pytest.mark.anyio
 
@@ -169,3 +171,67 @@ async def test_losing_the_connection_stops_the_app_with_an_error(
     assert len(failures) == 1
     assert "the connection closed while the app ran" in str(failures[0].__cause__)
     assert not app.is_running
+
+
+# --------------------------------------------------------------------------- one serving path
+
+
+@pytest.mark.parametrize("service_name", [None, "listeners"])
+async def test_listener_errors_follow_the_endpoint_rules_with_or_without_a_service_name(
+    service_name: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every listener is an endpoint: the same error replies, logs and strict-broker
+    reports whether the app is discoverable or not."""
+    broker = MemoryBroker(strict=True)
+    connection = await broker.connect()
+    version = None if service_name is None else "1.0.0"
+    app = App(transport=connection, service_name=service_name, service_version=version)
+
+    @app.listen(subject="fragile", data_type=str)
+    async def fragile(msg: Message) -> str:
+        if msg.data == "typed":
+            raise ServiceError(409, "conflict")
+        if msg.data == "boom":
+            raise RuntimeError("kaboom")
+        return "fine"
+
+    @app.listen(subject="objects", data_type=dict)
+    async def objects(msg: Message) -> None:
+        pass
+
+    try:
+        with caplog.at_level(logging.INFO):
+            async with app:
+                with pytest.raises(ServiceError, match="409:conflict"):
+                    await app.request("fragile", "typed", data_type=str)
+                with pytest.raises(ServiceError, match="400:cannot decode payload as dict"):
+                    await app.request("objects", [1])
+                await broker.wait_idle()  # a ServiceError (decode failures too) is an answer
+                with pytest.raises(ServiceError, match="500:Internal Server Error"):
+                    await app.request("fragile", "boom", data_type=str)
+                with pytest.raises(RuntimeError, match="kaboom"):
+                    await broker.wait_idle()  # the strict broker re-raises the failure
+                reply = await app.request("fragile", "on", data_type=str, response_data_type=str)
+                assert reply == "fine"  # it keeps serving
+    finally:
+        await connection.close()
+    messages = [record.getMessage() for record in caplog.records]
+    assert [str(r.exc_info[1]) for r in caplog.records if r.exc_info] == ["kaboom"]
+    assert sum("cannot decode payload as dict" in m for m in messages) == 1  # logged once
+    assert not any("conflict" in m for m in messages)  # an answer, not logged
+
+
+async def test_a_listener_without_a_service_name_is_an_endpoint_of_a_hidden_service(
+    url: str, client: Transport
+) -> None:
+    app = App(url)
+
+    @app.listen(subject="hidden.work", queue="workers")
+    async def work(msg: Message) -> str:
+        return "done"
+
+    async with app:
+        assert app.service is None  # the service serving its listeners is not offered
+        assert await client.request("hidden.work", b"1", timeout=WAIT)
+        with pytest.raises(NoRespondersError):
+            await client.request("$SRV.INFO", b"", timeout=WAIT)

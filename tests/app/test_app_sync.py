@@ -6,7 +6,9 @@ tests run in plain threads (no event loop) unless marked ``anyio``.
 
 from __future__ import annotations
 
+import inspect
 import os
+import pydoc
 import queue
 import signal
 import subprocess
@@ -343,3 +345,42 @@ async def test_run_stops_gracefully_on_sigterm(url: str) -> None:
     with anyio.fail_after(WAIT):
         await app.run()
     assert stopped == ["cancelled"]
+
+
+# --------------------------------------------------------------------------- generated forms
+
+BLOCKING_FORMS = [
+    ("publish_sync", "publish"),
+    ("publish_from_another_thread", "publish"),
+    ("request_sync", "request"),
+    ("request_from_another_thread", "request"),
+    ("subscribe_new_subject_sync", "subscribe_new_subject"),
+    ("unsubscribe_subject_sync", "unsubscribe_subject"),
+    ("unsubscribe_ssid_sync", "unsubscribe_ssid"),
+    ("disconnect_sync", "disconnect"),
+]
+
+
+@pytest.mark.parametrize(("blocking_name", "async_name"), BLOCKING_FORMS)
+def test_blocking_forms_are_generated_from_the_async_call(
+    blocking_name: str, async_name: str
+) -> None:
+    app = App("memory://never-started")
+    for owner in (app, app.nats, App):
+        blocking, awaitable = getattr(owner, blocking_name), getattr(owner, async_name)
+        assert inspect.signature(blocking) == inspect.signature(awaitable)
+        assert inspect.iscoroutinefunction(awaitable)
+        assert not inspect.iscoroutinefunction(blocking)
+        assert blocking.__name__ == blocking_name
+        assert blocking.__doc__.startswith(f"Blocking form of :meth:`{async_name}`")
+        assert inspect.getdoc(awaitable) in blocking.__doc__  # the call's contract follows
+    shown = pydoc.render_doc(getattr(App, blocking_name), renderer=pydoc.plaintext)
+    assert f"{blocking_name}{inspect.signature(getattr(App, async_name))}" in shown
+    assert getattr(App, blocking_name).__qualname__ == f"Calls.{blocking_name}"
+
+
+def test_blocking_forms_return_what_the_async_call_returns(echo_app: App) -> None:
+    ssid: str = echo_app.subscribe_new_subject_sync("typed", lambda msg: msg.data)
+    assert echo_app.subscriptions[ssid] == "typed"
+    echo_app.publish_sync("typed", 1, force=True)
+    assert echo_app.request_from_another_thread("typed", [2]) == [2]

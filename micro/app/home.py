@@ -62,21 +62,17 @@ class Home:
 
     # ------------------------------------------------------------------ choosing the home
 
-    def bind_loop(self) -> bool:
-        """Called from async code in the loop that is to drive the app.
-
-        Returns ``True`` when this call made the caller's loop the home (the caller must
-        then serve the portal with :meth:`serve_portal`), ``False`` when the home is
-        already this loop.  Raises :class:`AppError` when the app lives in another thread.
-        """
+    def bind_loop(self) -> None:
+        """Make the calling thread's event loop the home, unless it already is (from async
+        code in the loop that is to drive the app; the app then serves the portal with
+        :meth:`serve_portal`).  Raises :class:`AppError` when the app lives elsewhere."""
         me = threading.get_ident()
         with self._lock:
             if self._kind is None:
                 self._kind = "loop"
                 self._thread_id = me
-                return True
             if self._thread_id == me:
-                return False
+                return
         where = "its own thread (it was started by a blocking call or app.start())"
         if self._kind == "loop":
             where = "the event loop of another thread"
