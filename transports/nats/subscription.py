@@ -1,9 +1,8 @@
 """The ``Subscription`` of ``transports.nats``: a thin, fast iterator over a nats-py subscription.
 
-This module does not import ``nats``: it works on the few attributes of a nats-py
-``Subscription`` listed in :class:`RawSubscription` (the message queue nats-py's reader
-task fills, and its counters) and asks its owner, the ``NatsTransport``, for everything
-that talks to the server.
+It works on the few attributes of a nats-py ``Subscription`` listed in
+:class:`RawSubscription` (the message queue nats-py's reader task fills, and its counters)
+and asks its owner, the ``NatsTransport``, for everything that talks to the server.
 
 Why not nats-py's own iterator: it starts a task and an ``asyncio.wait`` per message, and it
 does not end on every path our contract names.  Here the consumer awaits the nats-py queue
@@ -20,24 +19,22 @@ wire, one buffer and one consumer here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from transports._nats_support import to_msg
 from transports.base import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
     Msg,
     SubscriptionClosedError,
-    TransportError,
 )
+from transports.nats.incoming import to_msg
 
 __all__ = [
     "NatsMultiSubscription",
     "NatsSubscription",
     "RawSubscription",
     "SubscriptionOwner",
-    "drain_all",
     "share_queue",
     "subscribe_shared",
 ]
@@ -188,10 +185,7 @@ class NatsSubscription:
                 raise StopAsyncIteration
             msg = to_msg(msg)
         queue.task_done()
-        self._raw._pending_size -= len(msg.data)
-        self._delivered += 1
-        if self._watch:
-            self._after_take()
+        self._took(msg)
         return msg
 
     async def next_msg(self, timeout: float | None = None) -> Msg:
@@ -222,7 +216,7 @@ class NatsSubscription:
         return msg
 
     def _took(self, msg: Msg) -> None:
-        """Count ``msg`` as taken (what ``__anext__`` does inline)."""
+        """Count ``msg`` as taken by the consumer."""
         self._raw._pending_size -= len(msg.data)
         self._delivered += 1
         if self._watch:
@@ -334,17 +328,6 @@ class NatsSubscription:
         return self._subject
 
 
-async def drain_all(subs: Iterable[NatsSubscription], timeout: float) -> list[Exception]:
-    """Drain ``subs`` concurrently, each once (a multi subscription is listed once per sid);
-    returns what failed, or a :class:`TransportError` when ``timeout`` seconds ran out."""
-    drains = [sub.drain() for sub in dict.fromkeys(subs)]
-    try:
-        done = await asyncio.wait_for(asyncio.gather(*drains, return_exceptions=True), timeout)
-    except asyncio.TimeoutError:
-        return [TransportError(f"drain timed out after {timeout:g} s; closing anyway")]
-    return [error for error in done if isinstance(error, Exception)]
-
-
 async def subscribe_shared(
     nc: SubscribingClient,
     subjects: Sequence[str],
@@ -437,20 +420,6 @@ class NatsMultiSubscription(NatsSubscription):
     def pending_bytes(self) -> int:
         """Payload bytes buffered and not yet taken by the consumer."""
         return sum(raw._pending_size for raw in self._raws)
-
-    async def __anext__(self) -> Msg:
-        """Wait for the next message; ``StopAsyncIteration`` once the subscription ended
-        and its buffer is exhausted."""
-        queue = self._queue
-        msg = await queue.get() if queue.empty() else queue.get_nowait()
-        if msg.__class__ is not Msg:
-            if msg is _END:
-                self._requeue_end()
-                raise StopAsyncIteration
-            msg = to_msg(msg)
-        queue.task_done()
-        self._took(msg)
-        return msg
 
     def _took(self, msg: Msg) -> None:
         source = self._by_subject.get(msg.subject)
