@@ -197,23 +197,14 @@ class NatsSubscription:
         """
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
-        queue = self._queue
-        if timeout is None or not queue.empty():
-            raw = await queue.get()
-        else:
-            try:
-                raw = await asyncio.wait_for(queue.get(), timeout)
-            except asyncio.TimeoutError:
-                raise TimeoutError(
-                    f"no message on {self._subject!r} within {timeout:g} s"
-                ) from None
-        if raw is _END:
-            self._requeue_end()
-            raise SubscriptionClosedError(self._subject)
-        msg = raw if raw.__class__ is Msg else to_msg(raw)
-        queue.task_done()
-        self._took(msg)
-        return msg
+        try:
+            if timeout is None or not self._queue.empty():
+                return await self.__anext__()
+            return await asyncio.wait_for(self.__anext__(), timeout)
+        except StopAsyncIteration:
+            raise SubscriptionClosedError(self._subject) from None
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no message on {self._subject!r} within {timeout:g} s") from None
 
     def _took(self, msg: Msg) -> None:
         """Count ``msg`` as taken by the consumer."""
@@ -284,13 +275,12 @@ class NatsSubscription:
     def _queue_end(self) -> None:
         # A full queue has no waiting consumer; the marker is queued after the next take.
         if not self._end_queued and not self._queue.full():
-            self._queue.put_nowait(_END)
-            self._queue.task_done()  # the marker is not a message: join() must not wait for it
+            self._requeue_end()
             self._end_queued = True
 
     def _requeue_end(self) -> None:
         self._queue.put_nowait(_END)
-        self._queue.task_done()
+        self._queue.task_done()  # the marker is not a message: join() must not wait for it
 
     def _after_take(self) -> None:
         """Slow path after a message was taken: queue the end marker or apply the limit."""
