@@ -21,8 +21,8 @@ commands in a system call of its own just ahead of the PING.
 :func:`queue_commands` queues commands for nats-py's flusher task without waiting (an
 ``UNSUB`` sent from a synchronous path).
 
-It uses the nats-py ``Client`` internals listed in :class:`RawClient` (pinned by
-``test_nats_internals_we_rely_on``).
+It uses nats-py ``Client`` internals (``_pending``, ``_pending_data_size``, ``_pongs``,
+``_transport``, ``_flush_queue``, ``_reading_task``; pinned by ``test_nats_internals_we_rely_on``).
 """
 
 from __future__ import annotations
@@ -30,32 +30,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
+from nats.aio.client import Client
 from nats.errors import ConnectionClosedError, FlushTimeoutError
 
-__all__ = ["PING_PROTO", "PingBarrier", "RawClient", "queue_commands"]
+__all__ = ["PING_PROTO", "PingBarrier", "queue_commands"]
 
 PING_PROTO = b"PING\r\n"
-
-
-class RawClient(Protocol):
-    """The parts of a nats-py ``Client`` the barrier uses."""
-
-    _pending: list[bytes]
-    _pending_data_size: int
-    _pongs: list[asyncio.Future[Any]]
-    _transport: Any
-    _flush_queue: asyncio.Queue[asyncio.Future[Any]] | None
-    _reading_task: asyncio.Task[Any] | None
-
-    @property
-    def is_closed(self) -> bool: ...
-
-    @property
-    def is_connected(self) -> bool: ...
-
-    async def flush(self, timeout: int = ...) -> None: ...
 
 
 class _Batch:
@@ -83,7 +65,7 @@ class PingBarrier:
 
     __slots__ = ("_batch", "_nc")
 
-    def __init__(self, nc: RawClient) -> None:
+    def __init__(self, nc: Client) -> None:
         self._nc = nc
         self._batch: _Batch | None = None
 
@@ -207,7 +189,7 @@ def _settle(batch: _Batch, error: BaseException | None) -> None:
                 waiter.set_exception(error)
 
 
-def queue_commands(nc: RawClient, commands: Iterable[bytes], *, wake: bool = True) -> None:
+def queue_commands(nc: Client, commands: Iterable[bytes], *, wake: bool = True) -> None:
     """Queue ``commands`` for nats-py's flusher task and (``wake``) wake it, without waiting:
     what nats-py's ``_send_command`` and ``_flush_pending`` do, minus their ``await``s.  Does
     nothing unless connected (nats-py replays only its subscription table on reconnect)."""

@@ -12,23 +12,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
+from nats.aio.msg import Msg as NatsMsg
 from nats.errors import ProtocolError
 
 from transports.base import STATUS_HEADER, Msg, TransportError
 from transports.subjects import make_msg
 
 __all__ = ["guard_incoming", "msg_factory", "to_msg"]
-
-
-class RawMsg(Protocol):
-    """The parts of a nats-py ``Msg`` converted into ours."""
-
-    subject: str
-    reply: str
-    data: bytes
-    headers: dict[str, str] | None
 
 
 def _status_headers(headers: Mapping[Any, str]) -> dict[str, str]:
@@ -52,7 +44,7 @@ def _from_fields(subject: str, data: bytes, headers: Mapping[str, str] | None, r
     return make_msg(subject, data, headers, reply or None)
 
 
-def to_msg(raw: RawMsg) -> Msg:
+def to_msg(raw: NatsMsg) -> Msg:
     """Our :class:`Msg` for a message nats-py built."""
     return _from_fields(raw.subject, raw.data, raw.headers, raw.reply)
 

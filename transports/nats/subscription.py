@@ -1,8 +1,9 @@
 """The ``Subscription`` of ``transports.nats``: a thin, fast iterator over a nats-py subscription.
 
-It works on the few attributes of a nats-py ``Subscription`` listed in
-:class:`RawSubscription` (the message queue nats-py's reader task fills, and its counters)
-and asks its owner, the ``NatsTransport``, for everything that talks to the server.
+It works on a few attributes of a nats-py ``Subscription`` (``_pending_queue``, the message
+queue nats-py's reader task fills, and the counters ``_pending_size``, ``_received`` and
+``_max_msgs``; pinned by ``test_nats_internals_we_rely_on``) and asks its owner, the
+``NatsTransport``, for everything that talks to the server.
 
 Why not nats-py's own iterator: it starts a task and an ``asyncio.wait`` per message, and it
 does not end on every path our contract names.  Here the consumer awaits the nats-py queue
@@ -22,6 +23,9 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
+
 from transports.base import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
@@ -33,7 +37,6 @@ from transports.nats.incoming import to_msg
 __all__ = [
     "NatsMultiSubscription",
     "NatsSubscription",
-    "RawSubscription",
     "SubscriptionOwner",
     "share_queue",
     "subscribe_shared",
@@ -41,26 +44,6 @@ __all__ = [
 
 _END: Any = object()
 """Queued once a subscription has ended: wakes and stops its consumers."""
-
-
-class RawSubscription(Protocol):
-    """The parts of a nats-py ``Subscription`` this module relies on (pinned by a test)."""
-
-    _id: int
-    _pending_queue: asyncio.Queue[Any]
-    _pending_size: int
-    _received: int
-    _max_msgs: int
-
-
-class SubscribingClient(Protocol):
-    """The parts of a nats-py ``Client`` :func:`subscribe_shared` uses."""
-
-    async def subscribe(
-        self, subject: str, queue: str = ..., *, pending_msgs_limit: int, pending_bytes_limit: int
-    ) -> Any: ...
-
-    def _remove_sub(self, sid: int, max_msgs: int = ...) -> None: ...
 
 
 class SubscriptionOwner(Protocol):
@@ -102,7 +85,7 @@ class NatsSubscription:
     )
 
     def __init__(
-        self, owner: SubscriptionOwner, raw: RawSubscription, subject: str, queue: str | None
+        self, owner: SubscriptionOwner, raw: Subscription, subject: str, queue: str | None
     ) -> None:
         self._owner = owner
         self._raw = raw
@@ -319,10 +302,10 @@ class NatsSubscription:
 
 
 async def subscribe_shared(
-    nc: SubscribingClient,
+    nc: Client,
     subjects: Sequence[str],
     unsubscribe_now: Callable[[Sequence[int]], None],
-) -> list[RawSubscription]:
+) -> list[Subscription]:
     """nats-py subscriptions to ``subjects``, one each, made as ``NatsTransport.subscribe``
     makes one (plain, iterator mode, default limits: ``DEFAULT_PENDING_BYTES_LIMIT`` per
     subject), all feeding ONE queue of ``DEFAULT_PENDING_MSGS_LIMIT`` messages.
@@ -331,7 +314,7 @@ async def subscribe_shared(
     with ``unsubscribe_now`` (their sids), and the exception propagates.
     """
     shared: asyncio.Queue[Any] = asyncio.Queue(DEFAULT_PENDING_MSGS_LIMIT)
-    raws: list[RawSubscription] = []
+    raws: list[Subscription] = []
     try:
         for subject in subjects:
             raw = await nc.subscribe(
@@ -350,7 +333,7 @@ async def subscribe_shared(
     return raws
 
 
-def share_queue(raw: RawSubscription, queue: asyncio.Queue[Any]) -> None:
+def share_queue(raw: Subscription, queue: asyncio.Queue[Any]) -> None:
     """Make nats-py queue the messages of ``raw`` into ``queue`` from now on.
 
     Call it right after nats-py's ``subscribe`` returned, before any ``await``: nats-py's
@@ -382,7 +365,7 @@ class NatsMultiSubscription(NatsSubscription):
     def __init__(
         self,
         owner: SubscriptionOwner,
-        raws: Sequence[RawSubscription],
+        raws: Sequence[Subscription],
         subjects: tuple[str, ...],
     ) -> None:
         """``raws[i]`` is the nats-py subscription to ``subjects[i]``; they share one queue."""
