@@ -22,7 +22,8 @@ commands in a system call of its own just ahead of the PING.
 ``UNSUB`` sent from a synchronous path).
 
 It uses nats-py ``Client`` internals (``_pending``, ``_pending_data_size``, ``_pongs``,
-``_transport``, ``_flush_queue``, ``_reading_task``; pinned by ``test_nats_internals_we_rely_on``).
+``_transport``, ``_flush_queue``, ``_reading_task``), pinned by
+``test_nats_internals_we_rely_on``.
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ class PingBarrier:
         """Return once the server answered a PING sent after everything sent so far.
 
         Raises ``FlushTimeoutError`` after ``timeout`` seconds without that answer and
-        ``ConnectionClosedError`` (or what nats-py fails its pending PONGs with) when the connection
-        closes first.  Cancelling the caller abandons only its own wait.
+        ``ConnectionClosedError`` (or what nats-py fails its pending PONGs with) when the
+        connection closes first.  Cancelling the caller abandons only its own wait.
 
         With ``claim_wakeup``, the wake-ups queued for nats-py's flusher task (by the
         ``subscribe`` or ``publish`` calls just made) are taken back: the send writes what

@@ -43,6 +43,7 @@ from transports.nats.incoming import guard_incoming, msg_factory, to_msg
 from transports.nats.subscription import (
     NatsMultiSubscription,
     NatsSubscription,
+    raw_subscribe,
     subscribe_shared,
 )
 from transports.nats.table import SubscriptionTable
@@ -238,13 +239,7 @@ class NatsTransport:
             "pending_bytes_limit", pending_bytes_limit, DEFAULT_PENDING_BYTES_LIMIT
         )
         return await self._add(
-            partial(
-                self._nc.subscribe,
-                subject,
-                queue=queue or "",
-                pending_msgs_limit=msgs_limit,
-                pending_bytes_limit=bytes_limit + 1,  # nats-py drops at >= its limit
-            ),
+            partial(raw_subscribe, self._nc, subject, queue, msgs_limit, bytes_limit),
             lambda raw: NatsSubscription(self, raw, subject, queue),
             (subject,),
             subject,
@@ -308,7 +303,7 @@ class NatsTransport:
     async def _barrier(self, timeout: float = 10.0, commands: Sequence[bytes] = ()) -> None:
         """Send ``commands``, return once the server has processed everything sent so far.
 
-        Barriers asked for in the same event-loop turn share one PING (``barrier``):
+        Barriers asked for in the same event-loop turn share one PING (``PingBarrier``):
         a service's 9 + N concurrent subscribes or drains cost one round trip together.
         """
         try:

@@ -38,6 +38,7 @@ __all__ = [
     "NatsMultiSubscription",
     "NatsSubscription",
     "SubscriptionOwner",
+    "raw_subscribe",
     "share_queue",
     "subscribe_shared",
 ]
@@ -301,14 +302,31 @@ class NatsSubscription:
         return self._subject
 
 
+async def raw_subscribe(
+    nc: Client,
+    subject: str,
+    queue: str | None = None,
+    msgs_limit: int = DEFAULT_PENDING_MSGS_LIMIT,
+    bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT,
+) -> Subscription:
+    """A nats-py subscription in iterator mode, with our pending limits (``bytes_limit`` is
+    the most it keeps: nats-py drops a message once its count reaches the limit)."""
+    return await nc.subscribe(
+        subject,
+        queue=queue or "",
+        pending_msgs_limit=msgs_limit,
+        pending_bytes_limit=bytes_limit + 1,
+    )
+
+
 async def subscribe_shared(
     nc: Client,
     subjects: Sequence[str],
     unsubscribe_now: Callable[[Sequence[int]], None],
 ) -> list[Subscription]:
-    """nats-py subscriptions to ``subjects``, one each, made as ``NatsTransport.subscribe``
-    makes one (plain, iterator mode, default limits: ``DEFAULT_PENDING_BYTES_LIMIT`` per
-    subject), all feeding ONE queue of ``DEFAULT_PENDING_MSGS_LIMIT`` messages.
+    """nats-py subscriptions to ``subjects``, one each (:func:`raw_subscribe` with the
+    default limits: ``DEFAULT_PENDING_BYTES_LIMIT`` per subject), all feeding ONE queue of
+    ``DEFAULT_PENDING_MSGS_LIMIT`` messages.
 
     If one fails, those already made are removed from nats-py's table and unsubscribed
     with ``unsubscribe_now`` (their sids), and the exception propagates.
@@ -317,12 +335,7 @@ async def subscribe_shared(
     raws: list[Subscription] = []
     try:
         for subject in subjects:
-            raw = await nc.subscribe(
-                subject,
-                queue="",
-                pending_msgs_limit=DEFAULT_PENDING_MSGS_LIMIT,
-                pending_bytes_limit=DEFAULT_PENDING_BYTES_LIMIT + 1,  # nats-py drops at >=
-            )
+            raw = await raw_subscribe(nc, subject)
             raws.append(raw)
             share_queue(raw, shared)  # with what came while nats-py's subscribe awaited
     except BaseException:
