@@ -15,9 +15,11 @@ Request handling follows PROTOCOL §6 and §7 ("This spec" column of §14):
   (``str(exc)`` instead when the service opted in with ``expose_exception_text``);
 * nothing a handler does stops the endpoint.
 
-With ``max_concurrency == 1`` (default) the loop is ``async for msg in sub:`` handling each
-message inline (no task, cancel scope or timeout per message); with ``N > 1`` up to ``N``
-requests are handled at once in child tasks of the loop.
+With ``max_concurrency == 1`` (default) the loop is ``async for msg in sub:`` awaiting
+``_handle`` for each message (no task, cancel scope or timeout per message); with ``N > 1``
+up to ``N`` requests are handled at once in child tasks of the loop, each running the same
+``_handle``.  (Inlining ``_handle`` in the serial loop saved ~0.2-0.3 µs per message,
+about 1 % of a memory-transport round trip through a service: not worth a second copy.)
 """
 
 from __future__ import annotations
@@ -241,22 +243,10 @@ class Endpoint:
         return error
 
     async def _serve_serially(self, subscription: Subscription) -> None:
-        """One request at a time: the hot path, ``_handle`` inlined (one coroutine less)."""
-        transport = self._transport
-        chain = self._chain
-        clock = self._clock
+        """One request at a time (the hot path): no task per message."""
+        handle = self._handle
         async for msg in subscription:
-            request = TransportRequest(transport, msg)
-            self._num_requests += 1
-            started = clock()
-            try:
-                await chain(request)
-            except Exception as exc:
-                await self._handler_failed(request, exc)
-            else:
-                if request.problem is not None:
-                    self._record_problem(request.problem)
-            self._processing_time += clock() - started
+            await handle(msg)
 
     async def _serve_concurrently(self, subscription: Subscription) -> None:
         slots = anyio.Semaphore(self._max_concurrency)
