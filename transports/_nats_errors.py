@@ -32,6 +32,7 @@ from transports.base import (
 
 __all__ = [
     "bind",
+    "connect_error",
     "is_permanent_connect_error",
     "map_nats_error",
     "parse_permission_violation",
@@ -94,6 +95,22 @@ def is_permanent_connect_error(exc: BaseException) -> bool:
     if isinstance(exc, ssl.SSLError):
         return True
     return isinstance(map_nats_error(exc), AuthorizationError)
+
+
+def connect_error(
+    exc: BaseException, error: TransportError, *, tls: bool
+) -> tuple[TransportError, bool]:
+    """What one failed attempt of a first connect means: ``(error, permanent)``.
+
+    ``error`` is ``exc`` mapped (:func:`map_nats_error`).  With ``tls`` (every server is
+    reached over TLS), a reset or a broken pipe is the TLS handshake failing: with TLS 1.3 the
+    client finishes its side of the handshake before the server checks the client
+    certificate, and the server's alert refusing it races its close of the socket."""
+    if tls and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        hint = "no client certificate, or one it does not trust?"
+        tls_error = ConnectFailedError(f"TLS error: the server ended the handshake ({hint}): {exc}")
+        return tls_error, True
+    return error, is_permanent_connect_error(exc)
 
 
 def map_nats_error(

@@ -38,7 +38,7 @@ from nats.aio.client import Client
 from nats.protocol.command import unsub_cmd
 
 from transports._nats_barrier import PingBarrier, queue_commands
-from transports._nats_errors import bind, is_permanent_connect_error, map_nats_error
+from transports._nats_errors import bind, connect_error, map_nats_error
 from transports._nats_subscription import (
     NatsMultiSubscription,
     NatsSubscription,
@@ -134,6 +134,7 @@ class NatsTransport:
         self._denied: dict[str, int] = {}  # subscription denied -> error counter at the time
         self._baseline_error = nc.last_error
         self._attempt: ConnectAttempt | None = None  # while connect() runs
+        self._tls = False  # connect() reaches every server over TLS
 
     def _handlers(self) -> dict[str, _UserCallback]:
         """Our nats-py callbacks, by option name; each calls the user's one after ours."""
@@ -165,6 +166,7 @@ class NatsTransport:
             not options.get("allow_reconnect", True) or options.get("max_reconnect_attempts") == 0
         )
         attempt = self._attempt = ConnectAttempt(len(urls), len(urls) if fail_fast else None)
+        self._tls = options.get("tls") is not None or all(u.startswith("tls://") for u in urls)
         try:
             await self._nc.connect(urls, **options)
         except Exception as exc:
@@ -472,7 +474,8 @@ class NatsTransport:
             sub._revoked()
         await self._call_user("error_cb", exc)
         if self._attempt is not None:
-            give_up = self._attempt.record(error, permanent=is_permanent_connect_error(exc))
+            error, permanent = connect_error(exc, error, tls=self._tls)
+            give_up = self._attempt.record(error, permanent=permanent)
             if give_up is not None:
                 raise _ConnectAborted(str(give_up))
 
