@@ -27,6 +27,7 @@ _NOT_MEMBERS = frozenset(
         "__annotate_func__",
         "__annotations__",
         "__annotations_cache__",
+        "__callable_proto_members_only__",
         "__class_getitem__",
         "__dict__",
         "__doc__",
@@ -55,9 +56,14 @@ _NOT_MEMBERS = frozenset(
 @functools.cache
 def protocol_members(protocol: type) -> frozenset[str]:
     """The member names of ``protocol`` (methods, properties and annotated attributes,
-    inherited from protocol bases included): what ``typing`` checks, as a set."""
+    inherited from protocol bases included): what ``typing`` checks, as a set.  Since 3.12
+    typing computes it (``__protocol_attrs__``; the private names it adds change between
+    patch releases), before it is computed here the way typing does."""
     if not getattr(protocol, "_is_protocol", False):
         raise TypeError(f"{protocol.__qualname__} is not a typing.Protocol class")
+    computed = getattr(protocol, "__protocol_attrs__", None)
+    if computed is not None:
+        return frozenset(computed)
     members: set[str] = set()
     for base in protocol.__mro__:
         if base in (object, Protocol, Generic):
