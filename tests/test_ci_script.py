@@ -43,6 +43,12 @@ def test_ci_runs_the_readme_test_command_on_every_interpreter() -> None:
     assert 'requires-python = ">=3.10"' in (ROOT / "pyproject.toml").read_text("utf-8")
 
 
+def test_readme_says_where_ci_runs_the_tests() -> None:
+    development = (ROOT / "README.md").read_text(encoding="utf-8").split("## Development", 1)[1]
+    for named in ("bash .ci/run", "CPython 3.10", "`python3`", "CPython 3.13"):
+        assert named in development
+
+
 # --------------------------------------------------------------------- .ci/find-python
 
 FIND_PYTHON = ROOT / ".ci" / "find-python"
