@@ -8,6 +8,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeGuard, TypeVar, cast
 
+from transports._protocols import implements
 from transports.base import Subscription, Transport
 from transports.subjects import matches
 
@@ -46,7 +47,7 @@ def as_transport(candidate: object) -> Transport:
             adopted = NatsTransport(candidate)  # type: ignore[arg-type]
             _adopted[candidate] = adopted
         return adopted
-    if not isinstance(candidate, Transport):
+    if not implements(candidate, Transport):
         raise TypeError(
             "transport must be a transports.base.Transport (e.g. from transports.connect(url)) "
             f"or a nats-py Client, got {type(candidate).__module__}.{type(candidate).__name__}"
@@ -61,8 +62,8 @@ _OFFERS: dict[tuple[type, type], bool] = {}
 
 
 def offers(transport: object, extension: Callable[..., _Extension]) -> TypeGuard[_Extension]:
-    """``isinstance(transport, extension)`` for a runtime-checkable protocol (an optional
-    transport extension, ``transports.extensions``), remembered per class: typing's check
+    """``implements(transport, extension)`` for a transport protocol (``Transport`` or an
+    optional extension, ``transports.extensions``), remembered per class: the check
     walks every member of the protocol on each call, which costs more than a
     memory-transport subscribe.  (A class whose instances differ in those members would be
     misjudged; none of ours does.)  ``extension`` is typed as a callable only because
@@ -71,7 +72,7 @@ def offers(transport: object, extension: Callable[..., _Extension]) -> TypeGuard
     key = (type(transport), protocol)
     known = _OFFERS.get(key)
     if known is None:
-        known = _OFFERS[key] = isinstance(transport, protocol)
+        known = _OFFERS[key] = implements(transport, protocol)
     return known
 
 

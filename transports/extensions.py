@@ -1,8 +1,9 @@
 """Optional extensions of the :class:`~transports.base.Transport` protocol.
 
 None of them is part of the ``Transport`` contract: a transport that implements none is
-complete, and ``micro`` works on it unchanged.  ``micro`` checks for each with
-``isinstance`` (they are ``runtime_checkable``) and uses it when present:
+complete, and ``micro`` works on it unchanged.  ``micro`` checks for each by its members
+(``transports._protocols.implements``: the same answer on every Python, unlike ``isinstance``
+against a runtime protocol) and uses it when present:
 
 * :class:`MultiSubjectSubscriber` -- several subjects behind one subscription, so that one
   consumer task serves them all (a service's nine control subjects: starting and stopping

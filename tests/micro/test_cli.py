@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -174,13 +175,16 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def demo_world() -> AsyncIterator[tuple[Client, list[Service]]]:
     broker = MemoryBroker()
-    transports: list[Transport] = [await broker.connect() for _ in range(3)]
-    services = [await start_demo_service(t) for t in transports[:2]]
-    yield Client(transports[2]), services
-    for service in services:
-        await service.stop()
-    for transport in transports:
-        await transport.close()
+    async with AsyncExitStack() as stack:  # closes what was opened, also when setup fails
+        transports: list[Transport] = []
+        for _ in range(3):
+            transports.append(await broker.connect())
+            stack.push_async_callback(transports[-1].close)
+        services: list[Service] = []
+        for transport in transports[:2]:
+            services.append(await start_demo_service(transport))
+            stack.push_async_callback(services[-1].stop)
+        yield Client(transports[2]), services
 
 
 @pytest.mark.anyio
@@ -253,24 +257,24 @@ async def foreign_and_ours(micro_nats_server: Any) -> AsyncIterator[dict[str, st
 
     from transports.nats import NatsTransport
 
-    nc = await nats.connect(micro_nats_server.url)
-    theirs = await nats.micro.add_service(nc, name="theirs", version="2.0.0", description="py")
-
     async def respond(req: Any) -> None:
         await req.respond(b"ok")
 
-    await theirs.add_endpoint(name="work", handler=respond)
-    await nc.flush()  # nats.micro does not wait for its subscriptions to be live:
-    await nc.flush()  # two round trips do (shared/bench/ANCHORS.md)
-    transport = await NatsTransport.connect(micro_nats_server.url)
-    ours = await start_demo_service(transport)
-    try:
+    # everything opened is closed, in reverse order, also when a later step of the setup
+    # fails (a nats-py client left open is found by the garbage collector in a later test)
+    async with AsyncExitStack() as stack:
+        nc = await nats.connect(micro_nats_server.url)
+        stack.push_async_callback(nc.close)
+        theirs = await nats.micro.add_service(nc, name="theirs", version="2.0.0", description="py")
+        stack.push_async_callback(theirs.stop)
+        await theirs.add_endpoint(name="work", handler=respond)
+        await nc.flush()  # nats.micro does not wait for its subscriptions to be live:
+        await nc.flush()  # two round trips do (shared/bench/ANCHORS.md)
+        transport = await NatsTransport.connect(micro_nats_server.url)
+        stack.push_async_callback(transport.close)
+        ours = await start_demo_service(transport)
+        stack.push_async_callback(ours.stop)
         yield {"theirs": theirs.id, "ours": ours.id, "url": micro_nats_server.url}
-    finally:
-        await ours.stop()
-        await transport.close()
-        await theirs.stop()
-        await nc.close()
 
 
 async def _in_thread(argv: list[str], stdin: bytes = b"") -> Run:

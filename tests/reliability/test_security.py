@@ -39,6 +39,8 @@ from transports.base import (
     TransportEventKind,
 )
 from transports.nats import NatsTransport
+from transports.nats.connect import connect_error
+from transports.nats.errors import map_nats_error
 
 pytestmark = pytest.mark.anyio
 
@@ -215,6 +217,23 @@ async def test_mutual_tls(tmp_path: Path, pki: _Pki) -> None:
             await client_conn.close()
         error = await _rejected(url, ConnectFailedError, tls=pki.client_context())
         assert "certificate" in str(error).lower()
+
+
+@pytest.mark.parametrize(
+    "dropped", [ConnectionResetError(104, "reset"), BrokenPipeError(32, "pipe")]
+)
+def test_a_dropped_first_tls_connection_is_a_permanent_tls_error(dropped: OSError) -> None:
+    """With TLS 1.3 the server refuses a client certificate after the client finished its
+    handshake, and its alert races its close: the client may see the socket dropped instead
+    (what ``test_mutual_tls`` hits most of the time on 3.12+).  Retrying cannot cure it."""
+    mapped = map_nats_error(dropped)
+    error, permanent = connect_error(dropped, mapped, tls=True)
+    assert permanent
+    assert isinstance(error, ConnectFailedError)
+    assert "TLS error" in str(error)
+    assert "certificate" in str(error)
+    # without TLS it stays a network failure, worth retrying
+    assert connect_error(dropped, mapped, tls=False) == (mapped, False)
 
 
 # ---------------------------------------------------------------------- permissions

@@ -27,6 +27,7 @@ __all__ = [
     "ConnectAborted",
     "ConnectAttempt",
     "connect_client",
+    "connect_error",
     "is_permanent_connect_error",
     "pop_callbacks",
     "server_list",
@@ -84,6 +85,22 @@ def is_permanent_connect_error(exc: BaseException) -> bool:
     return isinstance(map_nats_error(exc), AuthorizationError)
 
 
+def connect_error(
+    exc: BaseException, error: TransportError, *, tls: bool
+) -> tuple[TransportError, bool]:
+    """What one failed attempt of a first connect means: ``(error, permanent)``.
+
+    ``error`` is ``exc`` mapped (``map_nats_error``).  With ``tls`` (every server is
+    reached over TLS), a reset or a broken pipe is the TLS handshake failing: with TLS 1.3 the
+    client finishes its side of the handshake before the server checks the client
+    certificate, and the server's alert refusing it races its close of the socket."""
+    if tls and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        hint = "no client certificate, or one it does not trust?"
+        tls_error = ConnectFailedError(f"TLS error: the server ended the handshake ({hint}): {exc}")
+        return tls_error, True
+    return error, is_permanent_connect_error(exc)
+
+
 class ConnectAttempt:
     """The bookkeeping of one ``NatsTransport.connect()``: when to stop nats-py retrying.
 
@@ -93,11 +110,12 @@ class ConnectAttempt:
     TLS handshake: retrying cannot help) or the budget is spent.
     """
 
-    __slots__ = ("abort_reason", "budget", "errors", "permanent_failures", "servers")
+    __slots__ = ("abort_reason", "budget", "errors", "permanent_failures", "servers", "tls")
 
-    def __init__(self, servers: int, budget: int | None) -> None:
+    def __init__(self, servers: int, budget: int | None, *, tls: bool = False) -> None:
         self.servers = servers
         self.budget = budget
+        self.tls = tls  # every server is reached over TLS
         self.errors: list[TransportError] = []
         self.permanent_failures = 0
         self.abort_reason: TransportError | None = None
@@ -110,7 +128,8 @@ class ConnectAttempt:
         fail_fast = (
             not options.get("allow_reconnect", True) or options.get("max_reconnect_attempts") == 0
         )
-        return cls(len(urls), len(urls) if fail_fast else None)
+        tls = options.get("tls") is not None or all(u.startswith("tls://") for u in urls)
+        return cls(len(urls), len(urls) if fail_fast else None, tls=tls)
 
     def record(self, error: TransportError, exc: BaseException) -> None:
         """Note one failed connection (``exc`` nats-py's report, mapped to ``error``); raises
@@ -118,8 +137,9 @@ class ConnectAttempt:
         errors (from the cleanup) are ignored."""
         if self.abort_reason is not None:
             return
+        error, permanent = connect_error(exc, error, tls=self.tls)
         self.errors.append(error)
-        if is_permanent_connect_error(exc):
+        if permanent:
             self.permanent_failures += 1
         if self.permanent_failures >= self.servers or (
             self.budget is not None and len(self.errors) >= self.budget
