@@ -48,7 +48,9 @@ from transports.runtime import (
     wake,
 )
 from transports.subjects import (
+    REQUEST_REPLY_LENGTH,
     check_message,
+    check_subscribe_line,
     make_msg,
     pending_limit,
     positive_number,
@@ -196,16 +198,14 @@ class MemoryTransport(ConnectionFaults):
         data: bytes,
         reply: str | None,
         headers: Headers | None,
-        own_reply: bool = False,
     ) -> Msg:
         """Validate a message about to be published (order: subjects, headers, payload,
-        connection state) and build it.  ``own_reply``: the reply subject was minted
-        here and needs no check."""
+        connection state) and build it."""
         broker = self._broker
         payload, copied, _ = check_message(
             subject,
             data,
-            None if own_reply else reply,
+            reply,
             headers,
             broker._max_payload,
             broker._known_subjects,
@@ -240,6 +240,7 @@ class MemoryTransport(ConnectionFaults):
         """Subscribe (see ``Transport.subscribe``); live at the broker when it returns."""
         validate_pattern(subject)
         validate_queue(queue)
+        check_subscribe_line(subject, queue)
         msgs_limit = pending_limit(
             "pending_msgs_limit", pending_msgs_limit, DEFAULT_PENDING_MSGS_LIMIT
         )
@@ -293,17 +294,27 @@ class MemoryTransport(ConnectionFaults):
         (also when closed while waiting), ValueError for a non-positive ``timeout``,
         and the validation errors of ``publish``.
         """
+        broker = self._broker
+        payload, copied, _ = check_message(
+            subject,
+            data,
+            None,
+            headers,
+            broker._max_payload,
+            broker._known_subjects,
+            reply_length=REQUEST_REPLY_LENGTH,
+        )
         if type(timeout) is not float or not timeout > 0.0:
             positive_number("timeout", timeout)
+        self._check_open()
         mux = self._mux
         if mux is None:
-            self._check_open()
             mux = self._mux = _ReplyMux(self, self.new_inbox())
             if not self._offline:
-                self._broker._sublist.insert(mux.pattern, mux)
+                broker._sublist.insert(mux.pattern, mux)
         mux.counter += 1
         token = str(mux.counter)
-        msg = self._message(subject, data, mux.prefix + token, headers, own_reply=True)
+        msg = make_msg(subject, payload, copied, mux.prefix + token)
         loop = running_loop()
         waiter: Waiter[Msg] = loop.create_future() if loop is not None else new_waiter()
         mux.pending[token] = waiter  # the mux pops it (and its deadline) when the reply comes

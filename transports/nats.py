@@ -69,6 +69,7 @@ from transports.base import (
 from transports.events import EventListeners
 from transports.subjects import (
     check_message,
+    check_subscribe_line,
     pending_limit,
     positive_number,
     validate_pattern,
@@ -118,6 +119,7 @@ class NatsTransport:
     def _setup(self, nc: Client, user_callbacks: dict[str, _UserCallback | None]) -> None:
         self._nc = nc
         self._subs: dict[int, NatsSubscription] = {}
+        self._draining: dict[NatsSubscription, None] = {}  # drains begun, not yet ended
         self._known_subjects: dict[str, None] = {}  # publish subjects found valid
         self._pings = PingBarrier(
             nc, nats_errors.ConnectionClosedError, nats_errors.FlushTimeoutError
@@ -242,7 +244,13 @@ class NatsTransport:
         """Publish with a private reply subject and return the first reply (see
         ``Transport.request``; also raises :class:`MaxPayloadError` like ``publish``)."""
         payload, copied, size = check_message(
-            subject, data, None, headers, self._nc._max_payload, self._known_subjects
+            subject,
+            data,
+            None,
+            headers,
+            self._nc._max_payload,
+            self._known_subjects,
+            reply_length=len(self.new_inbox()) + 23,  # nats-py: <inbox prefix>.<nuid>.<nuid>
         )
         positive_number("timeout", timeout)
         if self._nc.is_closed:
@@ -273,6 +281,7 @@ class NatsTransport:
         """
         validate_pattern(subject)
         validate_queue(queue)
+        check_subscribe_line(subject, queue)
         msgs_limit = pending_limit(
             "pending_msgs_limit", pending_msgs_limit, DEFAULT_PENDING_MSGS_LIMIT
         )
@@ -362,6 +371,11 @@ class NatsTransport:
     # ------------------------------------------------------------------ subscription hooks
 
     def _forget_subscription(self, sub: NatsSubscription) -> None:
+        self._draining.pop(sub, None)
+        self._unroute(sub)
+
+    def _unroute(self, sub: NatsSubscription) -> None:
+        """No more messages for ``sub`` (it may still hold some for its consumer)."""
         for sid in sub.sids:
             self._subs.pop(sid, None)
             self._nc._remove_sub(sid)
@@ -377,10 +391,13 @@ class NatsTransport:
         queue_commands(self._nc, [unsub_cmd(sid, 0) for sid in sids])
 
     async def _stop_interest(self, sub: NatsSubscription) -> None:
+        """A drain begins: no more messages for ``sub``; it ends when its consumer took the
+        rest, or when the connection closes first (which discards them)."""
         try:
             await self._send_unsubscribe(sub, 0)
         finally:
-            self._forget_subscription(sub)
+            self._unroute(sub)
+            self._draining[sub] = None
 
     # ------------------------------------------------------------------ closing
 
@@ -426,8 +443,9 @@ class NatsTransport:
         if self._close_finished:
             return
         self._close_finished = True
-        for sub in dict.fromkeys(self._subs.values()):  # once each (a multi has several sids)
-            sub._end(discard=False)
+        # once each (a multi has several sids); what they buffered is gone, as with nats-py
+        for sub in [*dict.fromkeys(self._subs.values()), *self._draining]:
+            sub._end(discard=True)
         self._pings.fail_waiting(self._nc._resp_map.values())  # barriers and requests
         last = self._nc.last_error
         if not self._closing and last is not None and last is not self._baseline_error:
