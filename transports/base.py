@@ -454,8 +454,9 @@ class Transport(Protocol):
         ...
 
     async def close(self) -> None:
-        """Close at once: subscriptions end, pending requests fail with
-        :class:`ConnectionClosedError`, a ``CLOSED`` event is emitted.  Idempotent."""
+        """Close at once: subscriptions end (what they buffered is discarded), pending
+        requests fail with :class:`ConnectionClosedError`, a ``CLOSED`` event is emitted.
+        When it returns, the broker routes nothing more to this connection.  Idempotent."""
         ...
 
     def add_event_listener(self, listener: EventListener) -> Callable[[], None]:

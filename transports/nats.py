@@ -79,6 +79,9 @@ from transports.subjects import (
 
 bind(nats_errors)  # _nats_errors maps with nats-py's error classes, imported only here
 
+CLOSE_UNSUBSCRIBE_WAIT = 2.0
+"""Longest ``close()`` waits for the server to acknowledge the connection's unsubscribes."""
+
 __all__ = ["NatsMultiSubscription", "NatsSubscription", "NatsTransport", "connect_url"]
 
 _logger = logging.getLogger(__name__)
@@ -428,9 +431,19 @@ class NatsTransport:
             self._drain_done.set()
 
     async def close(self) -> None:
-        """Close at once (see ``Transport.close``).  Idempotent."""
+        """Close at once (see ``Transport.close``).  Idempotent.
+
+        While connected, every subscription is unsubscribed first and the server's
+        acknowledgement awaited (at most :data:`CLOSE_UNSUBSCRIBE_WAIT` seconds): a closed
+        socket alone is noticed by the server a moment later, and until then it would still
+        route messages (and queue-group turns) to this connection's subscriptions.
+        """
         if not self._nc.is_closed:
             self._closing = True
+            if self._subs and self._nc.is_connected:
+                commands = [unsub_cmd(sid, 0) for sid in self._subs]
+                with contextlib.suppress(Exception):  # closing regardless
+                    await self._pings.barrier(CLOSE_UNSUBSCRIBE_WAIT, commands)
             try:
                 await self._nc.close()
             except Exception as exc:

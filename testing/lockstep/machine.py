@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
@@ -25,6 +24,9 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
+    Bundle,
+    MultipleResults,
+    multiple,
     RuleBasedStateMachine,
     invariant,
     precondition,
@@ -59,11 +61,15 @@ CONNECTIONS = 3
 
 MAX_CONNECTIONS = 5
 
+CONNECTION_CHOICES = st.integers(0, 4 * MAX_CONNECTIONS - 1)
+"""Which connection a rule uses: below MAX_CONNECTIONS any (closed ones included), above
+it an open one."""
+
 ANSWER_WAIT = STEP_LIMIT
-"""Request timeout when a live answering subscription matches: the reply is certain."""
+"""Request timeout when an answer or a "no responders" status is certain."""
 
 SILENCE_WAIT = 0.05
-"""Request timeout when none does: the request must time out on both sides."""
+"""Request timeout when the request must time out on both sides (subscribers, no answerer)."""
 
 
 @dataclass(frozen=True)
@@ -150,12 +156,13 @@ def lockstep_machine(
     names = (left.side.name, right.side.name)
 
     class LockstepMachine(RuleBasedStateMachine):
+        subscribed = Bundle("subscribed")
+        """Concrete subjects that subscriptions made so far match (publishes aim at them)."""
+
         def __init__(self) -> None:
             super().__init__()
-            suffix = "-" + uuid.uuid4().hex[:8]
             self.worlds: tuple[World, World] = tuple(  # type: ignore[assignment]
-                World(r.portal.call(r.side.connector), connections=CONNECTIONS, queue_suffix=suffix)
-                for r in running
+                World(r.portal.call(r.side.connector), connections=CONNECTIONS) for r in running
             )
             self.futures = [
                 r.portal.start_task(w.run)[0] for r, w in zip(running, self.worlds, strict=True)
@@ -183,8 +190,9 @@ def lockstep_machine(
             self.last = step
             self.taken += 1
             run.steps += 1
-            run.calls[name] = run.calls.get(name, 0) + 1
             a, b = _both(running, self.worlds, name, *args)
+            key = f"{name} {a[1] if a[0] == 'error' else 'ok'}"
+            run.calls[key] = run.calls.get(key, 0) + 1
             if a != b:
                 raise LockstepDifference(step, "outcomes", a, b, names)
             return a  # type: ignore[no-any-return]
@@ -203,24 +211,25 @@ def lockstep_machine(
         # -------------------------------------------------------------- rules
 
         @rule(
-            connection=st.integers(0, MAX_CONNECTIONS - 1),
+            connection=CONNECTION_CHOICES,
             subject=values.subjects(),
             data=values.payloads(),
             reply=values.reply_subjects(),
             headers=values.header_maps(),
         )
         def publish(self, connection: int, subject: Any, data: Any, reply: Any, headers: Any):
-            connection %= len(self.open)
+            connection = self.choose_connection(connection)
             step = f"publish(conn {connection}, {_short(subject)}, {_short(data)}, reply={_short(reply)}, headers={_short(headers)})"
             self.both(step, "publish", connection, subject, data, reply, headers)
 
         @rule(
-            connection=st.integers(0, MAX_CONNECTIONS - 1),
+            target=subscribed,
+            connection=CONNECTION_CHOICES,
             pattern=values.patterns(),
-            queue=st.one_of(st.none(), values.queue_names()),
+            queue=st.one_of(st.none(), st.none(), values.queue_names()),
             answering=st.sampled_from((False, False, True)),
-            pending_msgs_limit=st.sampled_from((None, None, None, 1, 2, 3, 0)),
-            pending_bytes_limit=st.sampled_from((None, None, None, 5, 40, -1)),
+            pending_msgs_limit=st.sampled_from((*[None] * 8, 1, 2, 3, 0)),
+            pending_bytes_limit=st.sampled_from((*[None] * 8, 5, 40, -1)),
         )
         def subscribe(
             self,
@@ -230,8 +239,8 @@ def lockstep_machine(
             answering: bool,
             pending_msgs_limit: int | None,
             pending_bytes_limit: int | None,
-        ) -> None:
-            connection %= len(self.open)
+        ) -> MultipleResults[str]:
+            connection = self.choose_connection(connection)
             if isinstance(queue, str) and queue:
                 answering = self.answering_groups.setdefault(queue, answering)
             if answering or queue is not None:
@@ -242,7 +251,7 @@ def lockstep_machine(
                 f"subscribe(conn {connection}, {_short(pattern)}, queue={_short(queue)}, "
                 f"answering={answering}, limits=({pending_msgs_limit}, {pending_bytes_limit}))"
             )
-            self.both(
+            outcome = self.both(
                 step,
                 "subscribe",
                 connection,
@@ -252,9 +261,44 @@ def lockstep_machine(
                 pending_msgs_limit,
                 pending_bytes_limit,
             )
+            if outcome[0] != "ok":
+                return multiple()
+            return multiple(values.concrete(pattern))
 
         @rule(
-            connection=st.integers(0, MAX_CONNECTIONS - 1),
+            connection=CONNECTION_CHOICES,
+            subject=subscribed,
+            data=values.payloads(),
+            reply=st.one_of(st.none(), subscribed),
+            headers=values.header_maps(),
+        )
+        def publish_to_subscribed(
+            self, connection: int, subject: str, data: Any, reply: Any, headers: Any
+        ) -> None:
+            self.publish(connection, subject, data, reply, headers)
+
+        @rule(
+            connection=CONNECTION_CHOICES,
+            subject=values.subjects(),
+            data=values.payloads(),
+            reply=subscribed,
+        )
+        def publish_with_subscribed_reply(
+            self, connection: int, subject: Any, data: Any, reply: str
+        ) -> None:
+            self.publish(connection, subject, data, reply, None)
+
+        @rule(
+            connection=CONNECTION_CHOICES,
+            subject=subscribed,
+            data=values.payloads(),
+            headers=values.header_maps(),
+        )
+        def request_subscribed(self, connection: int, subject: str, data: Any, headers: Any):
+            self.request(connection, subject, data, headers, None)
+
+        @rule(
+            connection=CONNECTION_CHOICES,
             subject=values.subjects(),
             data=values.payloads(),
             headers=values.header_maps(),
@@ -263,22 +307,28 @@ def lockstep_machine(
         def request(
             self, connection: int, subject: Any, data: Any, headers: Any, timeout: float | None
         ) -> None:
-            connection %= len(self.open)
+            connection = self.choose_connection(connection)
             if timeout is None:
-                timeout = ANSWER_WAIT if self.answered(subject) else SILENCE_WAIT
+                timeout = SILENCE_WAIT if self.silent(subject) else ANSWER_WAIT
             step = f"request(conn {connection}, {_short(subject)}, {_short(data)}, headers={_short(headers)}, timeout={timeout})"
             self.both(step, "request", connection, subject, data, headers, timeout)
 
-        def answered(self, subject: object) -> bool:
+        def silent(self, subject: object) -> bool:
+            """True when a request to ``subject`` must time out: a live subscription
+            matches it (so no "no responders" status) but none that answers."""
             if not isinstance(subject, str) or not is_valid_subject(subject):
                 return False
-            return any(
-                isinstance(p, str) and is_valid_pattern(p) and matches(p, subject)
-                for p in self.worlds[0].active_answering_patterns()
-            )
+            matching = [
+                answering
+                for pattern, answering in self.worlds[0].live_patterns()
+                if isinstance(pattern, str)
+                and is_valid_pattern(pattern)
+                and matches(pattern, subject)
+            ]
+            return bool(matching) and not any(matching)
 
         @precondition(lambda self: any(e and not t for e, t in self.kinds()))
-        @rule(which=st.integers(0, 1_000), count=st.integers(1, 4))
+        @rule(which=st.integers(0, 1_000), count=st.integers(1, 3))
         def take(self, which: int, count: int) -> None:
             index = self.pick(which, read_by_task=False)
             self.both(f"take(sub {index}, {count})", "take", index, count)
@@ -297,9 +347,9 @@ def lockstep_machine(
             index = self.pick(which)
             self.both(f"subscription {index}.drain()", "drain_subscription", index)
 
-        @rule(connection=st.integers(0, MAX_CONNECTIONS - 1))
+        @rule(connection=CONNECTION_CHOICES)
         def flush(self, connection: int) -> None:
-            connection %= len(self.open)
+            connection = self.choose_connection(connection)
             self.both(f"flush(conn {connection})", "flush", connection)
 
         def may_end(self) -> bool:
@@ -308,16 +358,16 @@ def lockstep_machine(
             return self.taken >= 8 and sum(self.open) > 1
 
         @precondition(may_end)
-        @rule(connection=st.integers(0, MAX_CONNECTIONS - 1))
+        @rule(connection=CONNECTION_CHOICES)
         def close(self, connection: int) -> None:
-            connection %= len(self.open)
+            connection = self.open_connection(connection)
             self.open[connection] = False
             self.both(f"close(conn {connection})", "close", connection)
 
         @precondition(may_end)
-        @rule(connection=st.integers(0, MAX_CONNECTIONS - 1))
+        @rule(connection=CONNECTION_CHOICES)
         def drain(self, connection: int) -> None:
-            connection %= len(self.open)
+            connection = self.open_connection(connection)
             self.open[connection] = False
             self.both(f"drain(conn {connection})", "drain_connection", connection)
 
@@ -326,6 +376,16 @@ def lockstep_machine(
         def connect(self) -> None:
             self.open.append(True)
             self.both("connect()", "add_connection")
+
+        def choose_connection(self, which: int) -> int:
+            """Mostly an open connection; sometimes any, closed ones included."""
+            if which < MAX_CONNECTIONS:
+                return which % len(self.open)
+            return self.open_connection(which)
+
+        def open_connection(self, which: int) -> int:
+            candidates = [i for i, is_open in enumerate(self.open) if is_open]
+            return candidates[which % len(candidates)]
 
         def pick(self, which: int, read_by_task: bool | None = None) -> int:
             candidates = [

@@ -20,6 +20,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 __all__ = [
+    "concrete",
     "LONG_TOKEN_LENGTHS",
     "header_maps",
     "limits",
@@ -51,6 +52,7 @@ LONG_TOKEN_LENGTHS = (
 name or a request inbox crosses nats-server's 4,096-byte protocol-line limit somewhere in
 this range, whichever way the line is counted."""
 
+
 def _weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
     """Draw from one of ``choices``, each picked with its relative weight."""
     pool = [strategy for weight, strategy in choices for _ in range(weight)]
@@ -61,6 +63,11 @@ _common = st.sampled_from(("a", "a", "b"))
 _short = st.sampled_from(SHORT_TOKENS)
 _long = st.sampled_from(LONG_TOKEN_LENGTHS).map(lambda n: "x" * n)
 _tokens = _weighted((12, _common), (4, _short), (1, _long))
+
+_HOT_SUBJECTS = ("a", "a", "a", "b", "a.b", "a.a", "_INBOX.a", "$SYS.a", "ü")
+"""Subjects drawn half of the time, so that most messages find a subscriber."""
+
+_HOT_PATTERNS = ("a", "a", "a", "b", "*", ">", "a.*", "a.>", "*.b", "_INBOX.>", "$SYS.>", "ü")
 
 _BROKEN_SUBJECTS = ("", "a..b", ".a", "a.", "a b", "a\tb", "a.>.b", "a*", "a.*b", "\r\n")
 
@@ -73,7 +80,8 @@ def subjects() -> st.SearchStrategy[object]:
     """Subjects to publish or request on: mostly valid, sometimes broken or of the wrong type."""
     valid = _joined(_tokens)
     return _weighted(
-        (30, valid),
+        (60, st.sampled_from(_HOT_SUBJECTS)),
+        (20, valid),
         (2, st.sampled_from(_BROKEN_SUBJECTS + ("a.*", "a.>", "*", ">"))),
         (1, st.sampled_from((42, None, b"a"))),
     )
@@ -81,7 +89,7 @@ def subjects() -> st.SearchStrategy[object]:
 
 def reply_subjects() -> st.SearchStrategy[object]:
     """Reply subjects for ``publish``: usually none, else a subject (valid or not)."""
-    return _weighted((4, st.none()), (1, subjects()))
+    return _weighted((3, st.none()), (1, subjects()))
 
 
 def patterns() -> st.SearchStrategy[object]:
@@ -92,7 +100,10 @@ def patterns() -> st.SearchStrategy[object]:
     )
     valid = st.one_of(body.map(".".join), tailed)
     return _weighted(
-        (30, valid), (2, st.sampled_from(_BROKEN_SUBJECTS)), (1, st.sampled_from((7, None)))
+        (60, st.sampled_from(_HOT_PATTERNS)),
+        (20, valid),
+        (2, st.sampled_from(_BROKEN_SUBJECTS)),
+        (1, st.sampled_from((7, None))),
     )
 
 
@@ -143,9 +154,17 @@ def _payload(size: int, kind: str) -> object:
     return data
 
 
+def concrete(pattern: object) -> str:
+    """A subject ``pattern`` matches (``*`` and ``>`` read as ``a``); ``""`` if it is not a
+    valid pattern (the publish then fails on both sides alike)."""
+    if not isinstance(pattern, str):
+        return ""
+    return ".".join("a" if token in ("*", ">") else token for token in pattern.split("."))
+
+
 def limits() -> st.SearchStrategy[int]:
     """``unsubscribe(limit)`` values: mostly small, sometimes 0 (now) or negative."""
-    return st.sampled_from((0, 0, 1, 1, 2, 3, 5, -1))
+    return st.sampled_from((0, 0, 1, 1, 1, 2, 2, 3, 5, -1))
 
 
 def timeouts() -> st.SearchStrategy[float | None]:

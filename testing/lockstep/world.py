@@ -21,9 +21,7 @@ What makes that comparison exact on a real server:
   replies ``answer`` to every message that has a reply subject, so requests get answered.
   Every other subscription is read only by ``take``, in order, and compared exactly.
 * **Names.** Reply subjects the transport makes (request inboxes) differ between sides and
-  read as ``<inbox>``; queue group names get the run's suffix (so members a real server
-  has not yet reaped from an earlier program cannot take this program's messages) and are
-  reported without it.
+  read as ``<inbox>``.
 """
 
 from __future__ import annotations
@@ -86,10 +84,9 @@ class Sub:
 class World:
     """One side's connections and subscriptions; every method runs on the side's loop."""
 
-    def __init__(self, connect: Connector, *, connections: int, queue_suffix: str) -> None:
+    def __init__(self, connect: Connector, *, connections: int) -> None:
         self._connect = connect
         self._wanted = connections
-        self._queue_suffix = queue_suffix
         self.connections: list[Transport] = []
         self.events: list[list[Outcome]] = []
         self.subs: list[Sub | None] = []  # None: the subscribe call failed
@@ -163,12 +160,11 @@ class World:
         pending_bytes_limit: int | None,
     ) -> Outcome:
         conn = self.connections[connection]
-        actual_queue = queue + self._queue_suffix if isinstance(queue, str) and queue else queue
 
         async def subscribe() -> Subscription:
             return await conn.subscribe(
                 pattern,
-                queue=actual_queue,
+                queue=queue,
                 pending_msgs_limit=pending_msgs_limit,
                 pending_bytes_limit=pending_bytes_limit,
             )
@@ -338,13 +334,12 @@ class World:
             "queue groups": {name: sorted(c.items(), key=repr) for name, c in groups.items()},
         }
 
-    def active_answering_patterns(self) -> list[object]:
-        """Patterns of the answering subscriptions that are live on an open connection."""
+    def live_patterns(self) -> list[tuple[object, bool]]:
+        """``(pattern, answering)`` of every subscription live on an open connection."""
         return [
-            sub.pattern
+            (sub.pattern, sub.answering)
             for sub in self.subs
             if sub is not None
-            and sub.answering
             and sub.subscription.is_active
             and not self.connections[sub.connection].is_closed
         ]
