@@ -645,12 +645,12 @@ async def main(args: argparse.Namespace) -> None:
         import platform
         from importlib.metadata import version
 
-        import transports.nats
+        import transports.nats.barrier
 
         print(
             f"# service_bench  rounds={args.rounds}  nproc={os.cpu_count()}  "
             f"python {platform.python_version()}  nats-py {version('nats-py')}  "
-            f"coalescing barrier: {hasattr(transports.nats, 'PingBarrier')}  "
+            f"coalescing barrier: {hasattr(transports.nats.barrier, 'PingBarrier')}  "
             f"load={os.getloadavg()[0]:.2f}\n",
             flush=True,
         )

@@ -1,5 +1,12 @@
 """Start, stop and the events that stop a service (PROTOCOL §8).
 
+One :class:`Lifecycle` per service owns what its life cycle is made of: the state, the
+task host running its loops, its subscriptions (control and endpoints, with the list of
+endpoints), and the connection listener.  It is also the service's
+:class:`~micro.group.EndpointSite`: groups add endpoints through it.  The service is
+passed to it only as the argument of the done and error handlers, so this module does
+not import ``micro.service``.
+
 States: ``CREATED -> STARTING -> STARTED -> STOPPING -> STOPPED`` (``stop()`` before
 ``start()`` goes straight to ``STOPPED``; a failed start ends in ``STOPPED`` with the error).
 
@@ -35,13 +42,10 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable
-from functools import partial
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
-from micro._monitoring import control_subscribes, serve_control
 from micro._support import (
     call_callback,
     drain_quietly,
@@ -49,33 +53,32 @@ from micro._support import (
     offers,
     unsubscribe_quietly,
 )
+from micro.endpoint import Endpoint
 from micro.errors import ServiceStoppedError
 from transports.base import (
     SlowConsumerError,
     Subscription,
+    Transport,
     TransportEvent,
     TransportEventKind,
 )
 from transports.extensions import InProcessBroker, MultiSubscription
-from transports.runtime import Event, new_event
+from transports.runtime import Event, TaskHost, new_event
 
-if TYPE_CHECKING:
-    from micro.service import Service
-
-__all__ = [
-    "Lifecycle",
-    "State",
-    "schedule_stop",
-    "start",
-    "stop",
-    "subscription_ended",
-    "wait_stopped",
-]
+__all__ = ["STOPPED_MESSAGE", "Lifecycle", "Loop", "State"]
 
 _log = logging.getLogger("micro.service")
 
 ABORT_LIMIT = 5.0
 """Seconds each step of a hard stop (unsubscribing, awaiting cancelled tasks) may take."""
+
+STOPPED_MESSAGE = "Cannot add endpoint to a stopped service"
+
+Subscribe = Callable[[], Awaitable[Subscription]]
+Serve = Callable[[Subscription], Awaitable[BaseException | None]]
+Loop = tuple[Subscribe, Serve]
+"""How to subscribe, and the receive loop serving the subscription (it never raises, and
+returns the error it failed with, if any)."""
 
 
 class State(enum.Enum):
@@ -87,29 +90,69 @@ class State(enum.Enum):
 
 
 class Lifecycle:
-    """State, stop error, and the events a service's life cycle waits on."""
+    """The life cycle of one service: state, task host, subscriptions, endpoints, listener.
+
+    ``owner`` (the service) is what the ``done_handler`` and ``error_handler`` receive and
+    what messages name; ``name`` is the service name for logs, ``label`` names the task
+    host.  ``clock`` and ``expose_exception_text`` are the settings the service's endpoints
+    are built with (see :class:`~micro.group.EndpointSite`).
+    """
 
     __slots__ = (
+        "_control",
+        "_done_handler",
+        "_early_end",
+        "_error_handler",
+        "_finished",
+        "_host",
         "_idle",
+        "_inline_drains",
         "_loops",
+        "_name",
+        "_owner",
+        "_remove_listener",
         "_settled",
         "_stopped",
-        "early_end",
+        "clock",
+        "endpoints",
         "error",
-        "finished",
-        "inline_drains",
+        "expose_exception_text",
         "state",
+        "transport",
     )
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        owner: object,
+        transport: Transport,
+        *,
+        name: str,
+        label: str,
+        clock: Callable[[], int],
+        expose_exception_text: bool,
+        error_handler: Callable[..., object] | None,
+        done_handler: Callable[..., object] | None,
+    ) -> None:
+        self._owner = owner
+        self.transport = transport
+        self._name = name
+        self.clock = clock
+        self.expose_exception_text = expose_exception_text
+        self._error_handler = error_handler
+        self._done_handler = done_handler
         self.state = State.CREATED
         self.error: BaseException | None = None
-        self.finished = False
+        self.endpoints: list[Endpoint] = []
+        """The endpoints, in registration order (cleared once stopped)."""
+        self._host = TaskHost(label, _log)
+        self._control: list[Subscription] = []
+        self._remove_listener: Callable[[], None] | None = None
+        self._finished = False
         # a receive loop that ended while starting: handled once the service has started
-        self.early_end: tuple[Subscription, BaseException | None] | None = None
+        self._early_end: tuple[Subscription, BaseException | None] | None = None
         # the transport's broker runs in this process (``InProcessBroker``): stop() then
         # drains the subscriptions with nothing buffered inline instead of a task each
-        self.inline_drains = False
+        self._inline_drains = False
         self._settled: Event | None = None
         self._stopped: Event | None = None
         self._idle: Event | None = None
@@ -119,87 +162,389 @@ class Lifecycle:
     def is_ending(self) -> bool:
         return self.state is State.STOPPING or self.state is State.STOPPED
 
-    def begin_start(self) -> None:
-        self.state = State.STARTING
-        self._settled = new_event()
+    @property
+    def control(self) -> tuple[Subscription, ...]:
+        """The live control subscriptions (empty before start and once stopped)."""
+        return tuple(self._control)
 
-    def settle_start(self) -> None:
-        if self._settled is not None:
-            self._settled.set()
+    # ------------------------------------------------------------------ endpoints
 
-    async def wait_start_settled(self) -> None:
-        """Wait while a ``start()`` is in progress."""
-        if self.state is State.STARTING and self._settled is not None:
-            await self._settled.wait()
+    def check_open(self) -> None:
+        """Raise :class:`ServiceStoppedError` once the service is stopping or stopped."""
+        if self.is_ending:
+            raise ServiceStoppedError(STOPPED_MESSAGE)
 
-    def loop_started(self) -> None:
+    async def attach(self, endpoint: Endpoint) -> None:
+        """Add ``endpoint``: kept for ``start()`` before the service starts, otherwise
+        subscribed (live on return) and served (see :class:`~micro.group.EndpointSite`)."""
+        await self._wait_start_settled()
+        if self.state is State.CREATED:
+            self.endpoints.append(endpoint)
+            return
+        self.check_open()
+        subscription = await endpoint.subscribe()
+        if self.is_ending:
+            await drain_quietly(subscription)
+            raise ServiceStoppedError(STOPPED_MESSAGE)
+        self.endpoints.append(endpoint)
         self._loops += 1
+        self._host.start_soon(self._serve, endpoint.serve, subscription, endpoint)
 
-    def loop_ended(self) -> None:
+    async def remove(self, endpoint: Endpoint | str) -> None:
+        """Remove an endpoint (or the only endpoint with that name) and drain it; see
+        ``Service.remove_endpoint``."""
+        target = self._find(endpoint)
+        self.endpoints.remove(target)
+        subscription = target.subscription
+        if subscription is None:
+            return
+        if self._host.is_current():
+            self._host.start_soon(drain_quietly, subscription)
+            return
+        await drain_quietly(subscription)
+        await target.wait_done()
+
+    def _find(self, endpoint: Endpoint | str) -> Endpoint:
+        if isinstance(endpoint, Endpoint):
+            if not any(candidate is endpoint for candidate in self.endpoints):
+                raise ValueError(
+                    f"endpoint {endpoint.name!r} ({endpoint.subject}) is not in {self._owner!r}"
+                )
+            return endpoint
+        found = [candidate for candidate in self.endpoints if candidate.name == endpoint]
+        if len(found) == 1:
+            return found[0]
+        names = sorted({candidate.name for candidate in self.endpoints})
+        if not found:
+            raise ValueError(f"no endpoint named {endpoint!r}; endpoints: {names}")
+        subjects = [candidate.subject for candidate in found]
+        raise ValueError(
+            f"{len(found)} endpoints are named {endpoint!r} (subjects {subjects}): "
+            "pass the Endpoint object instead"
+        )
+
+    # ------------------------------------------------------------------ receive loops
+
+    def _loop_ended(self) -> None:
         self._loops -= 1
         if self._loops == 0 and self._idle is not None:
             self._idle.set()
 
-    async def wait_loops_done(self) -> None:
+    async def _wait_loops_done(self) -> None:
         while self._loops:
             self._idle = new_event()
             await self._idle.wait()
 
-    def mark_stopped(self) -> None:
-        self.state = State.STOPPED
+    async def _subscribe_then_serve(
+        self,
+        made: _Subscribed,
+        index: int,
+        subscribe: Subscribe,
+        serve: Serve,
+        endpoint: Endpoint | None,
+    ) -> None:
+        """A starting service's task for one subscription (a receive loop, counted):
+        subscribe, report, serve.
 
-    def wake_stop_waiters(self) -> None:
-        if self._stopped is not None:
-            self._stopped.set()
+        It serves at once (a request may be answered before ``start()`` returns); should the
+        start fail, ``start()`` cancels it and removes the subscription."""
+        try:
+            subscription = await subscribe()
+        except Exception as exc:
+            made.report(index, None, exc)
+            self._loop_ended()
+            return
+        except BaseException:
+            made.report(index, None, RuntimeError("subscribing was cancelled"))
+            self._loop_ended()
+            raise
+        made.report(index, subscription, None)
+        await self._serve(serve, subscription, endpoint)
 
-    async def wait_stopped(self) -> None:
+    async def _serve(
+        self, serve: Serve, subscription: Subscription, endpoint: Endpoint | None
+    ) -> None:
+        """A receive loop (counted): serve ``subscription`` to its end, which counts
+        (``_subscription_ended``) unless it is the end of a removed endpoint."""
+        try:
+            error = await serve(subscription)
+            if endpoint is None or endpoint in self.endpoints:
+                self._subscription_ended(subscription, error)
+        finally:
+            self._loop_ended()
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self, control: Sequence[Loop]) -> None:
+        """Subscribe the ``control`` loops and every endpoint, and serve them; see
+        ``Service.start``."""
+        if self.state is State.STARTING or self.state is State.STARTED:
+            raise RuntimeError(f"{self._owner!r} is already started")
+        if self.is_ending:
+            raise ServiceStoppedError(f"cannot start {self._owner!r}: it has stopped")
+        self.state = State.STARTING
+        self._settled = new_event()
+        endpoints = list(self.endpoints)
+        made = _Subscribed(len(control) + len(endpoints))
+        host = self._host
+        transport = self.transport
+        try:
+            await host.open()
+            self._remove_listener = transport.add_event_listener(self._on_event)
+            # One task per subscription subscribes, then serves it: the subscribes run
+            # concurrently (over NATS their barriers share one round trip).
+            for index, (subscribe, serve) in enumerate(control):
+                self._loops += 1  # control loops are library code only: no cancel scope
+                host.start_internal(self._subscribe_then_serve, made, index, subscribe, serve, None)
+            for index, endpoint in enumerate(endpoints, len(control)):
+                self._loops += 1
+                host.start_soon(
+                    self._subscribe_then_serve,
+                    made,
+                    index,
+                    endpoint.subscribe,
+                    endpoint.serve,
+                    endpoint,
+                )
+            self._inline_drains = offers(transport, InProcessBroker) and transport.in_process
+            subscriptions = await made.wait_all()
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self._fail_start(exc, made)
+            raise
+        self._control = subscriptions[: len(control)]
+        self.state = State.STARTED
+        self._settle_start()
+        if self._early_end is not None:  # a loop ended before we were started: now it counts
+            self._subscription_ended(*self._early_end)
+
+    def _settle_start(self) -> None:
+        if self._settled is not None:
+            self._settled.set()
+
+    async def _wait_start_settled(self) -> None:
+        """Wait while a ``start()`` is in progress."""
+        if self.state is State.STARTING and self._settled is not None:
+            await self._settled.wait()
+
+    async def _fail_start(self, exc: BaseException, made: _Subscribed) -> None:
+        await self._host.aclose(cancel=True)
+        for subscription in made.subscriptions:  # all tasks are done: what they made goes
+            if subscription is not None:
+                await unsubscribe_quietly(subscription)
+        self.error = exc if isinstance(exc, Exception) else None
+        self._settle_start()
+        await self._finish()
+
+    # ------------------------------------------------------------------ stop
+
+    async def stop(self, error: BaseException | None, grace_period: float | None) -> None:
+        """Stop (idempotent); see ``Service.stop``."""
+        host = self._host
+        await self._wait_start_settled()
+        if self.state is State.CREATED:
+            self.error = error
+            await self._finish()
+            return
         if self.state is State.STOPPED:
             return
-        if self._stopped is None:
-            self._stopped = new_event()
-        await self._stopped.wait()
+        if self.state is State.STOPPING:
+            if not host.is_current():
+                with anyio.move_on_after(grace_period):
+                    await self.wait_stopped()
+                if not self._finished:
+                    await self._abort(f"still stopping after {grace_period} s")
+            return
+        self.state = State.STOPPING
+        self.error = error
+        if host.is_current():
+            host.start_soon(self._stop_inside, None, False)
+            return
+        try:
+            await self._shutdown(grace_period)
+            await host.aclose()
+        except BaseException:  # cancelled while stopping: stop hard, then let it propagate
+            with anyio.CancelScope(shield=True):
+                await self._abort("stop() was cancelled")
+            raise
 
+    async def wait_stopped(self) -> BaseException | None:
+        """Wait until the service has stopped; returns the error it stopped with."""
+        if self.state is not State.STOPPED:
+            if self._stopped is None:
+                self._stopped = new_event()
+            await self._stopped.wait()
+        return self.error
 
-async def start(service: Service) -> None:
-    life = service._life
-    if life.state is State.STARTING or life.state is State.STARTED:
-        raise RuntimeError(f"{service!r} is already started")
-    if life.is_ending:
-        raise ServiceStoppedError(f"cannot start {service!r}: it has stopped")
-    life.begin_start()
-    control = control_subscribes(service)
-    endpoints = list(service._endpoints)
-    made = _Subscribed(len(control) + len(endpoints))
-    try:
-        await service._host.open()
-        service._remove_listener = service._transport.add_event_listener(
-            partial(_on_event, service)
+    def _schedule_stop(self, error: BaseException | None, *, notify: bool) -> None:
+        """Stop in the background (from an event or a receive loop).
+
+        With ``notify`` the error handler is told about ``error`` first.  Does nothing unless
+        the service is serving.
+        """
+        if self.state is not State.STARTED or not self._host.is_open:
+            return
+        self.state = State.STOPPING
+        self.error = error
+        self._host.start_soon(self._stop_inside, error, notify)
+
+    async def _stop_inside(self, error: BaseException | None, notify: bool) -> None:
+        if notify and error is not None:
+            _log.error("service %r stops: %s", self._name, error)
+            await call_callback("error_handler", self._error_handler, self._owner, error)
+        await self._shutdown(None)
+        self._host.request_close()
+
+    def _subscriptions(self) -> list[Subscription]:
+        endpoints = [endpoint.subscription for endpoint in self.endpoints]
+        return [*self._control, *(sub for sub in endpoints if sub is not None)]
+
+    async def _shutdown(self, grace_period: float | None) -> None:
+        """The graceful stop: drain everything concurrently, wait for the loops, finish.
+
+        Each drain runs as a task of the host (over NATS their barriers share one round
+        trip), or inline when that is cheaper (``_drain_all``); a loop ends once its
+        subscription has drained, so waiting for the loops waits for the drains too (the
+        host's close awaits what is left of the drain tasks)."""
+        if grace_period is None:
+            await self._drain_all()
+            await self._wait_loops_done()
+        else:
+            with anyio.move_on_after(grace_period) as deadline:
+                await self._drain_all()
+                await self._wait_loops_done()
+            if deadline.cancelled_caught:
+                await self._abort(f"requests still running after {grace_period} s")
+                return
+        await self._finish()
+
+    async def _drain_all(self) -> None:
+        """Drain every subscription: the last one right here, the others each in a task of
+        the host, started first so that they all stop their interest in the same event-loop
+        turn (over NATS: one UNSUB batch and one PING).  Returns once the last one has
+        drained; the loops end as their subscriptions do.  (If the host has failed: all of
+        them in a task group here.)
+
+        When the transport declares an in-process broker
+        (``transports.extensions.InProcessBroker``), a subscription with nothing buffered is
+        drained right here too, which costs less than a task: its drain has nothing to wait
+        for.  (Were it to wait after all, the result would be the same, only later.)"""
+        host = self._host
+        subscriptions = self._subscriptions()
+        if not host.is_open:
+            async with anyio.create_task_group() as group:
+                for subscription in subscriptions:
+                    group.start_soon(drain_quietly, subscription)
+            return
+        if not subscriptions:
+            return
+        *others, last = subscriptions
+        inline = self._inline_drains
+        for subscription in others:
+            if inline and not subscription.pending_msgs:
+                await drain_quietly(subscription)
+            else:
+                host.start_internal(drain_quietly, subscription)
+        await drain_quietly(last)
+
+    async def _abort(self, reason: str) -> None:
+        """The hard stop: unsubscribe everything, cancel every task of the host, finish.
+
+        Each step is bounded by :data:`ABORT_LIMIT` seconds so that it cannot hang.
+        """
+        _log.warning(
+            "service %r stops hard (running handlers are cancelled): %s", self._name, reason
         )
-        # One task per subscription subscribes, then serves it: the subscribes run
-        # concurrently (over NATS their barriers share one round trip).
-        host = service._host
-        transport = service._transport
-        for index, (verbs, maker) in enumerate(control):
-            serve = partial(serve_control, service, transport, verbs)
-            life.loop_started()  # control loops are library code only: no cancel scope
-            host.start_internal(_subscribe_then_serve, life, made, index, maker, serve)
-        for index, endpoint in enumerate(endpoints, len(control)):
-            life.loop_started()
-            host.start_soon(
-                _subscribe_then_serve, life, made, index, endpoint.subscribe, endpoint.serve
+        with anyio.move_on_after(ABORT_LIMIT):
+            for subscription in self._subscriptions():
+                await unsubscribe_quietly(subscription)
+        host = self._host
+        host.request_close(cancel=True)
+        if not host.is_current():
+            with anyio.move_on_after(ABORT_LIMIT):
+                await host.wait_closed()
+        await self._finish()
+
+    async def _finish(self) -> None:
+        """Mark stopped (once): listener removed, endpoints cleared, done handler, waiters."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._remove_listener is not None:
+            self._remove_listener()
+            self._remove_listener = None
+        self._control = []
+        self.endpoints.clear()
+        self.state = State.STOPPED
+        try:
+            await call_callback("done_handler", self._done_handler, self._owner)
+        finally:
+            if self._stopped is not None:
+                self._stopped.set()
+
+    # ------------------------------------------------------------------ events
+
+    def report_error(self, error: BaseException) -> None:
+        """Tell the error handler about ``error`` without stopping (in the background)."""
+        if self._host.is_open:
+            self._host.start_soon(
+                call_callback, "error_handler", self._error_handler, self._owner, error
             )
-        life.inline_drains = offers(transport, InProcessBroker) and transport.in_process
-        subscriptions = await made.wait_all()
-    except BaseException as exc:
-        with anyio.CancelScope(shield=True):
-            await _fail_start(service, exc, made)
-        raise
-    service._control = subscriptions[: len(control)]
-    service._started = service._now()
-    life.state = State.STARTED
-    life.settle_start()
-    if life.early_end is not None:  # a loop ended before we were started: now it counts
-        subscription_ended(service, *life.early_end)
+        else:
+            _log.warning("service %r: %s", self._name, error)
+
+    def _subscription_ended(self, subscription: Subscription, error: BaseException | None) -> None:
+        """A receive loop ended.  Unless the service is stopping, that is fatal: with the
+        connection gone it stops quietly, otherwise with ``required subscription <subject>
+        stopped`` (the error handler is told first; CONFORMANCE 73)."""
+        if self.state is not State.STARTED:
+            if self.state is State.STARTING and self._early_end is None:
+                self._early_end = (subscription, error)
+            return
+        transport = self.transport
+        if transport.is_closed or not transport.is_connected:
+            self._schedule_stop(None, notify=False)
+            return
+        failure = ServiceStoppedError(f"required subscription {subscription.subject} stopped")
+        if error is not None:
+            failure.__cause__ = error
+        self._schedule_stop(failure, notify=True)
+
+    def _on_event(self, event: TransportEvent) -> None:
+        """The connection listener: stop on CLOSED and on errors that concern our subjects."""
+        if self.state is not State.STARTED:
+            return
+        if event.kind is TransportEventKind.CLOSED:
+            self._schedule_stop(None, notify=False)
+            return
+        error = event.error
+        if event.kind is not TransportEventKind.ERROR or error is None:
+            return
+        subject = getattr(error, "subject", None)
+        if not isinstance(subject, str) or not subject:
+            return
+        concerned = False
+        for endpoint in self.endpoints:
+            if error_subject_matches(endpoint.subject, subject):
+                endpoint.record_error(str(error))
+                concerned = True
+        if not concerned:
+            concerned = any(
+                error_subject_matches(control, subject)
+                for sub in self._control
+                for control in (
+                    sub.subjects if isinstance(sub, MultiSubscription) else (sub.subject,)
+                )
+            )
+        if not concerned:
+            return
+        if isinstance(error, SlowConsumerError):
+            # Dropped messages are load, not a broken subscription: they are counted on the
+            # endpoint (above) and reported to the error handler, and the service keeps
+            # serving (nats.go stops the service here; PROTOCOL §7.2 only requires counting).
+            self.report_error(error)
+            return
+        self._schedule_stop(error, notify=True)
 
 
 class _Subscribed:
@@ -233,244 +578,3 @@ class _Subscribed:
         if self.errors:
             raise self.errors[0]
         return [sub for sub in self.subscriptions if sub is not None]
-
-
-async def _subscribe_then_serve(
-    life: Lifecycle,
-    made: _Subscribed,
-    index: int,
-    subscribe: Callable[[], Awaitable[Subscription]],
-    serve: Callable[[Subscription], Awaitable[None]],
-) -> None:
-    """A starting service's task for one subscription (a receive loop, counted in ``life``):
-    subscribe, report, serve.
-
-    It serves at once (a request may be answered before ``start()`` returns); should the
-    start fail, ``start()`` cancels it and removes the subscription."""
-    try:
-        try:
-            subscription = await subscribe()
-        except Exception as exc:
-            made.report(index, None, exc)
-            return
-        except BaseException:
-            made.report(index, None, RuntimeError("subscribing was cancelled"))
-            raise
-        made.report(index, subscription, None)
-        await serve(subscription)
-    finally:
-        life.loop_ended()
-
-
-async def _fail_start(service: Service, exc: BaseException, made: _Subscribed) -> None:
-    await service._host.aclose(cancel=True)
-    for subscription in made.subscriptions:  # all tasks are done: what they made goes
-        if subscription is not None:
-            await unsubscribe_quietly(subscription)
-    service._life.error = exc if isinstance(exc, Exception) else None
-    service._life.settle_start()
-    await _finish(service)
-
-
-async def stop(service: Service, error: BaseException | None, grace_period: float | None) -> None:
-    life = service._life
-    host = service._host
-    await life.wait_start_settled()
-    if life.state is State.CREATED:
-        life.error = error
-        await _finish(service)
-        return
-    if life.state is State.STOPPED:
-        return
-    if life.state is State.STOPPING:
-        if not host.is_current():
-            with anyio.move_on_after(grace_period):
-                await life.wait_stopped()
-            if not life.finished:
-                await _abort(service, f"still stopping after {grace_period} s")
-        return
-    life.state = State.STOPPING
-    life.error = error
-    if host.is_current():
-        host.start_soon(_stop_inside, service, None, False)
-        return
-    try:
-        await _shutdown(service, grace_period)
-        await host.aclose()
-    except BaseException:  # cancelled while stopping: stop hard, then let it propagate
-        with anyio.CancelScope(shield=True):
-            await _abort(service, "stop() was cancelled")
-        raise
-
-
-def schedule_stop(service: Service, error: BaseException | None, *, notify: bool) -> None:
-    """Stop ``service`` in the background (from an event or a receive loop).
-
-    With ``notify`` the error handler is told about ``error`` first.  Does nothing unless
-    the service is serving.
-    """
-    life = service._life
-    if life.state is not State.STARTED or not service._host.is_open:
-        return
-    life.state = State.STOPPING
-    life.error = error
-    service._host.start_soon(_stop_inside, service, error, notify)
-
-
-async def wait_stopped(service: Service) -> BaseException | None:
-    await service._life.wait_stopped()
-    return service._life.error
-
-
-async def _stop_inside(service: Service, error: BaseException | None, notify: bool) -> None:
-    if notify and error is not None:
-        _log.error("service %r stops: %s", service.name, error)
-        await call_callback("error_handler", service._error_handler, service, error)
-    await _shutdown(service, None)
-    service._host.request_close()
-
-
-def _subscriptions(service: Service) -> list[Subscription]:
-    endpoints = [endpoint.subscription for endpoint in service._endpoints]
-    return [*service._control, *(sub for sub in endpoints if sub is not None)]
-
-
-async def _shutdown(service: Service, grace_period: float | None) -> None:
-    """The graceful stop: drain everything concurrently, wait for the loops, finish.
-
-    Each drain runs as a task of the service's host (over NATS their barriers share one
-    round trip), or inline when that is cheaper (``_drain_all``); a loop ends once its
-    subscription has drained, so waiting for the loops waits for the drains too (the
-    host's close awaits what is left of the drain tasks)."""
-    if grace_period is None:
-        await _drain_all(service)
-        await service._life.wait_loops_done()
-    else:
-        with anyio.move_on_after(grace_period) as deadline:
-            await _drain_all(service)
-            await service._life.wait_loops_done()
-        if deadline.cancelled_caught:
-            await _abort(service, f"requests still running after {grace_period} s")
-            return
-    await _finish(service)
-
-
-async def _drain_all(service: Service) -> None:
-    """Drain every subscription of ``service``: the last one right here, the others each
-    in a task of its host, started first so that they all stop their interest in the same
-    event-loop turn (over NATS: one UNSUB batch and one PING).  Returns once the last one
-    has drained; the loops end as their subscriptions do.  (If the host has failed: all
-    of them in a task group here.)
-
-    When the transport declares an in-process broker (``transports.extensions.InProcessBroker``),
-    a subscription with nothing buffered is drained right here too, which costs less than a
-    task: its drain has nothing to wait for.  (Were it to wait after all, the result would be
-    the same, only later.)"""
-    host = service._host
-    subscriptions = _subscriptions(service)
-    if not host.is_open:
-        async with anyio.create_task_group() as group:
-            for subscription in subscriptions:
-                group.start_soon(drain_quietly, subscription)
-        return
-    if not subscriptions:
-        return
-    *others, last = subscriptions
-    inline = service._life.inline_drains
-    for subscription in others:
-        if inline and not subscription.pending_msgs:
-            await drain_quietly(subscription)
-        else:
-            host.start_internal(drain_quietly, subscription)
-    await drain_quietly(last)
-
-
-async def _abort(service: Service, reason: str) -> None:
-    """The hard stop: unsubscribe everything, cancel every task of the host, finish.
-
-    Each step is bounded by :data:`ABORT_LIMIT` seconds so that it cannot hang.
-    """
-    _log.warning("service %r stops hard (running handlers are cancelled): %s", service.name, reason)
-    with anyio.move_on_after(ABORT_LIMIT):
-        for subscription in _subscriptions(service):
-            await unsubscribe_quietly(subscription)
-    host = service._host
-    host.request_close(cancel=True)
-    if not host.is_current():
-        with anyio.move_on_after(ABORT_LIMIT):
-            await host.wait_closed()
-    await _finish(service)
-
-
-async def _finish(service: Service) -> None:
-    """Mark stopped (once): listener removed, endpoints cleared, done handler, waiters."""
-    life = service._life
-    if life.finished:
-        return
-    life.finished = True
-    if service._remove_listener is not None:
-        service._remove_listener()
-        service._remove_listener = None
-    service._control = []
-    service._endpoints.clear()
-    life.mark_stopped()
-    try:
-        await call_callback("done_handler", service._done_handler, service)
-    finally:
-        life.wake_stop_waiters()
-
-
-def subscription_ended(
-    service: Service, subscription: Subscription, error: BaseException | None
-) -> None:
-    """A receive loop ended.  Unless the service is stopping, that is fatal: with the
-    connection gone it stops quietly, otherwise with ``required subscription <subject>
-    stopped`` (the error handler is told first)."""
-    life = service._life
-    if life.state is not State.STARTED:
-        if life.state is State.STARTING and life.early_end is None:
-            life.early_end = (subscription, error)
-        return
-    transport = service._transport
-    if transport.is_closed or not transport.is_connected:
-        schedule_stop(service, None, notify=False)
-        return
-    failure = ServiceStoppedError(f"required subscription {subscription.subject} stopped")
-    if error is not None:
-        failure.__cause__ = error
-    schedule_stop(service, failure, notify=True)
-
-
-def _on_event(service: Service, event: TransportEvent) -> None:
-    """The connection listener: stop on CLOSED and on errors that concern our subjects."""
-    if service._life.state is not State.STARTED:
-        return
-    if event.kind is TransportEventKind.CLOSED:
-        schedule_stop(service, None, notify=False)
-        return
-    error = event.error
-    if event.kind is not TransportEventKind.ERROR or error is None:
-        return
-    subject = getattr(error, "subject", None)
-    if not isinstance(subject, str) or not subject:
-        return
-    concerned = False
-    for endpoint in service._endpoints:
-        if error_subject_matches(endpoint.subject, subject):
-            endpoint.record_error(str(error))
-            concerned = True
-    if not concerned:
-        concerned = any(
-            error_subject_matches(control, subject)
-            for sub in service._control
-            for control in (sub.subjects if isinstance(sub, MultiSubscription) else (sub.subject,))
-        )
-    if not concerned:
-        return
-    if isinstance(error, SlowConsumerError):
-        # Dropped messages are load, not a broken subscription: they are counted on the
-        # endpoint (above) and reported to the error handler, and the service keeps serving
-        # (nats.go stops the service here; PROTOCOL §7.2 only requires counting).
-        service._report_error(error)
-        return
-    schedule_stop(service, error, notify=True)

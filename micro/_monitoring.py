@@ -1,7 +1,9 @@
 """The control (monitoring) handlers: PING, INFO and STATS on the nine control subjects.
 
-Also how a starting service subscribes to them (``control_subscribes``), and the builders
-of the INFO and STATS documents (``Service.info()``/``Service.stats()``).
+One :class:`Monitoring` object per service holds them: how a starting service subscribes
+to the control subjects and serves them (``control_loops``), and the builders of the INFO
+and STATS documents (``Service.info()``/``Service.stats()``).  It sees the service through
+the :class:`Described` protocol, so this module does not import ``micro.service``.
 
 Each control subscription (one per subject, or one for all nine where the transport
 offers ``subscribe_many``) is served by one loop that answers every request with one JSON
@@ -15,143 +17,199 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from micro._support import offers
 from micro.control import ServiceVerb, build_control_subjects
+from micro.endpoint import Endpoint
 from micro.models import PingInfo, ServiceInfo, ServiceStats
 from micro.request import NoReplySubjectError
 from transports.base import Msg, Subscription, Transport
 from transports.extensions import MultiSubjectSubscriber
 
-if TYPE_CHECKING:
-    from micro.service import Service
-
-__all__ = ["build_info", "build_stats", "control_subscribes", "serve_control"]
+__all__ = ["ControlLoop", "Described", "Monitoring"]
 
 _log = logging.getLogger("micro.service")
 
-
-def build_info(service: Service) -> ServiceInfo:
-    """The INFO document of ``service`` (endpoints in registration order)."""
-    return ServiceInfo(
-        name=service.name,
-        id=service.id,
-        version=service.version,
-        description=service.description,
-        metadata=dict(service.metadata),
-        endpoints=[endpoint.info for endpoint in service._endpoints],
-    )
+ControlLoop = tuple[
+    Callable[[], Awaitable[Subscription]],
+    Callable[[Subscription], Awaitable[BaseException | None]],
+]
+"""How to subscribe one control subscription, and the loop that serves it (returning the
+error it failed with, if any)."""
 
 
-def build_stats(service: Service) -> ServiceStats:
-    """The STATS document of ``service``, calling its stats handler once per endpoint.
+class Described(Protocol):
+    """The service as its documents show it (implemented by :class:`micro.service.Service`)."""
 
-    A handler that raises, or returns a value JSON cannot encode, leaves ``data`` out and
-    counts one error on that endpoint (``last_error`` = the message).
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
+
+    @property
+    def api_prefix(self) -> str: ...
+
+    @property
+    def discoverable(self) -> bool: ...
+
+    @property
+    def started(self) -> datetime: ...
+
+    @property
+    def endpoints(self) -> Sequence[Endpoint]: ...
+
+
+class Monitoring:
+    """A service's ``$SRV`` side: its INFO and STATS documents and the loops answering
+    PING, INFO and STATS.
+
+    ``stats_handler(endpoint)`` gives each endpoint's STATS ``data``; ``report_error``
+    tells the service's error handler (in the background) about a control request it
+    could not answer.
     """
-    handler = service._stats_handler
-    endpoints = []
-    for endpoint in service._endpoints:
-        data: Any = None
-        if handler is not None:
-            try:
-                data = handler(endpoint)
-                json.dumps(data, allow_nan=False)
-            except Exception as exc:
-                data = None
-                endpoint.record_error(str(exc) or type(exc).__name__)
-        stats = endpoint.stats
-        stats.data = data
-        endpoints.append(stats)
-    return ServiceStats(
-        name=service.name,
-        id=service.id,
-        version=service.version,
-        started=service.started,
-        endpoints=endpoints,
-        metadata=dict(service.metadata),
-    )
 
+    __slots__ = ("_ping_json", "_report_error", "_service", "_stats_handler", "_transport")
 
-def _ping_payload(service: Service) -> bytes:
-    """The PING response (PROTOCOL §4.2): built on the first PING, then reused."""
-    if service._ping_json is None:
-        service._ping_json = PingInfo(
+    def __init__(
+        self,
+        service: Described,
+        transport: Transport,
+        *,
+        stats_handler: Callable[[Endpoint], object] | None,
+        report_error: Callable[[BaseException], None],
+    ) -> None:
+        self._service = service
+        self._transport = transport
+        self._stats_handler = stats_handler
+        self._report_error = report_error
+        self._ping_json: bytes | None = None
+
+    def info(self) -> ServiceInfo:
+        """The INFO document (endpoints in registration order)."""
+        service = self._service
+        return ServiceInfo(
             name=service.name,
             id=service.id,
             version=service.version,
+            description=service.description,
             metadata=dict(service.metadata),
-        ).to_json()
-    return service._ping_json
-
-
-def _response(service: Service, verb: ServiceVerb) -> bytes:
-    if verb is ServiceVerb.PING:
-        return _ping_payload(service)
-    if verb is ServiceVerb.INFO:
-        return service.info().to_json()
-    return service.stats().to_json()
-
-
-async def _answer(
-    service: Service, transport: Transport, verbs: Mapping[str, ServiceVerb], msg: Msg
-) -> None:
-    reply = msg.reply
-    if not reply:
-        service._report_error(NoReplySubjectError(msg.subject))
-        return
-    verb = verbs[msg.subject]
-    try:
-        payload = _response(service, verb)
-        await transport.publish(reply, payload)
-    except Exception as exc:
-        _log.warning(
-            "service %r could not answer %s request on %r: %s",
-            service.name,
-            verb.value,
-            msg.subject,
-            exc,
+            endpoints=[endpoint.info for endpoint in service.endpoints],
         )
 
+    def stats(self) -> ServiceStats:
+        """The STATS document, calling the stats handler once per endpoint.
 
-def control_subscribes(
-    service: Service,
-) -> list[tuple[dict[str, ServiceVerb], Callable[[], Awaitable[Subscription]]]]:
-    """How to subscribe to the nine control subjects, with the verb of each subject: one
-    ``subscribe_many`` (one subscription, one receive loop) when the transport offers it
-    (``transports.extensions``), otherwise one ``subscribe`` per subject; none for a service
-    that is not discoverable."""
-    if not service.discoverable:
-        return []
-    transport = service._transport
-    pairs = build_control_subjects(service.name, service.id, service.api_prefix)
-    if offers(transport, MultiSubjectSubscriber):
-        verbs = {subject: verb for verb, subject in pairs}
-        return [(verbs, partial(transport.subscribe_many, list(verbs)))]
-    return [({subject: verb}, partial(transport.subscribe, subject)) for verb, subject in pairs]
+        A handler that raises, or returns a value JSON cannot encode, leaves ``data`` out and
+        counts one error on that endpoint (``last_error`` = the message).
+        """
+        service = self._service
+        handler = self._stats_handler
+        endpoints = []
+        for endpoint in service.endpoints:
+            data: Any = None
+            if handler is not None:
+                try:
+                    data = handler(endpoint)
+                    json.dumps(data, allow_nan=False)
+                except Exception as exc:
+                    data = None
+                    endpoint.record_error(str(exc) or type(exc).__name__)
+            stats = endpoint.stats
+            stats.data = data
+            endpoints.append(stats)
+        return ServiceStats(
+            name=service.name,
+            id=service.id,
+            version=service.version,
+            started=service.started,
+            endpoints=endpoints,
+            metadata=dict(service.metadata),
+        )
 
+    def _ping_payload(self) -> bytes:
+        """The PING response (PROTOCOL §4.2): built on the first PING, then reused."""
+        if self._ping_json is None:
+            service = self._service
+            self._ping_json = PingInfo(
+                name=service.name,
+                id=service.id,
+                version=service.version,
+                metadata=dict(service.metadata),
+            ).to_json()
+        return self._ping_json
 
-async def serve_control(
-    service: Service,
-    transport: Transport,
-    verbs: Mapping[str, ServiceVerb],
-    subscription: Subscription,
-) -> None:
-    """Answer every request on ``subscription`` until it ends; never raises.
+    def _response(self, verb: ServiceVerb) -> bytes:
+        if verb is ServiceVerb.PING:
+            return self._ping_payload()
+        if verb is ServiceVerb.INFO:
+            return self.info().to_json()
+        return self.stats().to_json()
 
-    ``verbs`` maps each control subject the subscription receives (one, or all nine of a
-    ``subscribe_many`` subscription) to the verb answered on it.
+    async def _answer(self, verbs: Mapping[str, ServiceVerb], msg: Msg) -> None:
+        reply = msg.reply
+        if not reply:
+            self._report_error(NoReplySubjectError(msg.subject))
+            return
+        verb = verbs[msg.subject]
+        try:
+            payload = self._response(verb)
+            await self._transport.publish(reply, payload)
+        except Exception as exc:
+            _log.warning(
+                "service %r could not answer %s request on %r: %s",
+                self._service.name,
+                verb.value,
+                msg.subject,
+                exc,
+            )
 
-    When it ends the service is told, so that an end it did not ask for stops it.
-    """
-    error: BaseException | None = None
-    try:
-        async for msg in subscription:
-            await _answer(service, transport, verbs, msg)
-    except Exception as exc:
-        error = exc
-        _log.exception("service %r stopped answering on %r", service.name, subscription.subject)
-    service._subscription_ended(subscription, error)
+    def control_loops(self) -> list[ControlLoop]:
+        """How to subscribe to the nine control subjects, and the loops serving them: one
+        ``subscribe_many`` (one subscription, one receive loop) when the transport offers it
+        (``transports.extensions``), otherwise one ``subscribe`` per subject; none for a
+        service that is not discoverable."""
+        service = self._service
+        if not service.discoverable:
+            return []
+        transport = self._transport
+        pairs = build_control_subjects(service.name, service.id, service.api_prefix)
+        if offers(transport, MultiSubjectSubscriber):
+            verbs = {subject: verb for verb, subject in pairs}
+            return [(partial(transport.subscribe_many, list(verbs)), partial(self._serve, verbs))]
+        return [
+            (partial(transport.subscribe, subject), partial(self._serve, {subject: verb}))
+            for verb, subject in pairs
+        ]
+
+    async def _serve(
+        self, verbs: Mapping[str, ServiceVerb], subscription: Subscription
+    ) -> BaseException | None:
+        """Answer every request on ``subscription`` until it ends; never raises.
+
+        ``verbs`` maps each control subject the subscription receives (one, or all nine of a
+        ``subscribe_many`` subscription) to the verb answered on it.  Returns the error the
+        loop failed with (``None`` when the subscription simply ended).
+        """
+        try:
+            async for msg in subscription:
+                await self._answer(verbs, msg)
+        except Exception as exc:
+            _log.exception(
+                "service %r stopped answering on %r", self._service.name, subscription.subject
+            )
+            return exc
+        return None

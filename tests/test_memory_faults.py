@@ -49,7 +49,7 @@ async def test_drop_acts_on_matching_subjects_only_and_expires(micro_broker: Mem
     assert await _drain_pending(sub) == [b"users.1", b"orders.3"]
     assert (rule.hits, rule.remaining, rule.active) == (2, 0, False)
     assert micro_broker.faults == []
-    assert micro_broker._hooks is None
+    assert micro_broker._router.interceptor is None
 
 
 async def test_a_dropped_request_times_out(micro_broker: MemoryBroker) -> None:

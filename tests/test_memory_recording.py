@@ -88,7 +88,7 @@ async def test_several_recordings_and_no_cost_after_stop(micro_broker: MemoryBro
     outer.stop()  # idempotent
     assert [m.data for m in inner] == [b"1"]
     assert [m.data for m in outer] == [b"1", b"2"]
-    assert micro_broker._hooks is None  # the dispatch fast path is back
+    assert micro_broker._router.interceptor is None  # the dispatch fast path is back
     assert "stopped" in repr(outer)
 
 

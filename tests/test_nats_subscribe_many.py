@@ -21,7 +21,6 @@ import anyio
 import pytest
 
 from testing.nats_server import NatsServer
-from transports._nats_subscription import share_queue
 from transports.base import (
     BadSubjectError,
     ConnectionClosedError,
@@ -34,6 +33,7 @@ from transports.base import (
 )
 from transports.extensions import MultiSubjectSubscriber, MultiSubscription
 from transports.nats import NatsMultiSubscription, NatsTransport
+from transports.nats.subscription import share_queue
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transports._sublist import Sublist
+from transports.memory.sublist import Sublist
 from transports.subjects import is_valid_pattern, is_valid_subject, matches
 
 # A tiny alphabet, so that generated patterns and subjects actually match each other.

@@ -1,9 +1,8 @@
 """Mapping of nats-py's exceptions into the ``transports.base`` error tree (one helper).
 
-Private to ``transports.nats``, which is the only module that imports ``nats``: it hands
-nats-py's ``errors`` module to :func:`bind` when it is imported.  Every exception nats-py
-(or the socket, TLS or asyncio layer below it) raises or reports through ``error_cb`` goes
-through :func:`map_nats_error`, so nothing above the seam ever sees a nats-py type.
+Every exception nats-py (or the socket, TLS or asyncio layer below it) raises or reports
+through ``error_cb`` goes through :func:`map_nats_error`, so nothing above the seam ever
+sees a nats-py type.
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ import asyncio
 import os
 import re
 import ssl
-from types import ModuleType
-from typing import Any
+
+from nats import errors as nats_errors
 
 from transports.base import (
     AuthorizationError,
@@ -30,25 +29,7 @@ from transports.base import (
     TransportError,
 )
 
-__all__ = [
-    "bind",
-    "is_permanent_connect_error",
-    "map_nats_error",
-    "parse_permission_violation",
-    "permission_violation_parts",
-]
-
-nats_errors: Any = None
-"""nats-py's ``nats.errors`` module, set by :func:`bind` (``transports.nats`` does it)."""
-
-
-def bind(errors_module: ModuleType) -> None:
-    """Use ``errors_module`` (nats-py's ``nats.errors``) for the mapping.
-
-    ``transports.nats`` calls it at import time, so that module stays the only one that
-    imports nats-py (ARCHITECTURE: the seam)."""
-    global nats_errors
-    nats_errors = errors_module
+__all__ = ["map_nats_error", "parse_permission_violation", "permission_violation_parts"]
 
 
 # nats-py lower-cases the server's -ERR line, e.g.
@@ -83,17 +64,6 @@ def parse_permission_violation(text: str) -> PermissionViolationError | None:
         return None
     operation, subject, queue = parts
     return PermissionViolationError(operation, subject, f"queue group {queue!r}" if queue else "")
-
-
-def is_permanent_connect_error(exc: BaseException) -> bool:
-    """True for a connect failure that retrying cannot cure: the server rejected the
-    credentials, or the TLS handshake failed (certificate not trusted, no client
-    certificate, protocol mismatch).  A dropped connection or a refused port is not."""
-    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-        return False
-    if isinstance(exc, ssl.SSLError):
-        return True
-    return isinstance(map_nats_error(exc), AuthorizationError)
 
 
 def map_nats_error(

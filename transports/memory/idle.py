@@ -27,14 +27,12 @@ messages a ``reorder`` rule holds (waiting for more) are not waited for.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
 import anyio
 
-from transports.runtime import all_tasks_blocked, current_task, now, task_is_alive
-
-if TYPE_CHECKING:
-    from transports.memory import MemoryBroker
+from transports.memory.connection import MemoryTransport
+from transports.runtime import all_tasks_blocked, current_task, now
 
 __all__ = ["busy_report", "wait_idle"]
 
@@ -42,8 +40,9 @@ _POLL_START = 0.0005
 _POLL_MAX = 0.02
 
 
-async def wait_idle(broker: MemoryBroker, timeout: float) -> None:  # noqa: ASYNC109
-    """Return once ``broker`` is idle (see the module docstring).
+async def wait_idle(report: Callable[[object], list[str]], timeout: float) -> None:  # noqa: ASYNC109
+    """Return once the broker is idle (see the module docstring): once no task is runnable
+    and ``report(calling task)`` (the broker's :func:`busy_report`) finds nothing busy.
 
     Raises builtin :class:`TimeoutError` naming what is still busy when it is not idle
     after ``timeout`` seconds of the backend's clock.
@@ -53,7 +52,7 @@ async def wait_idle(broker: MemoryBroker, timeout: float) -> None:  # noqa: ASYN
     poll = _POLL_START
     while True:
         await all_tasks_blocked(deadline)
-        busy = busy_report(broker, caller)
+        busy = report(caller)
         if not busy:
             return
         if now() >= deadline:
@@ -65,27 +64,29 @@ async def wait_idle(broker: MemoryBroker, timeout: float) -> None:  # noqa: ASYN
         poll = min(poll * 2, _POLL_MAX)
 
 
-def busy_report(broker: MemoryBroker, caller: object = None) -> list[str]:
-    """What keeps ``broker`` from being idle (conditions 2 and 3); empty when idle."""
+def busy_report(
+    handlers_running: int,
+    delayed: int,
+    connections: Iterable[MemoryTransport],
+    caller: object = None,
+) -> list[str]:
+    """What keeps a broker from being idle (conditions 2 and 3); empty when idle.
+
+    ``handlers_running``: service handlers running in a task of their own; ``delayed``:
+    messages a fault rule delays; ``connections``: the broker's open connections;
+    ``caller``: the task waiting for idle (it is not waited for).
+    """
     busy: list[str] = []
-    if broker._handlers_running:
-        busy.append(f"{broker._handlers_running} service handler(s) running in their own task")
-    hooks = broker._hooks_object
-    if hooks is not None and hooks.delayed:
-        busy.append(f"{hooks.delayed} delayed message(s) on their way")
-    for conn in broker.connections:
-        for sub in list(conn._subs.values()):
-            holder = sub._holder
-            handling = (
-                holder is not None
-                and holder is not caller
-                and sub.is_active
-                and task_is_alive(holder)
-            )
-            if sub.pending_msgs and (sub._iterated or handling):
+    if handlers_running:
+        busy.append(f"{handlers_running} service handler(s) running in their own task")
+    if delayed:
+        busy.append(f"{delayed} delayed message(s) on their way")
+    for conn in connections:
+        for sub in conn.subscriptions:
+            waiting, handling = sub.idle_state(caller)
+            if waiting:
                 busy.append(
-                    f"{sub.pending_msgs} message(s) not yet taken by the consumer of {sub!r} "
-                    f"of {conn!r}"
+                    f"{waiting} message(s) not yet taken by the consumer of {sub!r} of {conn!r}"
                 )
             if handling:
                 busy.append(f"the consumer of {sub!r} of {conn!r} is still handling a message")

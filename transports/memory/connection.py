@@ -1,25 +1,24 @@
 """``MemoryTransport``: one connection to a ``transports.memory.MemoryBroker``.
 
 Implements :class:`transports.base.Transport`; re-exported by ``transports.memory``
-(read that module's docstring for the broker semantics).  Validation happens here,
-routing in ``MemoryBroker._dispatch``, buffering in ``MemorySubscription``.
+(read that package's docstring for the broker semantics).  Validation happens here,
+routing in :meth:`transports.memory.routing.Router.dispatch`, buffering in
+``MemorySubscription``.  Simulated network failures (``force_disconnect`` and
+``force_reconnect``) are here too: they only change what this connection does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 import anyio.lowlevel
 
-from transports._memory_messages import Nuid
-from transports._memory_outage import ConnectionFaults
-from transports._memory_subscription import MemorySubscription
 from transports.base import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
@@ -36,6 +35,9 @@ from transports.base import (
     TransportEventKind,
 )
 from transports.events import EventListeners
+from transports.memory.inbox import Nuid
+from transports.memory.routing import Router
+from transports.memory.subscription import MemorySubscription
 from transports.runtime import (
     TIMED_OUT,
     Expiry,
@@ -59,10 +61,7 @@ from transports.subjects import (
     validate_subject_list,
 )
 
-if TYPE_CHECKING:
-    from transports.memory import MemoryBroker
-
-__all__ = ["DEFAULT_PENDING_SIZE", "MemoryTransport"]
+__all__ = ["DEFAULT_PENDING_SIZE", "Broker", "MemoryTransport"]
 
 DEFAULT_PENDING_SIZE = 2 * 1024 * 1024
 """Bytes of publishes buffered while disconnected (nats-py's ``pending_size`` default)."""
@@ -70,9 +69,34 @@ DEFAULT_PENDING_SIZE = 2 * 1024 * 1024
 _log = logging.getLogger("transports.memory")
 
 
+class Broker(Protocol):
+    """What a connection needs from its broker (``broker.MemoryBroker``; declared here so
+    that this module does not import the broker's).  Routing goes through the broker's
+    :class:`~transports.memory.routing.Router`, handed to the connection separately."""
+
+    @property
+    def max_payload(self) -> int:
+        """Largest message accepted (payload plus encoded headers)."""
+
+    def report_handler_failure(
+        self, connection: MemoryTransport, subject: str, error: Exception
+    ) -> None:
+        """A service handler on ``connection`` raised ``error`` (kept in strict mode)."""
+
+    def handler_started(self) -> None:
+        """A service handler runs in a task of its own (``wait_idle`` waits for it)."""
+
+    def handler_finished(self) -> None:
+        """That handler is done."""
+
+    def connection_closed(self, connection: MemoryTransport) -> None:
+        """``connection`` has closed: forget it."""
+
+
 class _ReplyMux:
     """One wildcard inbox subscription per connection serving all its ``request()`` calls
-    (like nats-py's response multiplexer): the first reply per token wins."""
+    (like nats-py's response multiplexer): the first reply per token wins.  A
+    :class:`~transports.memory.routing.Receiver`."""
 
     __slots__ = ("_conn", "counter", "pattern", "pending", "prefix")
 
@@ -83,19 +107,23 @@ class _ReplyMux:
         self.pending: dict[str, Waiter[Msg]] = {}
         self.counter = 0
 
-    def _push(self, msg: Msg) -> None:
+    @property
+    def connection(self) -> object:
+        return self._conn
+
+    def deliver(self, msg: Msg) -> None:
         waiter = self.pending.pop(msg.subject[len(self.prefix) :], None)
         if waiter is not None:
             self._conn._expiry.discard(waiter)
             wake(waiter, msg)
 
-    def _push_dropped(self, msg: Msg) -> None:
+    def deliver_dropped(self, msg: Msg) -> None:
         """A reply lost as by a slow consumer (forced by a fault rule): reported, and the
         request waits on (it times out)."""
         self._conn._emit(TransportEvent(TransportEventKind.ERROR, SlowConsumerError(self.pattern)))
 
 
-class MemoryTransport(ConnectionFaults):
+class MemoryTransport:
     """A connection to a :class:`MemoryBroker`; a :class:`~transports.base.Transport`.
 
     Beyond the protocol: ``drain()`` is bounded by ``drain_timeout`` (then it closes
@@ -109,13 +137,19 @@ class MemoryTransport(ConnectionFaults):
 
     def __init__(
         self,
-        broker: MemoryBroker,
+        broker: Broker,
+        router: Router,
+        nuid: Nuid,
         cid: int,
         name: str | None,
         drain_timeout: float,
         pending_size: int = DEFAULT_PENDING_SIZE,
     ) -> None:
+        """Made by ``MemoryBroker.connect`` (its arguments are checked there); ``nuid``
+        mints this connection's inbox ids."""
         self._broker = broker
+        self._router = router
+        self._max_payload = broker.max_payload
         self._cid = cid
         self._name = name
         self._drain_timeout = drain_timeout
@@ -131,7 +165,7 @@ class MemoryTransport(ConnectionFaults):
         self._listeners = EventListeners(_log)
         self._events: deque[TransportEvent] = deque()
         self._events_scheduled = False
-        self._nuid = Nuid(random.Random(broker._id_rng.getrandbits(64)))
+        self._nuid = nuid
         self._mux: _ReplyMux | None = None
         self._closed_waiters: list[Waiter[None]] = []
         self._expiry = Expiry()
@@ -149,8 +183,8 @@ class MemoryTransport(ConnectionFaults):
         return f"<MemoryTransport cid={self._cid} name={self._name!r} {state}>"
 
     @property
-    def broker(self) -> MemoryBroker:
-        """The broker this connection belongs to."""
+    def broker(self) -> Broker:
+        """The broker this connection belongs to (a ``MemoryBroker``)."""
         return self._broker
 
     @property
@@ -164,10 +198,15 @@ class MemoryTransport(ConnectionFaults):
         return self._name
 
     @property
+    def subscriptions(self) -> list[MemorySubscription]:
+        """This connection's subscriptions that have not ended, oldest first."""
+        return list(self._subs.values())
+
+    @property
     def max_payload(self) -> int:
         """Largest message ``publish`` and ``request`` accept: payload plus encoded headers,
         in bytes, as nats-server counts them."""
-        return self._broker._max_payload
+        return self._max_payload
 
     @property
     def is_connected(self) -> bool:
@@ -201,14 +240,13 @@ class MemoryTransport(ConnectionFaults):
     ) -> Msg:
         """Validate a message about to be published (order: subjects, headers, payload,
         connection state) and build it."""
-        broker = self._broker
         payload, copied, _ = check_message(
             subject,
             data,
             reply,
             headers,
-            broker._max_payload,
-            broker._known_subjects,
+            self._max_payload,
+            self._router.known_subjects,
         )
         if self._closed:
             raise ConnectionClosedError()
@@ -227,7 +265,11 @@ class MemoryTransport(ConnectionFaults):
         Raises BadSubjectError, BadHeaderError, MaxPayloadError, ConnectionClosedError,
         and TypeError when ``data`` is not bytes-like.
         """
-        self._broker._dispatch(self, self._message(subject, data, reply, headers))
+        msg = self._message(subject, data, reply, headers)
+        if self._offline:
+            self._hold(msg)
+        else:
+            self._router.dispatch(self, msg)
 
     async def subscribe(
         self,
@@ -247,36 +289,35 @@ class MemoryTransport(ConnectionFaults):
         bytes_limit = pending_limit(
             "pending_bytes_limit", pending_bytes_limit, DEFAULT_PENDING_BYTES_LIMIT
         )
-        self._check_open()
-        if self._draining:
-            raise ConnectionClosedError("the connection is draining")
-        self._next_sid += 1
-        sub = MemorySubscription(self, self._next_sid, subject, queue, msgs_limit, bytes_limit)
-        self._subs[self._next_sid] = sub
-        if not self._offline:  # else registered by force_reconnect(), as nats-py re-subscribes
-            self._broker._sublist.insert(subject, sub, queue)
-        return sub
+        return self._add_subscription(subject, queue, msgs_limit, bytes_limit, None)
 
     async def subscribe_many(self, subjects: Sequence[str]) -> MemorySubscription:
         """One subscription to several concrete subjects (``transports.extensions``): the
         broker holds one entry per subject, all feeding one buffer (the default pending
         limits apply to that buffer as a whole)."""
         checked = validate_subject_list(subjects)
+        return self._add_subscription(
+            checked[0], None, DEFAULT_PENDING_MSGS_LIMIT, DEFAULT_PENDING_BYTES_LIMIT, checked
+        )
+
+    def _add_subscription(
+        self,
+        subject: str,
+        queue: str | None,
+        msgs_limit: int,
+        bytes_limit: int,
+        subjects: tuple[str, ...] | None,
+    ) -> MemorySubscription:
+        """Make a subscription (arguments already checked) and register its interest."""
         self._check_open()
         if self._draining:
             raise ConnectionClosedError("the connection is draining")
         self._next_sid += 1
         sub = MemorySubscription(
-            self,
-            self._next_sid,
-            checked[0],
-            None,
-            DEFAULT_PENDING_MSGS_LIMIT,
-            DEFAULT_PENDING_BYTES_LIMIT,
-            checked,
+            self, self._router, self._next_sid, subject, queue, msgs_limit, bytes_limit, subjects
         )
         self._subs[self._next_sid] = sub
-        if not self._offline:
+        if not self._offline:  # else registered by force_reconnect(), as nats-py re-subscribes
             sub._register()
         return sub
 
@@ -294,14 +335,13 @@ class MemoryTransport(ConnectionFaults):
         (also when closed while waiting), ValueError for a non-positive ``timeout``,
         and the validation errors of ``publish``.
         """
-        broker = self._broker
         payload, copied, _ = check_message(
             subject,
             data,
             None,
             headers,
-            broker._max_payload,
-            broker._known_subjects,
+            self._max_payload,
+            self._router.known_subjects,
             reply_length=REQUEST_REPLY_LENGTH,
         )
         if type(timeout) is not float or not timeout > 0.0:
@@ -311,7 +351,7 @@ class MemoryTransport(ConnectionFaults):
         if mux is None:
             mux = self._mux = _ReplyMux(self, self.new_inbox())
             if not self._offline:
-                broker._sublist.insert(mux.pattern, mux)
+                self._router.add_interest(mux.pattern, mux)
         mux.counter += 1
         token = str(mux.counter)
         msg = make_msg(subject, payload, copied, mux.prefix + token)
@@ -321,7 +361,10 @@ class MemoryTransport(ConnectionFaults):
         expiry = self._expiry
         expiry.add(waiter, timeout)
         try:
-            self._broker._dispatch(self, msg)
+            if self._offline:
+                self._hold(msg)
+            else:
+                self._router.dispatch(self, msg)
             reply = await waiter
         except BaseException:  # cancelled, or closed (ConnectionClosedError)
             mux.pending.pop(token, None)
@@ -403,14 +446,12 @@ class MemoryTransport(ConnectionFaults):
             sub._close()
         mux, self._mux = self._mux, None
         if mux is not None:
-            self._broker._sublist.remove(mux.pattern, mux)
+            self._router.remove_interest(mux.pattern, mux)
             pending, mux.pending = mux.pending, {}
             for waiter in pending.values():
                 fail(waiter, ConnectionClosedError("the connection was closed during the request"))
-        self._broker._forget(self)
-        if self._offline:
-            self._offline = False
-            self._broker._offline_changed(-1)
+        self._broker.connection_closed(self)
+        self._offline = False
         self._outbox.clear()  # like nats-py, what a disconnected connection buffered is lost
         self._outbox_bytes = 0
         waiters, self._reconnect_waiters = self._reconnect_waiters, []
@@ -445,6 +486,113 @@ class MemoryTransport(ConnectionFaults):
 
     def _forget(self, sid: int) -> None:
         self._subs.pop(sid, None)
+
+    # ------------------------------------------------------------------ simulated outages
+
+    def force_disconnect(self) -> None:
+        """Simulate losing the server, as nats-py experiences it; :meth:`force_reconnect`
+        ends it.  Synchronous, so it may be called from anywhere (a test, a handler, an
+        event listener).  While disconnected:
+
+        * ``is_connected`` is False (``is_closed`` stays False) and a ``DISCONNECTED`` event
+          is emitted (listeners run soon, never inside this call);
+        * the broker routes nothing to this connection: its subscriptions and request
+          inbox are withdrawn, so messages published meanwhile by others are *not*
+          delivered to it later (as with a real server); what its subscriptions had
+          already buffered stays readable;
+        * ``publish`` and ``request`` buffer their messages (up to ``pending_size`` bytes
+          of payload plus headers, a ``connect()`` option defaulting to nats-py's 2 MiB;
+          ``0`` disables buffering); beyond it they raise :class:`TransportError` and the
+          message is not buffered;
+        * ``subscribe`` returns at once and the subscription becomes live on reconnect;
+          ``unsubscribe``/``drain`` work locally;
+        * ``flush`` waits for the reconnection (``FlushTimeoutError`` after its timeout);
+        * a pending ``request`` keeps waiting; its reply is lost if it was published
+          while this connection was away (then it times out);
+        * ``close()`` discards the buffered publishes and emits ``CLOSED``.
+
+        No effect when already disconnected.  Raises :class:`ConnectionClosedError` after
+        close.
+        """
+        self._check_open()
+        if self._offline:
+            return
+        self._offline = True  # publish and request now hand their messages to _hold
+        for sub in list(self._subs.values()):
+            sub._detach()
+        if self._mux is not None:
+            self._router.remove_interest(self._mux.pattern, self._mux)
+        self._emit(TransportEvent(TransportEventKind.DISCONNECTED))
+
+    def force_reconnect(self) -> None:
+        """End a :meth:`force_disconnect`: in nats-py's order, re-register every live
+        subscription (and the request inbox), then send the buffered publishes in publish
+        order, then emit ``RECONNECTED`` and release waiting ``flush`` calls.
+
+        No effect when connected.  Raises :class:`ConnectionClosedError` after close.
+        """
+        self._check_open()
+        if not self._offline:
+            return
+        self._offline = False
+        for sub in list(self._subs.values()):
+            sub._attach()
+        if self._mux is not None:
+            self._router.add_interest(self._mux.pattern, self._mux)
+        outbox, self._outbox, self._outbox_bytes = self._outbox, [], 0
+        for msg in outbox:
+            self._router.dispatch(self, msg)
+        waiters, self._reconnect_waiters = self._reconnect_waiters, []
+        for waiter in waiters:
+            wake(waiter, None)
+        self._emit(TransportEvent(TransportEventKind.RECONNECTED))
+
+    @contextlib.contextmanager
+    def disconnected(self) -> Iterator[MemoryTransport]:
+        """``with conn.disconnected(): ...`` -- :meth:`force_disconnect` on entry,
+        :meth:`force_reconnect` on exit (unless the connection was closed meanwhile)."""
+        self.force_disconnect()
+        try:
+            yield self
+        finally:
+            if not self._closed:
+                self.force_reconnect()
+
+    @property
+    def outbox_bytes(self) -> int:
+        """Bytes (payload plus headers) of publishes buffered while disconnected."""
+        return self._outbox_bytes
+
+    def _hold(self, msg: Msg) -> None:
+        """What publishes do while we are disconnected: buffer ``msg`` for the
+        reconnection (raises when ``pending_size`` is exceeded)."""
+        size = len(msg.data)
+        if msg.headers:
+            size += sum(len(name) + len(value.encode()) + 4 for name, value in msg.headers.items())
+        if self._pending_size <= 0 or self._outbox_bytes + size > self._pending_size:
+            raise TransportError(
+                "reconnecting and the outbound buffer (pending_size) is full: "
+                f"{self._outbox_bytes} + {size} bytes > {self._pending_size}"
+            )
+        self._outbox.append(msg)
+        self._outbox_bytes += size
+
+    # ------------------------------------------------------------------ strict mode
+
+    def handler_failed(self, subject: str, error: Exception) -> None:
+        """``transports.extensions.HandlerErrorSink``: a service handler on this connection raised
+        ``error`` (not a ``ServiceError``) for a request on ``subject``.  Passed on to the
+        broker, which keeps it when strict (see ``MemoryBroker.strict``).  Never raises."""
+        self._broker.report_handler_failure(self, subject, error)
+
+    def handler_started(self) -> None:
+        """``transports.extensions.HandlerTracker``: a service handler on this connection runs in
+        a task of its own (``max_concurrency > 1``); ``MemoryBroker.wait_idle`` waits for it."""
+        self._broker.handler_started()
+
+    def handler_finished(self) -> None:
+        """``transports.extensions.HandlerTracker``: that handler is done."""
+        self._broker.handler_finished()
 
     async def __aenter__(self) -> MemoryTransport:
         return self

@@ -1,10 +1,11 @@
-"""Fault injection and recording for the in-memory broker: the hooks behind ``_dispatch``.
+"""Fault injection and recording for the in-memory broker: the hooks in front of routing.
 
-``MemoryBroker._dispatch`` checks one attribute, ``_hooks``; it is ``None`` unless a
-recording or a fault rule is active (or a delayed message is still on its way), so the hot
-path costs nothing when no test feature is used.  When set, every published message goes
-through :meth:`BrokerHooks.dispatch`: the active recordings see it first (as published),
-then the fault rules act on it in the order they were created, then it is routed.
+``Router.dispatch`` (:mod:`transports.memory.routing`) checks one attribute, its
+``interceptor``; :class:`BrokerHooks` sets it to itself only while a recording or a fault
+rule is active (or a delayed message is still on its way), so the hot path costs nothing
+when no test feature is used.  When set, every published message goes through
+:meth:`BrokerHooks.dispatch`: the active recordings see it first (as published), then the
+fault rules act on it in the order they were created, then ``Router.route`` routes it.
 
 A :class:`FaultRule` matches messages by subject pattern (wildcards allowed) and acts on
 each matching message, optionally only ``times`` times and with a ``probability`` drawn from
@@ -27,28 +28,23 @@ be duplicated), but each rule acts on a message at most once.
 
 from __future__ import annotations
 
-import logging
 import random
 from types import TracebackType
-from typing import TYPE_CHECKING
 
-from transports._memory_recording import Recording
-from transports._memory_seeding import track
 from transports.base import Msg
+from transports.memory.connection import MemoryTransport
+from transports.memory.recording import Recording
+from transports.memory.routing import Router, copy_msg
+from transports.memory.seeding import track
 from transports.runtime import call_later
-from transports.subjects import make_msg, matches, validate_pattern
-
-if TYPE_CHECKING:
-    from transports.memory import MemoryBroker, MemoryTransport
+from transports.subjects import matches, validate_pattern
 
 __all__ = ["FAULT_KINDS", "BrokerHooks", "FaultRule"]
-
-_log = logging.getLogger("transports.memory")
 
 FAULT_KINDS = ("drop", "delay", "duplicate", "reorder", "no_responders", "slow_consumer")
 """The kinds of :class:`FaultRule`."""
 
-_Held = tuple["MemoryTransport", Msg, frozenset["FaultRule"]]
+_Held = tuple[object, Msg, frozenset["FaultRule"]]  # (origin, message, rules applied)
 
 
 class FaultRule:
@@ -146,53 +142,59 @@ class FaultRule:
 
 
 class BrokerHooks:
-    """The recordings, fault rules and delayed messages of one broker."""
+    """The recordings, fault rules and delayed messages of one broker; ``router``'s
+    interceptor (:class:`~transports.memory.routing.Interceptor`) while any is active."""
 
-    def __init__(self, broker: MemoryBroker) -> None:
-        self.broker = broker
+    def __init__(self, router: Router) -> None:
+        self._router = router
         self.rules: list[FaultRule] = []
         self.recordings: list[Recording] = []
-        self.delayed = 0
+        self.delayed = 0  # messages a delay rule holds back (wait_idle waits for them)
         self.seq = 0
         self._rng: random.Random | None = None
 
-    @property
-    def active(self) -> bool:
-        """True while anything needs the slow dispatch path."""
-        return bool(
-            self.rules or self.recordings or self.delayed or self.broker._offline_connections
-        )
+    def _changed(self) -> None:
+        """Intercept the router's dispatching exactly while something needs it."""
+        active = self.rules or self.recordings or self.delayed
+        self._router.interceptor = self if active else None
 
     @property
     def rng(self) -> random.Random:
+        """The generator of probabilistic faults (derived from the router's, replayable)."""
         if self._rng is None:
-            self._rng = random.Random(self.broker._rng.getrandbits(64))
+            self._rng = self._router.derived_rng()
             track(self._rng)
         return self._rng
 
     def add_rule(self, rule: FaultRule) -> FaultRule:
         self.rules.append(rule)
-        self.broker._hooks_changed()
+        self._changed()
         return rule
 
     def _rule_removed(self, rule: FaultRule) -> None:
         if rule in self.rules:
             self.rules.remove(rule)
-        self.broker._hooks_changed()
+        self._changed()
 
-    def dispatch(self, origin: MemoryTransport, msg: Msg) -> None:
-        """Record ``msg`` as published, then apply the fault rules and route it; a message
-        from a disconnected connection is only buffered there (it reaches the broker, and
-        this method again, when the connection reconnects)."""
-        if origin._offline:
-            origin._hold(msg)
-            return
+    def add_recording(self, recording: Recording) -> Recording:
+        self.recordings.append(recording)
+        self._changed()
+        return recording
+
+    def remove_recording(self, recording: Recording) -> None:
+        """``Recording.stop``'s callback: stop feeding ``recording``."""
+        self.recordings = [r for r in self.recordings if r is not recording]
+        self._changed()
+
+    def dispatch(self, origin: object, msg: Msg) -> None:
+        """Record ``msg`` as published by ``origin``, then apply the fault rules and route it."""
+        assert isinstance(origin, MemoryTransport)  # only connections publish
         self.seq += 1
         for recording in self.recordings:
-            recording._add(self.seq, origin, msg)
+            recording.record(self.seq, origin, msg)
         self._process(origin, msg, frozenset())
 
-    def _process(self, origin: MemoryTransport, msg: Msg, applied: frozenset[FaultRule]) -> None:
+    def _process(self, origin: object, msg: Msg, applied: frozenset[FaultRule]) -> None:
         slow = False
         for rule in tuple(self.rules):
             if rule in applied or not rule._takes(msg.subject, self.rng):
@@ -204,7 +206,7 @@ class BrokerHooks:
                     return
                 if kind == "no_responders":
                     if msg.reply is not None:
-                        self.broker._no_responders(origin, msg.reply)
+                        self._router.send_no_responders(origin, msg.reply)
                     return
                 if kind == "slow_consumer":
                     slow = True
@@ -212,7 +214,7 @@ class BrokerHooks:
                     continue
                 if kind == "duplicate":
                     for number in range(1 + rule.copies):
-                        self._process(origin, msg if number == 0 else _copy(msg), done)
+                        self._process(origin, msg if number == 0 else copy_msg(msg), done)
                     return
                 if kind == "delay":
                     self._delay(rule.seconds, origin, msg, done)
@@ -226,10 +228,10 @@ class BrokerHooks:
             finally:
                 if rule._exhausted:
                     rule.remove()
-        self.broker._route(origin, msg, slow)
+        self._router.route(origin, msg, slow)
 
     def _delay(
-        self, seconds: float, origin: MemoryTransport, msg: Msg, applied: frozenset[FaultRule]
+        self, seconds: float, origin: object, msg: Msg, applied: frozenset[FaultRule]
     ) -> None:
         self.delayed += 1
 
@@ -238,11 +240,6 @@ class BrokerHooks:
             try:
                 self._process(origin, msg, applied)
             finally:
-                self.broker._hooks_changed()
+                self._changed()
 
         call_later(seconds, release)
-
-
-def _copy(msg: Msg) -> Msg:
-    headers = msg.headers
-    return make_msg(msg.subject, msg.data, None if headers is None else dict(headers), msg.reply)

@@ -1,37 +1,38 @@
-"""The test conveniences of ``MemoryBroker`` (a mixin; read ``transports.memory`` first).
+"""``MemoryBroker``: the in-process server and its test conveniences (read the package
+docstring, ``transports.memory``, first).
 
-Everything here is a hook at the broker's single dispatch point or a query of its state --
-no monkeypatching, and nothing costs anything while unused:
+The broker owns the connections (``connection.MemoryTransport``) and the
+:class:`~transports.memory.routing.Router` they publish through.  Its test conveniences
+are hooks in front of that router or queries of the broker's state -- no monkeypatching,
+and nothing costs anything while unused:
 
-* :meth:`~BrokerConveniences.record`: record all traffic, query it by subject pattern;
-* :meth:`~BrokerConveniences.wait_idle`: wait until every message published so far has been
-  taken by its consumer and every handler has finished;
-* strict mode (:attr:`~BrokerConveniences.strict`): a service handler's exception is kept
-  and re-raised in the test (:meth:`~BrokerConveniences.raise_handler_errors`, called by
+* :meth:`~MemoryBroker.record`: record all traffic, query it by subject pattern
+  (:mod:`transports.memory.recording`);
+* :meth:`~MemoryBroker.wait_idle`: wait until every message published so far has been
+  taken by its consumer and every handler has finished (:mod:`transports.memory.idle`);
+* strict mode (:attr:`~MemoryBroker.strict`): a service handler's exception is kept and
+  re-raised in the test (:meth:`~MemoryBroker.raise_handler_errors`, called by
   ``wait_idle`` and by the pytest fixture ``micro_broker`` at teardown);
-* fault rules by subject pattern: :meth:`~BrokerConveniences.drop`, ``delay``,
-  ``duplicate``, ``reorder``, ``no_responders``, ``slow_consumer`` (see
-  ``transports._memory_faults``); forced disconnects are per connection
-  (``MemoryTransport.force_disconnect``).
+* fault rules by subject pattern: :meth:`~MemoryBroker.drop`, ``delay``, ``duplicate``,
+  ``reorder``, ``no_responders``, ``slow_consumer`` (:mod:`transports.memory.faults`);
+  forced disconnects are per connection (``MemoryTransport.force_disconnect``).
 """
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
+import random
 
-from transports._memory_faults import BrokerHooks, FaultRule
-from transports._memory_idle import busy_report
-from transports._memory_idle import wait_idle as _wait_idle
-from transports._memory_recording import Recording
+from transports.memory.connection import DEFAULT_PENDING_SIZE, MemoryTransport
+from transports.memory.faults import BrokerHooks, FaultRule
+from transports.memory.idle import busy_report
+from transports.memory.idle import wait_idle as _wait_idle
+from transports.memory.inbox import Nuid
+from transports.memory.recording import Recording
+from transports.memory.routing import Router
+from transports.memory.seeding import new_rng, track
 from transports.subjects import positive_number
 
-if TYPE_CHECKING:
-    from transports.memory import MemoryBroker, MemoryTransport
-
-__all__ = ["BrokerConveniences", "HandlerFailure"]
-
-_log = logging.getLogger("transports.memory")
+__all__ = ["HandlerFailure", "MemoryBroker"]
 
 
 class HandlerFailure:
@@ -49,49 +50,110 @@ class HandlerFailure:
         return f"<HandlerFailure on {self.subject!r}: {self.error!r}>"
 
 
-class BrokerConveniences:
-    """Recording, idle-waiting, strict mode and fault rules of ``MemoryBroker``."""
+class MemoryBroker:
+    """The in-process server: connections, routing (its :class:`Router`), test hooks.
 
-    _hooks: BrokerHooks | None
-    _hooks_object: BrokerHooks | None
-    _strict: bool
-    _handler_failures: list[HandlerFailure]
-    _handlers_running: int
-    _offline_connections: int
+    ``max_payload`` is the largest message accepted (payload plus encoded headers, like
+    the server's setting); ``rng`` (or a ``random.Random(seed)``) picks queue-group
+    members and inbox ids, so a seeded broker replays the same choices for the same
+    sequence of operations; ``strict`` keeps service handler exceptions to re-raise them
+    in the test (see :attr:`strict`).
+    Raises ``ValueError`` for a non-positive ``max_payload`` or both ``seed`` and ``rng``.
+    """
 
-    def _init_conveniences(self, strict: bool) -> None:
+    def __init__(
+        self,
+        *,
+        max_payload: int = 1024 * 1024,
+        seed: int | None = None,
+        rng: random.Random | None = None,
+        strict: bool = False,
+    ) -> None:
+        if not isinstance(max_payload, int) or isinstance(max_payload, bool) or max_payload <= 0:
+            raise ValueError(f"invalid max_payload {max_payload!r}: must be a positive int")
+        if seed is not None and rng is not None:
+            raise ValueError("pass either seed or rng, not both")
+        self._max_payload = max_payload
+        routing_rng = rng if rng is not None else new_rng(seed)
+        self._id_rng = random.Random(routing_rng.getrandbits(64))
+        self._router = Router(routing_rng)
+        self._connections: dict[int, MemoryTransport] = {}
+        self._next_cid = 0
         self._handlers_running = 0  # endpoint handlers running in tasks (HandlerTracker)
-        self._offline_connections = 0  # force_disconnect()ed: their publishes need the hooks
-        self._hooks = None  # checked by _dispatch: set only while something is active
-        self._hooks_object = None
+        self._hooks: BrokerHooks | None = None  # recordings and fault rules, made on first use
         self._strict = bool(strict)
-        self._handler_failures = []
+        self._handler_failures: list[HandlerFailure] = []
+        track(routing_rng)  # replayable choices inside hypothesis tests
 
-    def _hooks_for_update(self) -> BrokerHooks:
-        if self._hooks_object is None:
-            self._hooks_object = BrokerHooks(self._as_broker())
-        return self._hooks_object
+    @property
+    def max_payload(self) -> int:
+        """Largest message (payload plus encoded headers, in bytes) connections may publish."""
+        return self._max_payload
 
-    def _as_broker(self) -> MemoryBroker:
-        from transports.memory import MemoryBroker
+    @property
+    def in_flight(self) -> int:
+        """Messages buffered in subscriptions and not yet taken by their consumers."""
+        return sum(sub.pending_msgs for conn in self.connections for sub in conn.subscriptions)
 
-        assert isinstance(self, MemoryBroker)
-        return self
+    @property
+    def subscription_count(self) -> int:
+        """Interest entries in the sublist (subscriptions plus request inboxes)."""
+        return len(self._router)
 
-    def _hooks_changed(self, removed_recording: Recording | None = None) -> None:
-        """Recompute whether dispatch needs the slow path."""
-        hooks = self._hooks_object
-        if hooks is None:
-            return
-        if removed_recording is not None and removed_recording in hooks.recordings:
-            hooks.recordings = [r for r in hooks.recordings if r is not removed_recording]
-        self._hooks = hooks if hooks.active else None
+    @property
+    def connections(self) -> list[MemoryTransport]:
+        """Open connections, oldest first."""
+        return list(self._connections.values())
 
-    def _offline_changed(self, delta: int) -> None:
-        """A connection went offline (+1) or came back / closed (-1)."""
-        self._offline_connections += delta
-        self._hooks_for_update()
-        self._hooks_changed()
+    async def connect(
+        self,
+        *,
+        name: str | None = None,
+        drain_timeout: float = 30.0,
+        pending_size: int = DEFAULT_PENDING_SIZE,
+    ) -> MemoryTransport:
+        """Open a new connection to this broker.
+
+        ``name`` labels the connection; ``drain_timeout`` bounds ``drain()`` (after it the
+        connection closes anyway, reporting an ``ERROR`` event); ``pending_size`` bounds
+        the bytes buffered by publishes while disconnected (``0``: publishing while
+        disconnected raises, see ``MemoryTransport.force_disconnect``).  Raises
+        ``ValueError`` for a non-str ``name``, a non-positive ``drain_timeout`` or a
+        negative ``pending_size``.
+        """
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"invalid connection name {name!r}: must be a str or None")
+        positive_number("drain_timeout", drain_timeout)
+        if not isinstance(pending_size, int) or isinstance(pending_size, bool) or pending_size < 0:
+            raise ValueError(f"invalid pending_size {pending_size!r}: must be an int >= 0")
+        self._next_cid += 1
+        nuid = Nuid(random.Random(self._id_rng.getrandbits(64)))
+        conn = MemoryTransport(
+            self, self._router, nuid, self._next_cid, name, drain_timeout, pending_size
+        )
+        self._connections[conn.cid] = conn
+        return conn
+
+    # ------------------------------------------------------------------ for connections
+
+    def report_handler_failure(
+        self, connection: MemoryTransport, subject: str, error: Exception
+    ) -> None:
+        """For ``MemoryTransport.handler_failed``: keep ``error`` when strict."""
+        if self._strict:
+            self._handler_failures.append(HandlerFailure(connection, subject, error))
+
+    def handler_started(self) -> None:
+        """For ``MemoryTransport.handler_started``: :meth:`wait_idle` waits for the handler."""
+        self._handlers_running += 1
+
+    def handler_finished(self) -> None:
+        """For ``MemoryTransport.handler_finished``."""
+        self._handlers_running -= 1
+
+    def connection_closed(self, connection: MemoryTransport) -> None:
+        """For ``MemoryTransport.close``: forget ``connection``."""
+        self._connections.pop(connection.cid, None)
 
     # ------------------------------------------------------------------ recording
 
@@ -99,17 +161,14 @@ class BrokerConveniences:
         """Start recording every message published to this broker (``$SRV`` discovery and
         replies to inboxes included), as published, in broker order.
 
-        Returns the live :class:`~transports._memory_recording.Recording` (a list of
+        Returns the live :class:`~transports.memory.recording.Recording` (a list of
         ``RecordedMessage`` with ``connection``, ``subject``, ``data``, ``headers``,
         ``reply`` and ``seq``; query it with ``.matching("orders.>")``, ``.requests()``,
         ``.unanswered()``...).  Use it as a context manager or call ``stop()``; several
         recordings may run at once.
         """
-        recording = Recording(self._as_broker())
-        hooks = self._hooks_for_update()
-        hooks.recordings = [*hooks.recordings, recording]
-        self._hooks_changed()
-        return recording
+        hooks = self._fault_hooks()
+        return hooks.add_recording(Recording(hooks.remove_recording))
 
     # ------------------------------------------------------------------ idle
 
@@ -124,17 +183,22 @@ class BrokerConveniences:
         Subscriptions only read with ``next_msg`` are the test's own probes and are not
         waited for.  Raises builtin ``TimeoutError`` naming what is still busy after
         ``timeout`` seconds (of the backend's clock), ``ValueError`` for a non-positive
-        ``timeout``.  The exact rule is in ``transports._memory_idle``.
+        ``timeout``.  The exact rule is in ``transports.memory.idle``.
         """
         positive_number("timeout", timeout)
-        await _wait_idle(self._as_broker(), timeout)
+        await _wait_idle(self._busy_report, timeout)
         self.raise_handler_errors()
 
     @property
     def is_idle(self) -> bool:
         """True when nothing is buffered, delayed or held by a consumer right now (the
         broker half of :meth:`wait_idle`, without waiting for runnable tasks)."""
-        return not busy_report(self._as_broker())
+        return not self._busy_report(None)
+
+    def _busy_report(self, caller: object) -> list[str]:
+        hooks = self._hooks
+        delayed = 0 if hooks is None else hooks.delayed
+        return busy_report(self._handlers_running, delayed, self.connections, caller)
 
     # ------------------------------------------------------------------ strict mode
 
@@ -177,22 +241,23 @@ class BrokerConveniences:
                     add_note(f"{len(failures) - 1} more handler exception(s): {failures[1:]}")
             raise error
 
-    def _handler_failed(self, connection: MemoryTransport, subject: str, error: Exception) -> None:
-        if self._strict:
-            self._handler_failures.append(HandlerFailure(connection, subject, error))
-
     # ------------------------------------------------------------------ fault rules
 
     @property
     def faults(self) -> list[FaultRule]:
         """The active fault rules, oldest first."""
-        hooks = self._hooks_object
+        hooks = self._hooks
         return [] if hooks is None else list(hooks.rules)
 
     def clear_faults(self) -> None:
         """Remove every fault rule (held ``reorder`` messages are released)."""
         for rule in self.faults:
             rule.remove()
+
+    def _fault_hooks(self) -> BrokerHooks:
+        if self._hooks is None:
+            self._hooks = BrokerHooks(self._router)
+        return self._hooks
 
     def _rule(
         self,
@@ -205,7 +270,7 @@ class BrokerConveniences:
         copies: int = 0,
         count: int = 0,
     ) -> FaultRule:
-        hooks = self._hooks_for_update()
+        hooks = self._fault_hooks()
         rule = FaultRule(
             hooks,
             kind,

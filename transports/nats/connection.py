@@ -1,59 +1,22 @@
-"""The production transport: nats-py behind the ``Transport`` seam (asyncio only).
+"""``NatsTransport``: nats-py's ``Client`` behind the ``Transport`` seam (asyncio only).
 
-This module is the only one that imports ``nats`` (its helper ``_nats_errors`` is handed
-nats-py's ``errors`` module through ``bind``).  Messages become :class:`transports.base.Msg`
-at the edge; every nats-py exception and ``error_cb`` report goes through one helper
-(``map_nats_error``) into our error tree.
-
-nats-py internals used where its API falls short (pinned by ``test_nats_internals_we_rely_on``):
-
-* a barrier after SUB, UNSUB and flush: nats-py's ``flush()`` writes its PING straight to the
-  socket, possibly *ahead* of commands still queued for its flusher task (``Client._pending``),
-  so one flush is no barrier.  We hand those to the socket first, then PING ourselves
-  (``_nats_barrier``, via ``Client._pongs``): one round trip, shared by every barrier asked
-  for in the same event-loop turn;
-* ``Client.msg_class`` builds our ``Msg`` directly for our subscriptions (one object per
-  message); a ``Subscription``'s queue and counters (``_nats_subscription``; the nats-py
-  subscriptions of a ``subscribe_many`` are made to share one queue);
-* ``Client._remove_sub`` (drain keeps in-flight messages), ``_flush_queue`` (an UNSUB sent
-  without waiting) and ``Client._resp_map`` / ``_pongs`` (requests and barriers fail on close);
-* ``Client._ps.parse``, ``_process_headers`` and ``_build_message`` are wrapped
-  (``guard_incoming``): a message line nats-py cannot parse makes it reconnect, and a header
-  block or subject it cannot decode kills its reader silently; any client on the network can
-  send such messages.  We drop them (or their headers) and report an ``ERROR`` event.
+Messages become :class:`transports.base.Msg` at the edge (``incoming``); every nats-py
+exception and ``error_cb`` report goes through one helper (``errors.map_nats_error``) into
+our error tree.  The nats-py internals used are listed in the package docstring.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
-from nats import errors as nats_errors
 from nats.aio.client import Client
 from nats.protocol.command import unsub_cmd
 
-from transports._nats_barrier import PingBarrier, queue_commands
-from transports._nats_errors import bind, is_permanent_connect_error, map_nats_error
-from transports._nats_subscription import (
-    NatsMultiSubscription,
-    NatsSubscription,
-    drain_all,
-    subscribe_shared,
-)
-from transports._nats_support import (
-    ConnectAttempt,
-    guard_incoming,
-    msg_factory,
-    pop_callbacks,
-    server_list,
-    subscription_error,
-    to_msg,
-)
 from transports.base import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
@@ -67,6 +30,23 @@ from transports.base import (
     TransportEventKind,
 )
 from transports.events import EventListeners
+from transports.nats.barrier import PingBarrier, queue_commands
+from transports.nats.connect import (
+    CALLBACKS,
+    ConnectAttempt,
+    connect_client,
+    pop_callbacks,
+    server_list,
+)
+from transports.nats.errors import map_nats_error
+from transports.nats.incoming import guard_incoming, msg_factory, to_msg
+from transports.nats.subscription import (
+    NatsMultiSubscription,
+    NatsSubscription,
+    raw_subscribe,
+    subscribe_shared,
+)
+from transports.nats.table import SubscriptionTable
 from transports.subjects import (
     check_message,
     check_subscribe_line,
@@ -77,25 +57,15 @@ from transports.subjects import (
     validate_subject_list,
 )
 
-bind(nats_errors)  # _nats_errors maps with nats-py's error classes, imported only here
-
 CLOSE_UNSUBSCRIBE_WAIT = 2.0
 """Longest ``close()`` waits for the server to acknowledge the connection's unsubscribes."""
 
-__all__ = ["NatsMultiSubscription", "NatsSubscription", "NatsTransport", "connect_url"]
+__all__ = ["NatsTransport", "connect_url"]
 
 _logger = logging.getLogger(__name__)
 
-_CALLBACKS = ("error_cb", "disconnected_cb", "reconnected_cb", "closed_cb")
-_CONNECT_OPTIONS = frozenset(inspect.signature(Client.connect).parameters) - {"self", "servers"}
 _UserCallback = Callable[..., Awaitable[None]]
-_CLEANUP_LIMIT = 0.5
-"""Seconds a failed connect may spend freeing its socket (nats-py's close can hang after a
-failed TLS handshake: the stream's close waiter is never told)."""
-
-
-class _ConnectAborted(Exception):
-    """Raised from our ``error_cb`` to stop nats-py retrying a connect that must fail."""
+_Sub = TypeVar("_Sub", bound=NatsSubscription)
 
 
 class NatsTransport:
@@ -113,7 +83,7 @@ class NatsTransport:
             raise TypeError(f"expected a nats-py Client (nats.aio.client.Client), got {nc!r}")
         if not (nc.is_connected or nc.is_reconnecting or nc.is_closed):
             raise ValueError(f"{nc!r} is not connected: connect it first, or use connect()")
-        self._setup(nc, {name: getattr(nc, f"_{name}") for name in _CALLBACKS})
+        self._setup(nc, {name: getattr(nc, f"_{name}") for name in CALLBACKS})
         for name, handler in self._handlers().items():
             setattr(nc, f"_{name}", handler)
         if nc.is_closed:
@@ -121,28 +91,23 @@ class NatsTransport:
 
     def _setup(self, nc: Client, user_callbacks: dict[str, _UserCallback | None]) -> None:
         self._nc = nc
-        self._subs: dict[int, NatsSubscription] = {}
-        self._draining: dict[NatsSubscription, None] = {}  # drains begun, not yet ended
+        self._subs = SubscriptionTable()
         self._known_subjects: dict[str, None] = {}  # publish subjects found valid
-        self._pings = PingBarrier(
-            nc, nats_errors.ConnectionClosedError, nats_errors.FlushTimeoutError
-        )
+        self._pings = PingBarrier(nc)
         # nats-py builds every incoming message with nc.msg_class: make it build ours
-        nc.msg_class = msg_factory(self._subs, nc.msg_class)  # type: ignore[assignment]
+        nc.msg_class = msg_factory(self._subs.by_sid, nc.msg_class)  # type: ignore[assignment]
         self._listeners = EventListeners(_logger)
-        guard_incoming(nc, partial(self._emit, TransportEventKind.ERROR), nats_errors.ProtocolError)
+        guard_incoming(nc, partial(self._emit, TransportEventKind.ERROR))
         self._user_callbacks = user_callbacks
         self._closing = False  # close()/drain() was asked for by us
         self._close_finished = False
         self._drain_done: asyncio.Event | None = None
-        self._errors_seen = 0
-        self._denied: dict[str, int] = {}  # subscription denied -> error counter at the time
         self._baseline_error = nc.last_error
         self._attempt: ConnectAttempt | None = None  # while connect() runs
 
     def _handlers(self) -> dict[str, _UserCallback]:
         """Our nats-py callbacks, by option name; each calls the user's one after ours."""
-        return {name: getattr(self, f"_on_{name.removesuffix('_cb')}") for name in _CALLBACKS}
+        return {name: getattr(self, f"_on_{name.removesuffix('_cb')}") for name in CALLBACKS}
 
     @classmethod
     async def connect(
@@ -160,22 +125,15 @@ class NatsTransport:
         ``async def``, ``ValueError`` for bad ``servers``, and :class:`TransportError`
         naming the servers and the reason when connecting fails.
         """
-        user_callbacks = pop_callbacks(options, _CONNECT_OPTIONS, _CALLBACKS)
+        user_callbacks = pop_callbacks(options)
         urls = server_list(servers)
         self = cls.__new__(cls)
         self._setup(Client(), user_callbacks)
         options.update(self._handlers())
         options.setdefault("skip_subject_validation", True)  # ours ran first, and is stricter
-        fail_fast = (
-            not options.get("allow_reconnect", True) or options.get("max_reconnect_attempts") == 0
-        )
-        attempt = self._attempt = ConnectAttempt(len(urls), len(urls) if fail_fast else None)
+        self._attempt = ConnectAttempt.for_options(urls, options)
         try:
-            await self._nc.connect(urls, **options)
-        except Exception as exc:
-            with contextlib.suppress(Exception):  # free the socket, no user callbacks
-                await asyncio.wait_for(self._nc._close(Client.CLOSED, do_cbs=False), _CLEANUP_LIMIT)
-            raise attempt.failure(map_nats_error(exc), urls) from exc
+            await connect_client(self._nc, urls, options, self._attempt)
         finally:
             self._attempt = None
         self._baseline_error = self._nc.last_error
@@ -291,23 +249,12 @@ class NatsTransport:
         bytes_limit = pending_limit(
             "pending_bytes_limit", pending_bytes_limit, DEFAULT_PENDING_BYTES_LIMIT
         )
-        nc = self._nc
-        if nc.is_closed:
-            raise ConnectionClosedError()
-        errors_before = self._errors_seen
-        try:
-            raw = await nc.subscribe(
-                subject,
-                queue=queue or "",
-                pending_msgs_limit=msgs_limit,
-                pending_bytes_limit=bytes_limit + 1,  # nats-py drops at >= its limit
-            )
-        except Exception as exc:
-            raise map_nats_error(exc, subject=subject) from exc
-        sub = NatsSubscription(self, raw, subject, queue)
-        self._subs[raw._id] = sub
-        await self._confirm(sub, (subject,), errors_before)
-        return sub
+        return await self._add(
+            partial(raw_subscribe, self._nc, subject, queue, msgs_limit, bytes_limit),
+            lambda raw: NatsSubscription(self, raw, subject, queue),
+            (subject,),
+            subject,
+        )
 
     async def subscribe_many(self, subjects: Sequence[str]) -> NatsMultiSubscription:
         """One subscription to several concrete subjects: one plain ``SUB`` each, one buffer
@@ -318,22 +265,37 @@ class NatsTransport:
         :class:`PermissionViolationError` for that subject.
         """
         checked = validate_subject_list(subjects)
+        return await self._add(
+            partial(subscribe_shared, self._nc, checked, self._unsubscribe_now),
+            lambda raws: NatsMultiSubscription(self, raws, checked),
+            checked,
+            None,
+        )
+
+    async def _add(
+        self,
+        subscribing: Callable[[], Awaitable[Any]],
+        wrap: Callable[[Any], _Sub],
+        subjects: Sequence[str],
+        subject: str | None,
+    ) -> _Sub:
+        """Subscribe with nats-py (``subscribing()``; errors mapped naming ``subject``),
+        list ``wrap(what it returned)`` and return it once the server has ``subjects``."""
         if self._nc.is_closed:
             raise ConnectionClosedError()
-        errors_before = self._errors_seen
+        since = self._subs.reports
         try:
-            raws = await subscribe_shared(self._nc, checked, self._unsubscribe_now)
+            raw = await subscribing()
         except Exception as exc:
-            raise map_nats_error(exc) from exc
-        sub = NatsMultiSubscription(self, raws, checked)
-        for sid in sub.sids:
-            self._subs[sid] = sub
-        await self._confirm(sub, checked, errors_before)
+            raise map_nats_error(exc, subject=subject) from exc
+        sub = wrap(raw)
+        self._subs.add(sub)
+        await self._confirm(sub, subjects, since)
         return sub
 
     async def _confirm(self, sub: NatsSubscription, subjects: Sequence[str], since: int) -> None:
         """The barrier after ``SUB``: ends ``sub`` and raises if it fails, or if the server
-        refused one of ``subjects`` (an error counted after ``since``, before the PONG)."""
+        refused one of ``subjects`` (an error reported after ``since``, before the PONG)."""
         try:
             if self._nc.is_connected:
                 await self._barrier()
@@ -341,7 +303,7 @@ class NatsTransport:
             sub._end(discard=True)
             self._unsubscribe_now(sub.sids)  # the barrier's error is the one to report
             raise
-        denied = [s for s in subjects if self._denied.pop(s.lower(), -1) >= since]
+        denied = self._subs.denied(subjects, since)
         if denied:
             sub._revoked()  # done already by _on_error, which recorded the denial
             if len(subjects) > 1 and self._nc.is_connected:  # _revoked UNSUBs the others:
@@ -352,7 +314,7 @@ class NatsTransport:
     async def _barrier(self, timeout: float = 10.0, commands: Sequence[bytes] = ()) -> None:
         """Send ``commands``, return once the server has processed everything sent so far.
 
-        Barriers asked for in the same event-loop turn share one PING (``_nats_barrier``):
+        Barriers asked for in the same event-loop turn share one PING (``PingBarrier``):
         a service's 9 + N concurrent subscribes or drains cost one round trip together.
         """
         try:
@@ -374,13 +336,7 @@ class NatsTransport:
     # ------------------------------------------------------------------ subscription hooks
 
     def _forget_subscription(self, sub: NatsSubscription) -> None:
-        self._draining.pop(sub, None)
-        self._unroute(sub)
-
-    def _unroute(self, sub: NatsSubscription) -> None:
-        """No more messages for ``sub`` (it may still hold some for its consumer)."""
-        for sid in sub.sids:
-            self._subs.pop(sid, None)
+        for sid in self._subs.remove(sub):
             self._nc._remove_sub(sid)
 
     async def _send_unsubscribe(self, sub: NatsSubscription, limit: int) -> None:
@@ -394,13 +350,11 @@ class NatsTransport:
         queue_commands(self._nc, [unsub_cmd(sid, 0) for sid in sids])
 
     async def _stop_interest(self, sub: NatsSubscription) -> None:
-        """A drain begins: no more messages for ``sub``; it ends when its consumer took the
-        rest, or when the connection closes first (which discards them)."""
         try:
             await self._send_unsubscribe(sub, 0)
         finally:
-            self._unroute(sub)
-            self._draining[sub] = None
+            for sid in self._subs.start_drain(sub):
+                self._nc._remove_sub(sid)
 
     # ------------------------------------------------------------------ closing
 
@@ -417,7 +371,7 @@ class NatsTransport:
         self._closing = True
         nc = self._nc
         try:
-            for error in await drain_all(self._subs.values(), nc.options.get("drain_timeout", 30)):
+            for error in await self._subs.drain_all(nc.options.get("drain_timeout", 30)):
                 self._emit(TransportEventKind.ERROR, map_nats_error(error))
             if not nc.is_closed:
                 try:
@@ -440,8 +394,8 @@ class NatsTransport:
         """
         if not self._nc.is_closed:
             self._closing = True
-            if self._subs and self._nc.is_connected:
-                commands = [unsub_cmd(sid, 0) for sid in self._subs]
+            if self._subs.by_sid and self._nc.is_connected:
+                commands = [unsub_cmd(sid, 0) for sid in self._subs.by_sid]
                 with contextlib.suppress(Exception):  # closing regardless
                     await self._pings.barrier(CLOSE_UNSUBSCRIBE_WAIT, commands)
             try:
@@ -456,9 +410,7 @@ class NatsTransport:
         if self._close_finished:
             return
         self._close_finished = True
-        # once each (a multi has several sids); what they buffered is gone, as with nats-py
-        for sub in [*dict.fromkeys(self._subs.values()), *self._draining]:
-            sub._end(discard=True)
+        self._subs.end_all()
         self._pings.fail_waiting(self._nc._resp_map.values())  # barriers and requests
         last = self._nc.last_error
         if not self._closing and last is not None and last is not self._baseline_error:
@@ -496,16 +448,13 @@ class NatsTransport:
                 _logger.exception("user %s %r failed", name, callback)
 
     async def _on_error(self, exc: Exception) -> None:
-        self._errors_seen += 1
-        error, ended = subscription_error(exc, self._subs, self._denied, self._errors_seen)
+        error, ended = self._subs.on_error(exc)
         self._emit(TransportEventKind.ERROR, error)
         for sub in ended:  # after the event: listeners learn why before the iterator ends
             sub._revoked()
         await self._call_user("error_cb", exc)
         if self._attempt is not None:
-            give_up = self._attempt.record(error, permanent=is_permanent_connect_error(exc))
-            if give_up is not None:
-                raise _ConnectAborted(str(give_up))
+            self._attempt.record(error, exc)  # raises ConnectAborted to stop nats-py retrying
 
     async def _on_disconnected(self) -> None:
         if not self._nc.is_closed:  # closing reports CLOSED only

@@ -1,7 +1,8 @@
 """Subscriptions of the in-memory broker (re-exported by ``transports.memory``).
 
-A subscription is a bounded FIFO buffer filled synchronously by the broker's dispatch
-and emptied by its consumer.  Its life has three states:
+A subscription is a bounded FIFO buffer filled synchronously by the broker's routing (it
+is a :class:`~transports.memory.routing.Receiver`) and emptied by its consumer.  Its life
+has three states:
 
 * ``LIVE``: registered in the broker's sublist, receiving messages;
 * ``STOPPING``: interest removed (``drain()``, or the ``unsubscribe(limit=N)`` count
@@ -13,7 +14,7 @@ and emptied by its consumer.  Its life has three states:
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from transports.base import (
     Msg,
@@ -22,23 +23,36 @@ from transports.base import (
     TransportEvent,
     TransportEventKind,
 )
+from transports.memory.routing import Router
 from transports.runtime import (
+    Expiry,
     Waiter,
     current_task,
     new_waiter,
     now,
     running_loop,
+    task_is_alive,
     task_of,
     wait,
     wake,
 )
 
-if TYPE_CHECKING:
-    from transports.memory import MemoryTransport
-
-__all__ = ["MemorySubscription"]
+__all__ = ["MemorySubscription", "Owner"]
 
 _LIVE, _STOPPING, _ENDED = 0, 1, 2
+
+
+class Owner(Protocol):
+    """What a subscription uses of its connection (``connection.MemoryTransport``; declared
+    here so that this module does not import the connection's)."""
+
+    _expiry: Expiry  # deadlines of ``next_msg`` timeouts
+
+    def _emit(self, event: TransportEvent) -> None:
+        """Queue a connection event (the slow-consumer ``ERROR``)."""
+
+    def _forget(self, sid: int) -> None:
+        """The subscription ``sid`` has ended: drop it from the connection."""
 
 
 class MemorySubscription:
@@ -51,7 +65,8 @@ class MemorySubscription:
 
     def __init__(
         self,
-        conn: MemoryTransport,
+        conn: Owner,
+        router: Router,
         sid: int,
         subject: str,
         queue: str | None,
@@ -62,7 +77,7 @@ class MemorySubscription:
         """``subjects``: every subject of a ``subscribe_many`` subscription (``subject``
         is the first); ``None`` for a plain subscription to the one pattern ``subject``."""
         self._conn = conn
-        self._broker = conn.broker
+        self._router = router
         self._sid = sid
         self._subject = subject
         self._subjects = subjects or (subject,)
@@ -132,8 +147,13 @@ class MemorySubscription:
 
     # ------------------------------------------------------------------ broker side
 
-    def _push(self, msg: Msg) -> None:
-        """Buffer ``msg`` (called by the broker's dispatch, only while ``LIVE``).
+    @property
+    def connection(self) -> object:
+        """The ``MemoryTransport`` that made this subscription."""
+        return self._conn
+
+    def deliver(self, msg: Msg) -> None:
+        """Buffer ``msg`` (called by the broker's routing, only while ``LIVE``).
 
         Beyond a pending limit the message is dropped, ``dropped`` grows and an
         ``ERROR`` event is queued on the owning connection.  Never blocks, never runs
@@ -149,7 +169,6 @@ class MemorySubscription:
             return
         buffer.append(msg)
         self._pending_bytes += size
-        self._broker._in_flight += 1
         waiters = self._waiters
         if waiters:
             for waiter in waiters:
@@ -167,7 +186,7 @@ class MemorySubscription:
         if not self._buffer and self._state == _STOPPING:
             self._end()
 
-    def _push_dropped(self, msg: Msg) -> None:
+    def deliver_dropped(self, msg: Msg) -> None:
         """Route ``msg`` here but drop it as a slow consumer would (forced by a fault rule)."""
         self._received += 1
         if self._max_msgs and self._received >= self._max_msgs:
@@ -191,19 +210,16 @@ class MemorySubscription:
             self._unregister()
 
     def _register(self) -> None:
-        """Enter the broker's sublist under every subject."""
-        sublist = self._broker._sublist
+        """Register interest with the broker's router under every subject."""
         for subject in self._subjects:
-            sublist.insert(subject, self, self._queue)
+            self._router.add_interest(subject, self, self._queue)
 
     def _unregister(self) -> None:
-        sublist = self._broker._sublist
         for subject in self._subjects:
-            sublist.remove(subject, self, self._queue)
+            self._router.remove_interest(subject, self, self._queue)
 
     def _discard(self) -> None:
         """Forget buffered messages (they are not delivered)."""
-        self._broker._in_flight -= len(self._buffer)
         self._buffer.clear()
         self._pending_bytes = 0
 
@@ -238,13 +254,26 @@ class MemorySubscription:
             self._drain_waiters.append(waiter)
             await waiter
 
+    def idle_state(self, caller: object) -> tuple[int, bool]:
+        """For ``MemoryBroker.wait_idle`` (the rule is in :mod:`transports.memory.idle`):
+        the messages buffered for a consumer loop (``0`` for a probe only read with
+        ``next_msg``), and whether a consumer other than ``caller`` still handles the
+        message it took from ``__anext__``."""
+        holder = self._holder
+        handling = (
+            holder is not None
+            and holder is not caller
+            and self._state != _ENDED
+            and task_is_alive(holder)
+        )
+        return (len(self._buffer) if self._iterated or handling else 0), handling
+
     # ------------------------------------------------------------------ consumer side
 
     def _take(self) -> Msg:
         msg = self._buffer.popleft()
         self._pending_bytes -= len(msg.data)
         self._delivered += 1
-        self._broker._in_flight -= 1
         if not self._buffer and self._state == _STOPPING:
             self._end()
         return msg

@@ -1,4 +1,4 @@
-"""The coalescing PING/PONG barrier of ``transports.nats`` (asyncio only).
+"""The coalescing PING/PONG barrier of ``NatsTransport`` (asyncio only).
 
 A barrier returns once the server has processed everything this connection sent before it
 was asked for.  ``subscribe``, ``unsubscribe``, ``drain`` and ``flush`` each need one; a
@@ -21,9 +21,9 @@ commands in a system call of its own just ahead of the PING.
 :func:`queue_commands` queues commands for nats-py's flusher task without waiting (an
 ``UNSUB`` sent from a synchronous path).
 
-This module does not import ``nats``: it uses the nats-py ``Client`` internals listed in
-:class:`RawClient` (pinned by ``test_nats_internals_we_rely_on``), and the owner passes the
-nats-py exceptions to fail with.
+It uses nats-py ``Client`` internals (``_pending``, ``_pending_data_size``, ``_pongs``,
+``_transport``, ``_flush_queue``, ``_reading_task``), pinned by
+``test_nats_internals_we_rely_on``.
 """
 
 from __future__ import annotations
@@ -31,30 +31,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
-__all__ = ["PING_PROTO", "PingBarrier", "RawClient", "queue_commands"]
+from nats.aio.client import Client
+from nats.errors import ConnectionClosedError, FlushTimeoutError
+
+__all__ = ["PING_PROTO", "PingBarrier", "queue_commands"]
 
 PING_PROTO = b"PING\r\n"
-
-
-class RawClient(Protocol):
-    """The parts of a nats-py ``Client`` the barrier uses."""
-
-    _pending: list[bytes]
-    _pending_data_size: int
-    _pongs: list[asyncio.Future[Any]]
-    _transport: Any
-    _flush_queue: asyncio.Queue[asyncio.Future[Any]] | None
-    _reading_task: asyncio.Task[Any] | None
-
-    @property
-    def is_closed(self) -> bool: ...
-
-    @property
-    def is_connected(self) -> bool: ...
-
-    async def flush(self, timeout: int = ...) -> None: ...
 
 
 class _Batch:
@@ -75,22 +59,15 @@ class _Batch:
 class PingBarrier:
     """Barriers of one nats-py connection, coalesced per event-loop turn.
 
-    ``closed_error`` and ``timeout_error`` build the exceptions a waiter fails with when
-    the connection is closed before the PING could be sent, or when no PONG came in time
-    (the owner maps them into the seam's errors).
+    A waiter fails with nats-py's ``ConnectionClosedError`` when the connection is closed
+    before the PING could be sent, and with its ``FlushTimeoutError`` when no PONG came in
+    time, like nats-py's own ``flush()`` (the owner maps them into the seam's errors).
     """
 
-    __slots__ = ("_batch", "_closed_error", "_nc", "_timeout_error")
+    __slots__ = ("_batch", "_nc")
 
-    def __init__(
-        self,
-        nc: RawClient,
-        closed_error: type[Exception],
-        timeout_error: type[Exception],
-    ) -> None:
+    def __init__(self, nc: Client) -> None:
         self._nc = nc
-        self._closed_error = closed_error
-        self._timeout_error = timeout_error
         self._batch: _Batch | None = None
 
     async def barrier(self, timeout: float, commands: Sequence[bytes] = ()) -> None:
@@ -114,9 +91,9 @@ class PingBarrier:
     async def wait(self, timeout: float, *, claim_wakeup: bool = False) -> None:
         """Return once the server answered a PING sent after everything sent so far.
 
-        Raises ``timeout_error`` after ``timeout`` seconds without that answer and
-        ``closed_error`` (or what nats-py fails its pending PONGs with) when the connection
-        closes first.  Cancelling the caller abandons only its own wait.
+        Raises ``FlushTimeoutError`` after ``timeout`` seconds without that answer and
+        ``ConnectionClosedError`` (or what nats-py fails its pending PONGs with) when the
+        connection closes first.  Cancelling the caller abandons only its own wait.
 
         With ``claim_wakeup``, the wake-ups queued for nats-py's flusher task (by the
         ``subscribe`` or ``publish`` calls just made) are taken back: the send writes what
@@ -147,15 +124,15 @@ class PingBarrier:
 
     def fail_waiting(self, others: Iterable[asyncio.Future[Any]] = ()) -> None:
         """The connection closed: fail ``others`` (e.g. requests) and every PONG awaited
-        (barriers, nats-py's flushes) with ``closed_error``."""
+        (barriers, nats-py's flushes) with ``ConnectionClosedError``."""
         for future in [*others, *self._nc._pongs]:
             if not future.done():
-                future.set_exception(self._closed_error())
+                future.set_exception(ConnectionClosedError())
 
     def _expire(self, waiters: list[asyncio.Future[None]]) -> None:
         for waiter in waiters:
             if not waiter.done():
-                waiter.set_exception(self._timeout_error())
+                waiter.set_exception(FlushTimeoutError())
 
     def _send(self) -> None:
         """Close the batch: write what nats-py has queued, then one PING for the batch."""
@@ -173,7 +150,7 @@ class PingBarrier:
         """Write nats-py's queued commands and the PING of ``batch``; settle it on failure."""
         nc = self._nc
         if nc.is_closed:
-            _settle(batch, self._closed_error())
+            _settle(batch, ConnectionClosedError())
             return
         transport = nc._transport
         if transport is None:  # no socket to ping on: the waiters time out, as nats-py's would
@@ -198,7 +175,7 @@ class PingBarrier:
 
     def _settle_from(self, batch: _Batch, pong: asyncio.Future[Any]) -> None:
         """The PONG came (or the connection failed it): release the batch accordingly."""
-        _settle(batch, self._closed_error() if pong.cancelled() else pong.exception())
+        _settle(batch, ConnectionClosedError() if pong.cancelled() else pong.exception())
 
 
 def _settle(batch: _Batch, error: BaseException | None) -> None:
@@ -213,7 +190,7 @@ def _settle(batch: _Batch, error: BaseException | None) -> None:
                 waiter.set_exception(error)
 
 
-def queue_commands(nc: RawClient, commands: Iterable[bytes], *, wake: bool = True) -> None:
+def queue_commands(nc: Client, commands: Iterable[bytes], *, wake: bool = True) -> None:
     """Queue ``commands`` for nats-py's flusher task and (``wake``) wake it, without waiting:
     what nats-py's ``_send_command`` and ``_flush_pending`` do, minus their ``await``s.  Does
     nothing unless connected (nats-py replays only its subscription table on reconnect)."""

@@ -16,16 +16,13 @@ are not recorded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from transports.base import Headers, Msg
+from transports.memory.connection import MemoryTransport
 from transports.subjects import matches, validate_pattern
-
-if TYPE_CHECKING:
-    from transports.memory import MemoryBroker, MemoryTransport
 
 __all__ = ["RecordedMessage", "Recording", "Traffic"]
 
@@ -137,9 +134,10 @@ class Recording(Traffic):
     :meth:`stop`) to stop recording.  Recording costs nothing once stopped.
     """
 
-    def __init__(self, broker: MemoryBroker) -> None:
+    def __init__(self, on_stop: Callable[[Recording], None]) -> None:
+        """``on_stop``: called once, by :meth:`stop` (the broker stops feeding it)."""
         super().__init__()
-        self._broker = broker
+        self._on_stop = on_stop
         self._active = True
 
     @property
@@ -151,9 +149,10 @@ class Recording(Traffic):
         """Stop recording (what was recorded stays).  Idempotent."""
         if self._active:
             self._active = False
-            self._broker._hooks_changed(removed_recording=self)
+            self._on_stop(self)
 
-    def _add(self, seq: int, origin: MemoryTransport, msg: Msg) -> None:
+    def record(self, seq: int, origin: MemoryTransport, msg: Msg) -> None:
+        """Record ``msg`` as published by ``origin`` (called by the broker's hooks)."""
         headers: Mapping[str, str] | None = msg.headers
         self.append(
             RecordedMessage(

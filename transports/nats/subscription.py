@@ -1,9 +1,9 @@
 """The ``Subscription`` of ``transports.nats``: a thin, fast iterator over a nats-py subscription.
 
-This module does not import ``nats``: it works on the few attributes of a nats-py
-``Subscription`` listed in :class:`RawSubscription` (the message queue nats-py's reader
-task fills, and its counters) and asks its owner, the ``NatsTransport``, for everything
-that talks to the server.
+It works on a few attributes of a nats-py ``Subscription`` (``_pending_queue``, the message
+queue nats-py's reader task fills, and the counters ``_pending_size``, ``_received`` and
+``_max_msgs``; pinned by ``test_nats_internals_we_rely_on``) and asks its owner, the
+``NatsTransport``, for everything that talks to the server.
 
 Why not nats-py's own iterator: it starts a task and an ``asyncio.wait`` per message, and it
 does not end on every path our contract names.  Here the consumer awaits the nats-py queue
@@ -20,50 +20,31 @@ wire, one buffer and one consumer here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from transports._nats_support import to_msg
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
+
 from transports.base import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
     Msg,
     SubscriptionClosedError,
-    TransportError,
 )
+from transports.nats.incoming import to_msg
 
 __all__ = [
     "NatsMultiSubscription",
     "NatsSubscription",
-    "RawSubscription",
     "SubscriptionOwner",
-    "drain_all",
+    "raw_subscribe",
     "share_queue",
     "subscribe_shared",
 ]
 
 _END: Any = object()
 """Queued once a subscription has ended: wakes and stops its consumers."""
-
-
-class RawSubscription(Protocol):
-    """The parts of a nats-py ``Subscription`` this module relies on (pinned by a test)."""
-
-    _id: int
-    _pending_queue: asyncio.Queue[Any]
-    _pending_size: int
-    _received: int
-    _max_msgs: int
-
-
-class SubscribingClient(Protocol):
-    """The parts of a nats-py ``Client`` :func:`subscribe_shared` uses."""
-
-    async def subscribe(
-        self, subject: str, queue: str = ..., *, pending_msgs_limit: int, pending_bytes_limit: int
-    ) -> Any: ...
-
-    def _remove_sub(self, sid: int, max_msgs: int = ...) -> None: ...
 
 
 class SubscriptionOwner(Protocol):
@@ -105,7 +86,7 @@ class NatsSubscription:
     )
 
     def __init__(
-        self, owner: SubscriptionOwner, raw: RawSubscription, subject: str, queue: str | None
+        self, owner: SubscriptionOwner, raw: Subscription, subject: str, queue: str | None
     ) -> None:
         self._owner = owner
         self._raw = raw
@@ -188,10 +169,7 @@ class NatsSubscription:
                 raise StopAsyncIteration
             msg = to_msg(msg)
         queue.task_done()
-        self._raw._pending_size -= len(msg.data)
-        self._delivered += 1
-        if self._watch:
-            self._after_take()
+        self._took(msg)
         return msg
 
     async def next_msg(self, timeout: float | None = None) -> Msg:
@@ -203,26 +181,17 @@ class NatsSubscription:
         """
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
-        queue = self._queue
-        if timeout is None or not queue.empty():
-            raw = await queue.get()
-        else:
-            try:
-                raw = await asyncio.wait_for(queue.get(), timeout)
-            except asyncio.TimeoutError:
-                raise TimeoutError(
-                    f"no message on {self._subject!r} within {timeout:g} s"
-                ) from None
-        if raw is _END:
-            self._requeue_end()
-            raise SubscriptionClosedError(self._subject)
-        msg = raw if raw.__class__ is Msg else to_msg(raw)
-        queue.task_done()
-        self._took(msg)
-        return msg
+        try:
+            if timeout is None or not self._queue.empty():
+                return await self.__anext__()
+            return await asyncio.wait_for(self.__anext__(), timeout)
+        except StopAsyncIteration:
+            raise SubscriptionClosedError(self._subject) from None
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no message on {self._subject!r} within {timeout:g} s") from None
 
     def _took(self, msg: Msg) -> None:
-        """Count ``msg`` as taken (what ``__anext__`` does inline)."""
+        """Count ``msg`` as taken by the consumer."""
         self._raw._pending_size -= len(msg.data)
         self._delivered += 1
         if self._watch:
@@ -290,13 +259,12 @@ class NatsSubscription:
     def _queue_end(self) -> None:
         # A full queue has no waiting consumer; the marker is queued after the next take.
         if not self._end_queued and not self._queue.full():
-            self._queue.put_nowait(_END)
-            self._queue.task_done()  # the marker is not a message: join() must not wait for it
+            self._requeue_end()
             self._end_queued = True
 
     def _requeue_end(self) -> None:
         self._queue.put_nowait(_END)
-        self._queue.task_done()
+        self._queue.task_done()  # the marker is not a message: join() must not wait for it
 
     def _after_take(self) -> None:
         """Slow path after a message was taken: queue the end marker or apply the limit."""
@@ -334,39 +302,40 @@ class NatsSubscription:
         return self._subject
 
 
-async def drain_all(subs: Iterable[NatsSubscription], timeout: float) -> list[Exception]:
-    """Drain ``subs`` concurrently, each once (a multi subscription is listed once per sid);
-    returns what failed, or a :class:`TransportError` when ``timeout`` seconds ran out."""
-    drains = [sub.drain() for sub in dict.fromkeys(subs)]
-    try:
-        done = await asyncio.wait_for(asyncio.gather(*drains, return_exceptions=True), timeout)
-    except asyncio.TimeoutError:
-        return [TransportError(f"drain timed out after {timeout:g} s; closing anyway")]
-    return [error for error in done if isinstance(error, Exception)]
+async def raw_subscribe(
+    nc: Client,
+    subject: str,
+    queue: str | None = None,
+    msgs_limit: int = DEFAULT_PENDING_MSGS_LIMIT,
+    bytes_limit: int = DEFAULT_PENDING_BYTES_LIMIT,
+) -> Subscription:
+    """A nats-py subscription in iterator mode, with our pending limits (``bytes_limit`` is
+    the most it keeps: nats-py drops a message once its count reaches the limit)."""
+    return await nc.subscribe(
+        subject,
+        queue=queue or "",
+        pending_msgs_limit=msgs_limit,
+        pending_bytes_limit=bytes_limit + 1,
+    )
 
 
 async def subscribe_shared(
-    nc: SubscribingClient,
+    nc: Client,
     subjects: Sequence[str],
     unsubscribe_now: Callable[[Sequence[int]], None],
-) -> list[RawSubscription]:
-    """nats-py subscriptions to ``subjects``, one each, made as ``NatsTransport.subscribe``
-    makes one (plain, iterator mode, default limits: ``DEFAULT_PENDING_BYTES_LIMIT`` per
-    subject), all feeding ONE queue of ``DEFAULT_PENDING_MSGS_LIMIT`` messages.
+) -> list[Subscription]:
+    """nats-py subscriptions to ``subjects``, one each (:func:`raw_subscribe` with the
+    default limits: ``DEFAULT_PENDING_BYTES_LIMIT`` per subject), all feeding ONE queue of
+    ``DEFAULT_PENDING_MSGS_LIMIT`` messages.
 
     If one fails, those already made are removed from nats-py's table and unsubscribed
     with ``unsubscribe_now`` (their sids), and the exception propagates.
     """
     shared: asyncio.Queue[Any] = asyncio.Queue(DEFAULT_PENDING_MSGS_LIMIT)
-    raws: list[RawSubscription] = []
+    raws: list[Subscription] = []
     try:
         for subject in subjects:
-            raw = await nc.subscribe(
-                subject,
-                queue="",
-                pending_msgs_limit=DEFAULT_PENDING_MSGS_LIMIT,
-                pending_bytes_limit=DEFAULT_PENDING_BYTES_LIMIT + 1,  # nats-py drops at >=
-            )
+            raw = await raw_subscribe(nc, subject)
             raws.append(raw)
             share_queue(raw, shared)  # with what came while nats-py's subscribe awaited
     except BaseException:
@@ -377,7 +346,7 @@ async def subscribe_shared(
     return raws
 
 
-def share_queue(raw: RawSubscription, queue: asyncio.Queue[Any]) -> None:
+def share_queue(raw: Subscription, queue: asyncio.Queue[Any]) -> None:
     """Make nats-py queue the messages of ``raw`` into ``queue`` from now on.
 
     Call it right after nats-py's ``subscribe`` returned, before any ``await``: nats-py's
@@ -409,7 +378,7 @@ class NatsMultiSubscription(NatsSubscription):
     def __init__(
         self,
         owner: SubscriptionOwner,
-        raws: Sequence[RawSubscription],
+        raws: Sequence[Subscription],
         subjects: tuple[str, ...],
     ) -> None:
         """``raws[i]`` is the nats-py subscription to ``subjects[i]``; they share one queue."""
@@ -437,20 +406,6 @@ class NatsMultiSubscription(NatsSubscription):
     def pending_bytes(self) -> int:
         """Payload bytes buffered and not yet taken by the consumer."""
         return sum(raw._pending_size for raw in self._raws)
-
-    async def __anext__(self) -> Msg:
-        """Wait for the next message; ``StopAsyncIteration`` once the subscription ended
-        and its buffer is exhausted."""
-        queue = self._queue
-        msg = await queue.get() if queue.empty() else queue.get_nowait()
-        if msg.__class__ is not Msg:
-            if msg is _END:
-                self._requeue_end()
-                raise StopAsyncIteration
-            msg = to_msg(msg)
-        queue.task_done()
-        self._took(msg)
-        return msg
 
     def _took(self, msg: Msg) -> None:
         source = self._by_subject.get(msg.subject)
