@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     MultipleResults,
-    multiple,
     RuleBasedStateMachine,
     invariant,
+    multiple,
     precondition,
     rule,
     run_state_machine_as_test,
@@ -44,6 +44,7 @@ __all__ = [
     "LockstepDifference",
     "LockstepRun",
     "Side",
+    "configured_steps",
     "lockstep_machine",
     "memory_side",
     "nats_side",
@@ -139,13 +140,16 @@ class _Running:
     portal: BlockingPortal
 
 
-def _both(running: tuple[_Running, _Running], worlds: tuple[World, World], name: str, *args: Any):
+def _both(
+    running: tuple[_Running, _Running], worlds: tuple[World, World], name: str, *args: Any
+) -> tuple[Any, Any]:
     """Run ``World.<name>(*args)`` on both sides at once; both results."""
     futures: list[Future[Any]] = [
         r.portal.start_task_soon(getattr(w, name), *args)
         for r, w in zip(running, worlds, strict=True)
     ]
-    return tuple(f.result(timeout=STEP_LIMIT * 3) for f in futures)
+    left, right = (f.result(timeout=STEP_LIMIT * 3) for f in futures)
+    return left, right
 
 
 def lockstep_machine(
@@ -217,9 +221,14 @@ def lockstep_machine(
             reply=values.reply_subjects(),
             headers=values.header_maps(),
         )
-        def publish(self, connection: int, subject: Any, data: Any, reply: Any, headers: Any):
+        def publish(
+            self, connection: int, subject: Any, data: Any, reply: Any, headers: Any
+        ) -> None:
             connection = self.choose_connection(connection)
-            step = f"publish(conn {connection}, {_short(subject)}, {_short(data)}, reply={_short(reply)}, headers={_short(headers)})"
+            step = (
+                f"publish(conn {connection}, {_short(subject)}, {_short(data)}, "
+                f"reply={_short(reply)}, headers={_short(headers)})"
+            )
             self.both(step, "publish", connection, subject, data, reply, headers)
 
         @rule(
@@ -294,7 +303,9 @@ def lockstep_machine(
             data=values.payloads(),
             headers=values.header_maps(),
         )
-        def request_subscribed(self, connection: int, subject: str, data: Any, headers: Any):
+        def request_subscribed(
+            self, connection: int, subject: str, data: Any, headers: Any
+        ) -> None:
             self.request(connection, subject, data, headers, None)
 
         @rule(
@@ -310,7 +321,10 @@ def lockstep_machine(
             connection = self.choose_connection(connection)
             if timeout is None:
                 timeout = SILENCE_WAIT if self.silent(subject) else ANSWER_WAIT
-            step = f"request(conn {connection}, {_short(subject)}, {_short(data)}, headers={_short(headers)}, timeout={timeout})"
+            step = (
+                f"request(conn {connection}, {_short(subject)}, {_short(data)}, "
+                f"headers={_short(headers)}, timeout={timeout})"
+            )
             self.both(step, "request", connection, subject, data, headers, timeout)
 
         def silent(self, subject: object) -> bool:
@@ -405,7 +419,9 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else f"{text[:24]}...<{len(text)} chars>"
 
 
-def _steps(steps: int | None) -> int:
+def configured_steps(steps: int | None = None) -> int:
+    """``steps`` if given, else the :data:`STEPS_VARIABLE` environment variable, else
+    :data:`DEFAULT_STEPS`; ``ValueError`` naming the variable for a bad value."""
     if steps is not None:
         return steps
     configured = os.environ.get(STEPS_VARIABLE)
@@ -439,7 +455,7 @@ def run_lockstep(
     :data:`DEFAULT_STEPS`.  Raises :class:`LockstepDifference` (shrunk by hypothesis to a
     short program) on the first difference; returns how many steps and programs ran.
     """
-    total = _steps(steps)
+    total = configured_steps(steps)
     run = LockstepRun()
     config = settings(
         max_examples=max(1, math.ceil(total / steps_per_program)),

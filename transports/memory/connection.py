@@ -22,6 +22,8 @@ import anyio.lowlevel
 from transports.base import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
+    NO_RESPONDERS_STATUS,
+    STATUS_HEADER,
     ConnectionClosedError,
     EventListener,
     FlushTimeoutError,
@@ -38,6 +40,7 @@ from transports.events import EventListeners
 from transports.memory.inbox import Nuid
 from transports.memory.routing import Router
 from transports.memory.subscription import MemorySubscription
+from transports.memory.unmodelled import NotModelledError, unmodelled_feature
 from transports.runtime import (
     TIMED_OUT,
     Expiry,
@@ -78,6 +81,10 @@ class Broker(Protocol):
     def max_payload(self) -> int:
         """Largest message accepted (payload plus encoded headers)."""
 
+    @property
+    def strict(self) -> bool:
+        """Strict mode: mistakes fail the test instead of only being reported."""
+
     def report_handler_failure(
         self, connection: MemoryTransport, subject: str, error: Exception
     ) -> None:
@@ -110,6 +117,10 @@ class _ReplyMux:
     @property
     def connection(self) -> object:
         return self._conn
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return (self.pattern,)
 
     def deliver(self, msg: Msg) -> None:
         waiter = self.pending.pop(msg.subject[len(self.prefix) :], None)
@@ -373,8 +384,12 @@ class MemoryTransport:
         if reply is TIMED_OUT:
             mux.pending.pop(token, None)
             raise RequestTimeoutError(subject, timeout)
-        if not reply.data and reply.headers is not None and reply.is_no_responders:
-            raise NoRespondersError(subject)
+        headers = reply.headers
+        if headers is not None and headers.get(STATUS_HEADER) == NO_RESPONDERS_STATUS:
+            feature = unmodelled_feature(subject) if self._broker.strict else None
+            if feature is not None:
+                raise NotModelledError(subject, feature)
+            raise NoRespondersError(subject)  # any 503 reply, body or not (as nats-py)
         return reply
 
     async def flush(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (protocol signature)
