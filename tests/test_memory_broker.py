@@ -18,11 +18,12 @@ import anyio
 import pytest
 
 import transports
-from transports.base import BadHeaderError, MaxPayloadError, Msg
+from transports.base import BadHeaderError, MaxPayloadError, Msg, NoRespondersError
 from transports.memory import (
     MemoryBroker,
     MemorySubscription,
     MemoryTransport,
+    NotModelledError,
     connect_url,
     get_broker,
 )
@@ -190,7 +191,7 @@ async def test_no_responders_goes_only_to_the_publishers_own_subscription(
     own_first, own_second = await publisher.subscribe(inbox), await publisher.subscribe(inbox)
     await publisher.publish("nobody.here", reply=inbox)
     msg = await own_first.next_msg(timeout=WAIT)
-    assert msg == Msg(inbox, b"", {"Status": "503"})
+    assert msg == Msg(inbox, b"", {"Status": "503", "Nats-Subject": "nobody.here"})
     assert (own_second.pending_msgs, others_sub.pending_msgs) == (0, 0)  # like nats-server
 
 
@@ -327,3 +328,32 @@ def test_the_asyncio_path_does_not_import_trio() -> None:
     )
     root = Path(transports.__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", program], check=True, timeout=60, cwd=root)
+
+
+@pytest.mark.parametrize(
+    ("subject", "feature"),
+    [("$JS.API.INFO", "JetStream API"), ("$SYS.REQ.SERVER.PING", "system services")],
+)
+async def test_strict_mode_names_a_server_feature_it_does_not_model(
+    subject: str, feature: str
+) -> None:
+    broker = MemoryBroker(strict=True)
+    connection = await broker.connect()
+    with pytest.raises(NotModelledError, match=feature) as caught:
+        await connection.request(subject, b"", timeout=WAIT)
+    assert caught.value.subject == subject
+    broker.strict = False  # outside strict mode: routed like any subject
+    with pytest.raises(NoRespondersError):
+        await connection.request(subject, b"", timeout=WAIT)
+    responder = await broker.connect()  # a stand-in responder is served normally
+    sub = await responder.subscribe(subject)
+    broker.strict = True
+
+    async def answer() -> None:
+        msg = await sub.next_msg(timeout=WAIT)
+        assert msg.reply is not None
+        await responder.publish(msg.reply, b"stand-in")
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(answer)
+        assert (await connection.request(subject, b"", timeout=WAIT)).data == b"stand-in"

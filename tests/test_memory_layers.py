@@ -10,6 +10,7 @@ from pathlib import Path
 import transports.memory
 
 LAYERS = [
+    "unmodelled",
     "sublist",
     "seeding",
     "inbox",

@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -394,6 +395,18 @@ async def test_server_gone_without_reconnect_closes_visibly() -> None:
     await transport.close()
 
 
+def wait_until_stopped(pid: int, limit: float = 5.0) -> None:
+    """SIGSTOP is delivered asynchronously: a thread of the server running on another core
+    may still answer for a moment.  Wait (bounded) until the kernel shows it stopped."""
+    deadline = time.monotonic() + limit
+    with open(f"/proc/{pid}/stat") as stat:
+        while stat.read().rpartition(")")[2].split()[0] != "T":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nats-server {pid} did not stop within {limit} s")
+            os.sched_yield()
+            stat.seek(0)
+
+
 async def test_close_fails_what_waits_for_an_unresponsive_server() -> None:
     """A flush (or subscribe, unsubscribe) waiting for the server's answer fails promptly
     with ConnectionClosedError when the connection is closed, not after its timeout."""
@@ -402,6 +415,7 @@ async def test_close_fails_what_waits_for_an_unresponsive_server() -> None:
         assert server.pid is not None
         os.kill(server.pid, signal.SIGSTOP)  # the server stops answering
         try:
+            wait_until_stopped(server.pid)
             waiting = [
                 asyncio.ensure_future(transport.flush(timeout=30)),
                 asyncio.ensure_future(transport.subscribe("frozen")),

@@ -66,6 +66,7 @@ SURFACES = {
         "MemoryBroker",
         "MemorySubscription",
         "MemoryTransport",
+        "NotModelledError",
         "RecordedMessage",
         "Recording",
         "Traffic",

@@ -29,6 +29,7 @@ import transports
 from testing.conformance import CAP_TRIO, ConformanceBackend, FactoryBackend, TransportConformance
 from testing.conformance.transport import (
     ConnectionCases,
+    FidelityCases,
     LifecycleCases,
     MessageCases,
     MultiSubjectCases,
@@ -198,7 +199,13 @@ _names = itertools.count()
 
 
 class TestExampleTransport(
-    ConnectionCases, SubjectCases, RequestCases, MessageCases, SubscriptionCases, LifecycleCases
+    ConnectionCases,
+    SubjectCases,
+    RequestCases,
+    MessageCases,
+    SubscriptionCases,
+    LifecycleCases,
+    FidelityCases,
 ):
     """The transport suite on ``ExampleTransport``, connecting by URL through the entry
     point; it declares ``CAP_TRIO`` (the memory broker under it runs on trio).

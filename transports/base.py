@@ -42,6 +42,7 @@ __all__ = [
     "RequestTimeoutError",
     "SlowConsumerError",
     "Subscription",
+    "SubjectTooLongError",
     "SubscriptionClosedError",
     "Transport",
     "TransportError",
@@ -107,6 +108,29 @@ class BadSubjectError(TransportError, ValueError):
         super().__init__(f"invalid subject {subject!r}: {rule}")
         self.subject = subject
         self.rule = rule
+
+
+class SubjectTooLongError(BadSubjectError):
+    """A subject, with what travels beside it on one protocol line (reply subject, queue
+    group, sizes), is longer than nats-server accepts.
+
+    nats-server closes the connection of a client that sends a line of more than
+    ``limit`` (4,096) bytes after the verb; both transports refuse such a call before
+    anything is sent, so the connection stays usable.  ``length`` is the line's length in
+    bytes; ``subject`` the offending subject (or pattern).
+    """
+
+    def __init__(self, subject: str, length: int, limit: int, carried: str) -> None:
+        shown = subject if len(subject) <= 48 else f"{subject[:40]}...({len(subject)} chars)"
+        rule = (
+            f"the protocol line ({carried}) would be {length} bytes, over nats-server's "
+            f"limit of {limit} bytes"
+        )
+        TransportError.__init__(self, f"invalid subject {shown!r}: {rule}")
+        self.subject = subject
+        self.rule = rule
+        self.length = length
+        self.limit = limit
 
 
 class BadQueueError(TransportError, ValueError):
@@ -430,8 +454,9 @@ class Transport(Protocol):
         ...
 
     async def close(self) -> None:
-        """Close at once: subscriptions end, pending requests fail with
-        :class:`ConnectionClosedError`, a ``CLOSED`` event is emitted.  Idempotent."""
+        """Close at once: subscriptions end (what they buffered is discarded), pending
+        requests fail with :class:`ConnectionClosedError`, a ``CLOSED`` event is emitted.
+        When it returns, the broker routes nothing more to this connection.  Idempotent."""
         ...
 
     def add_event_listener(self, listener: EventListener) -> Callable[[], None]:

@@ -39,9 +39,14 @@ from transports.base import (
     Headers,
     MaxPayloadError,
     Msg,
+    SubjectTooLongError,
 )
 
 __all__ = [
+    "MAX_CONTROL_LINE",
+    "REQUEST_REPLY_LENGTH",
+    "SID_DIGITS",
+    "check_subscribe_line",
     "check_message",
     "check_subject",
     "checked_headers",
@@ -65,6 +70,19 @@ _WHITESPACE = re.compile(r"[\s]")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_FRAME = len(b"NATS/1.0\r\n\r\n")
 _KNOWN_SUBJECTS_LIMIT = 4096
+
+MAX_CONTROL_LINE = 4096
+"""nats-server's limit on the arguments of one protocol line (``PUB``, ``HPUB``, ``SUB``),
+in bytes: a longer line makes the server close the connection."""
+
+SID_DIGITS = 10
+"""Digits counted for a subscription id on a ``SUB`` line: the line is checked as if the id
+were this long, so the rule does not depend on how many subscriptions came before."""
+
+REQUEST_REPLY_LENGTH = len("_INBOX.") + 22 + 1 + 22
+"""Length of the reply subject a request carries (nats-py's ``_INBOX.<nuid>.<nuid>``)."""
+
+_SHORT_LINE = MAX_CONTROL_LINE // 4 - 64  # characters that cannot encode to a long line
 
 
 def _problem(subject: object, *, wildcards: bool) -> str | None:
@@ -127,13 +145,13 @@ def validate_subject_list(subjects: Sequence[str], known: Container[str] = ()) -
     if not subjects:
         raise ValueError("invalid subjects []: at least one subject is needed")
     for subject in subjects:
-        if type(subject) is str and subject in known:
-            continue
-        problem = _problem(subject, wildcards=True)
-        if problem is None and ("*" in subject or ">" in subject):
-            problem = "must be a concrete subject, without wildcards, in subscribe_many"
-        if problem is not None:
-            raise BadSubjectError(subject, problem)
+        if type(subject) is not str or subject not in known:
+            problem = _problem(subject, wildcards=True)
+            if problem is None and ("*" in subject or ">" in subject):
+                problem = "must be a concrete subject, without wildcards, in subscribe_many"
+            if problem is not None:
+                raise BadSubjectError(subject, problem)
+        check_subscribe_line(subject, None)
     checked = tuple(subjects)
     if len(set(checked)) != len(checked):
         repeated = next(s for s in checked if checked.count(s) > 1)
@@ -289,6 +307,34 @@ def payload_bytes(data: object) -> bytes:
         return view.tobytes()
 
 
+def check_subscribe_line(subject: str, queue: str | None) -> None:
+    """Raise :class:`SubjectTooLongError` when a ``SUB`` line for ``subject`` and ``queue``
+    (both already valid) would exceed :data:`MAX_CONTROL_LINE`.
+
+    The line's arguments are ``<subject> <queue> <id>``; the separator before the queue is
+    sent even without one (nats-py does), and the id counts :data:`SID_DIGITS` digits.
+    """
+    if len(subject) + (len(queue) if queue else 0) < _SHORT_LINE:
+        return
+    length = len(subject.encode()) + 1 + (len(queue.encode()) if queue else 0) + 1 + SID_DIGITS
+    if length > MAX_CONTROL_LINE:
+        carried = "subject, queue group and id" if queue else "subject and id"
+        raise SubjectTooLongError(subject, length, MAX_CONTROL_LINE, carried)
+
+
+def _check_publish_line(
+    subject: str, reply_length: int, header_size: int, size: int, headers: bool
+) -> None:
+    # PUB <subject> <reply> <size> / HPUB <subject> <reply> <header size> <size>; the
+    # separator before the reply subject is sent even without one (nats-py does)
+    length = len(subject.encode()) + 1 + reply_length + 1 + len(str(size))
+    if headers:
+        length += 1 + len(str(header_size))
+    if length > MAX_CONTROL_LINE:
+        carried = "subject, reply subject and sizes" if reply_length else "subject and sizes"
+        raise SubjectTooLongError(subject, length, MAX_CONTROL_LINE, carried)
+
+
 def check_message(
     subject: str,
     data: object,
@@ -296,9 +342,13 @@ def check_message(
     headers: Headers | None,
     max_payload: int,
     known: dict[str, None],
+    *,
+    reply_length: int = 0,
 ) -> tuple[bytes, dict[str, str] | None, int]:
     """Apply every rule of a message about to be published, in this order: the subject,
-    the reply subject, the headers, the payload type, the size.
+    the reply subject, the headers, the payload type, the size, the protocol line's length
+    (:class:`SubjectTooLongError` past :data:`MAX_CONTROL_LINE`; ``reply_length`` is the
+    length of a reply subject the transport will add, as ``request`` does).
 
     Returns ``(payload as bytes, a private copy of the headers or None, size)``, the size
     being payload plus encoded headers.  Raises :class:`BadSubjectError`,
@@ -309,11 +359,15 @@ def check_message(
         check_subject(subject, known)
     if reply is not None:
         check_subject(reply, known)
-    copied, size = (None, 0) if headers is None else checked_headers(headers)
+    copied, header_size = (None, 0) if headers is None else checked_headers(headers)
     payload = data if data.__class__ is bytes else payload_bytes(data)
-    size += len(payload)
+    size = header_size + len(payload)
     if size > max_payload:
         raise MaxPayloadError(size, max_payload)
+    if len(subject) + (reply_length if reply is None else len(reply)) >= _SHORT_LINE:
+        if reply is not None:
+            reply_length = len(reply.encode())
+        _check_publish_line(subject, reply_length, header_size, size, copied is not None)
     return payload, copied, size
 
 

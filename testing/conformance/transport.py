@@ -10,7 +10,8 @@ subscriptions (pinned by
 
 The cases live in topic modules (``_transport_basics``, ``_transport_subjects``,
 ``_transport_requests``, ``_transport_messages``, ``_transport_subscriptions``,
-``_transport_lifecycle``, and ``_transport_multi`` for the optional ``subscribe_many``,
+``_transport_lifecycle``, ``_transport_fidelity`` (differences from nats-server found by
+``testing.lockstep``), and ``_transport_multi`` for the optional ``subscribe_many``,
 skipped by a transport that does not offer it); a binding may also subclass just one of
 those mixins.
 """
@@ -18,6 +19,7 @@ those mixins.
 from __future__ import annotations
 
 from testing.conformance._transport_basics import ConnectionCases
+from testing.conformance._transport_fidelity import FidelityCases
 from testing.conformance._transport_lifecycle import LifecycleCases
 from testing.conformance._transport_messages import MessageCases
 from testing.conformance._transport_multi import MultiSubjectCases
@@ -27,6 +29,7 @@ from testing.conformance._transport_subscriptions import SubscriptionCases
 
 __all__ = [
     "ConnectionCases",
+    "FidelityCases",
     "LifecycleCases",
     "MessageCases",
     "MultiSubjectCases",
@@ -45,5 +48,6 @@ class TransportConformance(
     SubscriptionCases,
     LifecycleCases,
     MultiSubjectCases,
+    FidelityCases,
 ):
     """Conformance tests for one ``Transport`` implementation (bind by subclassing)."""

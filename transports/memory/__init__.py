@@ -31,7 +31,8 @@ no-responders, slow consumer).  Per connection, ``MemoryTransport.force_disconne
 active they cost one attribute check per publish.  A broker serves one event loop at a time.
 
 The package's modules, from the bottom layer up (each imports only modules listed before
-it): ``sublist`` (the subject trie), ``seeding`` (replayable randomness), ``inbox`` (inbox
+it): ``unmodelled`` (what nats-server answers itself, which this broker does not model),
+``sublist`` (the subject trie), ``seeding`` (replayable randomness), ``inbox`` (inbox
 ids), ``routing`` (the :class:`~transports.memory.routing.Receiver` protocol and the one
 routing function), ``subscription``, ``connection`` (``MemoryTransport``, simulated
 outages included), ``recording``, ``faults`` (fault rules and the hooks in front of
@@ -57,6 +58,7 @@ from transports.memory.connection import MemoryTransport
 from transports.memory.faults import FaultRule
 from transports.memory.recording import RecordedMessage, Recording, Traffic
 from transports.memory.subscription import MemorySubscription
+from transports.memory.unmodelled import NotModelledError
 
 __all__ = [
     "FaultRule",
@@ -64,6 +66,7 @@ __all__ = [
     "MemoryBroker",
     "MemorySubscription",
     "MemoryTransport",
+    "NotModelledError",
     "RecordedMessage",
     "Recording",
     "Traffic",

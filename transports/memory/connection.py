@@ -22,6 +22,8 @@ import anyio.lowlevel
 from transports.base import (
     DEFAULT_PENDING_BYTES_LIMIT,
     DEFAULT_PENDING_MSGS_LIMIT,
+    NO_RESPONDERS_STATUS,
+    STATUS_HEADER,
     ConnectionClosedError,
     EventListener,
     FlushTimeoutError,
@@ -38,6 +40,7 @@ from transports.events import EventListeners
 from transports.memory.inbox import Nuid
 from transports.memory.routing import Router
 from transports.memory.subscription import MemorySubscription
+from transports.memory.unmodelled import NotModelledError, unmodelled_feature
 from transports.runtime import (
     TIMED_OUT,
     Expiry,
@@ -50,7 +53,9 @@ from transports.runtime import (
     wake,
 )
 from transports.subjects import (
+    REQUEST_REPLY_LENGTH,
     check_message,
+    check_subscribe_line,
     make_msg,
     pending_limit,
     positive_number,
@@ -75,6 +80,10 @@ class Broker(Protocol):
     @property
     def max_payload(self) -> int:
         """Largest message accepted (payload plus encoded headers)."""
+
+    @property
+    def strict(self) -> bool:
+        """Strict mode: mistakes fail the test instead of only being reported."""
 
     def report_handler_failure(
         self, connection: MemoryTransport, subject: str, error: Exception
@@ -108,6 +117,10 @@ class _ReplyMux:
     @property
     def connection(self) -> object:
         return self._conn
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return (self.pattern,)
 
     def deliver(self, msg: Msg) -> None:
         waiter = self.pending.pop(msg.subject[len(self.prefix) :], None)
@@ -235,15 +248,13 @@ class MemoryTransport:
         data: bytes,
         reply: str | None,
         headers: Headers | None,
-        own_reply: bool = False,
     ) -> Msg:
         """Validate a message about to be published (order: subjects, headers, payload,
-        connection state) and build it.  ``own_reply``: the reply subject was minted
-        here and needs no check."""
+        connection state) and build it."""
         payload, copied, _ = check_message(
             subject,
             data,
-            None if own_reply else reply,
+            reply,
             headers,
             self._max_payload,
             self._router.known_subjects,
@@ -282,6 +293,7 @@ class MemoryTransport:
         """Subscribe (see ``Transport.subscribe``); live at the broker when it returns."""
         validate_pattern(subject)
         validate_queue(queue)
+        check_subscribe_line(subject, queue)
         msgs_limit = pending_limit(
             "pending_msgs_limit", pending_msgs_limit, DEFAULT_PENDING_MSGS_LIMIT
         )
@@ -334,17 +346,26 @@ class MemoryTransport:
         (also when closed while waiting), ValueError for a non-positive ``timeout``,
         and the validation errors of ``publish``.
         """
+        payload, copied, _ = check_message(
+            subject,
+            data,
+            None,
+            headers,
+            self._max_payload,
+            self._router.known_subjects,
+            reply_length=REQUEST_REPLY_LENGTH,
+        )
         if type(timeout) is not float or not timeout > 0.0:
             positive_number("timeout", timeout)
+        self._check_open()
         mux = self._mux
         if mux is None:
-            self._check_open()
             mux = self._mux = _ReplyMux(self, self.new_inbox())
             if not self._offline:
                 self._router.add_interest(mux.pattern, mux)
         mux.counter += 1
         token = str(mux.counter)
-        msg = self._message(subject, data, mux.prefix + token, headers, own_reply=True)
+        msg = make_msg(subject, payload, copied, mux.prefix + token)
         loop = running_loop()
         waiter: Waiter[Msg] = loop.create_future() if loop is not None else new_waiter()
         mux.pending[token] = waiter  # the mux pops it (and its deadline) when the reply comes
@@ -363,8 +384,12 @@ class MemoryTransport:
         if reply is TIMED_OUT:
             mux.pending.pop(token, None)
             raise RequestTimeoutError(subject, timeout)
-        if not reply.data and reply.headers is not None and reply.is_no_responders:
-            raise NoRespondersError(subject)
+        headers = reply.headers
+        if headers is not None and headers.get(STATUS_HEADER) == NO_RESPONDERS_STATUS:
+            feature = unmodelled_feature(subject) if self._broker.strict else None
+            if feature is not None:
+                raise NotModelledError(subject, feature)
+            raise NoRespondersError(subject)  # any 503 reply, body or not (as nats-py)
         return reply
 
     async def flush(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (protocol signature)

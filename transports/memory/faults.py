@@ -206,7 +206,7 @@ class BrokerHooks:
                     return
                 if kind == "no_responders":
                     if msg.reply is not None:
-                        self._router.send_no_responders(origin, msg.reply)
+                        self._router.send_no_responders(origin, msg)
                     return
                 if kind == "slow_consumer":
                     slow = True

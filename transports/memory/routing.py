@@ -21,13 +21,20 @@ from __future__ import annotations
 
 import random
 from collections.abc import Hashable
-from typing import Protocol
+from typing import Any, Protocol
 
 from transports.base import NO_RESPONDERS_STATUS, STATUS_HEADER, Msg
 from transports.memory.sublist import Sublist
 from transports.subjects import make_msg
 
-__all__ = ["Interceptor", "Receiver", "Router", "copy_msg"]
+__all__ = [
+    "SUBJECT_HEADER",
+    "Interceptor",
+    "Receiver",
+    "Router",
+    "copy_msg",
+    "server_match_order",
+]
 
 
 class Receiver(Hashable, Protocol):
@@ -40,6 +47,10 @@ class Receiver(Hashable, Protocol):
     @property
     def connection(self) -> object:
         """The connection the receiver belongs to (the no-responders rule compares it)."""
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        """The patterns it is registered under (the no-responders rule orders by them)."""
 
     def deliver(self, msg: Msg) -> None:
         """Take ``msg`` (buffer it, or hand it to a waiting request)."""
@@ -134,12 +145,64 @@ class Router:
                     member.deliver(delivered)
                 copy_next = with_headers
         elif not plain and msg.reply is not None:
-            self.send_no_responders(origin, msg.reply)
+            self.send_no_responders(origin, msg)
 
-    def send_no_responders(self, origin: object, reply: str) -> None:
-        """nats-server's rule: the ``503`` status goes only to ``origin``'s own first plain
-        receiver matching the reply subject (nothing if it has none)."""
-        for receiver in self._sublist.match(reply)[0]:
-            if receiver.connection is origin:
-                receiver.deliver(make_msg(reply, b"", {STATUS_HEADER: NO_RESPONDERS_STATUS}, None))
+    def send_no_responders(self, origin: object, msg: Msg) -> None:
+        """nats-server's rule for a message with a reply subject that nothing received: a
+        ``503`` status message, with header ``Nats-Subject`` naming the subject published
+        to, goes to ``origin``'s own first plain receiver matching the reply subject in
+        nats-server's match order (:func:`server_match_order`), and nowhere if it has none.
+        """
+        reply = msg.reply
+        assert reply is not None
+        own = [r for r in self._sublist.match(reply)[0] if r.connection is origin]
+        if not own:
+            return
+        if len(own) > 1:
+            order = server_match_order([p for r in own for p in r.subjects], reply)
+            own.sort(key=lambda r: min(order.get(p, len(order)) for p in r.subjects))
+        headers = {STATUS_HEADER: NO_RESPONDERS_STATUS, SUBJECT_HEADER: msg.subject}
+        own[0].deliver(make_msg(reply, b"", headers, None))
+
+
+SUBJECT_HEADER = "Nats-Subject"
+"""Header of a no-responders status naming the subject the request was published to."""
+
+
+def server_match_order(patterns: list[str], subject: str) -> dict[str, int]:
+    """The position of each of ``patterns`` that matches ``subject`` in the order
+    nats-server's sublist returns matches: at each token, a ``>`` pattern ending there
+    first, then what follows a ``*`` there (depth first), then the literal token; at the
+    end the literal match, then a ``*`` match.  (Subscriptions under one pattern come in
+    no fixed order on the server; here, in subscription order.)"""
+    root: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for pattern in dict.fromkeys(patterns):
+        level = root
+        node: tuple[dict[str, Any], list[str]] | None = None
+        for token in pattern.split("."):
+            node = level.setdefault(token, ({}, []))
+            level = node[0]
+        if node is not None:
+            node[1].append(pattern)
+    found: list[str] = []
+
+    def match_level(level: dict[str, Any] | None, tokens: list[str]) -> None:
+        wildcard = literal = None
+        for i, token in enumerate(tokens):
+            if level is None:
                 return
+            tail = level.get(">")
+            if tail is not None:
+                found.extend(tail[1])
+            wildcard = level.get("*")
+            if wildcard is not None:
+                match_level(wildcard[0], tokens[i + 1 :])
+            literal = level.get(token)
+            level = literal[0] if literal is not None else None
+        if literal is not None:
+            found.extend(literal[1])
+        if wildcard is not None:
+            found.extend(wildcard[1])
+
+    match_level(root, subject.split("."))
+    return {pattern: i for i, pattern in enumerate(dict.fromkeys(found))}

@@ -274,8 +274,11 @@ class MemorySubscription:
         msg = self._buffer.popleft()
         self._pending_bytes -= len(msg.data)
         self._delivered += 1
-        if not self._buffer and self._state == _STOPPING:
-            self._end()
+        if self._state == _STOPPING:
+            if self._max_msgs and self._delivered >= self._max_msgs:
+                self._discard()  # unsubscribe(limit): at most `limit` are handed out
+            if not self._buffer:
+                self._end()
         return msg
 
     def _park(self) -> Waiter[None]:
@@ -346,15 +349,17 @@ class MemorySubscription:
         ``limit == 0``: when this returns nothing more is delivered and the buffer is
         discarded.  ``limit > 0``: the subscription stops receiving once ``limit``
         messages in total have been routed to it (counting those already received, and
-        like nats-server counting ones dropped as slow consumer), and ends when its
-        buffer is consumed.  No effect on an ended subscription.  Raises
+        like nats-server counting ones dropped as slow consumer), and ends once ``limit``
+        messages in total have been handed to the consumer (what it still buffers then
+        is discarded, as with nats-py) or its buffer is consumed.  No effect on an ended
+        subscription.  Raises
         ``ValueError`` for a negative or non-int ``limit``.
         """
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
             raise ValueError(f"invalid limit {limit!r}: must be an int >= 0")
         if self._state == _ENDED:
             return
-        if limit == 0:
+        if limit == 0 or self._delivered >= limit:
             self._close()
             return
         self._max_msgs = limit

@@ -49,12 +49,16 @@ from transports.nats.subscription import (
 from transports.nats.table import SubscriptionTable
 from transports.subjects import (
     check_message,
+    check_subscribe_line,
     pending_limit,
     positive_number,
     validate_pattern,
     validate_queue,
     validate_subject_list,
 )
+
+CLOSE_UNSUBSCRIBE_WAIT = 2.0
+"""Longest ``close()`` waits for the server to acknowledge the connection's unsubscribes."""
 
 __all__ = ["NatsTransport", "connect_url"]
 
@@ -201,7 +205,13 @@ class NatsTransport:
         """Publish with a private reply subject and return the first reply (see
         ``Transport.request``; also raises :class:`MaxPayloadError` like ``publish``)."""
         payload, copied, size = check_message(
-            subject, data, None, headers, self._nc._max_payload, self._known_subjects
+            subject,
+            data,
+            None,
+            headers,
+            self._nc._max_payload,
+            self._known_subjects,
+            reply_length=len(self.new_inbox()) + 23,  # nats-py: <inbox prefix>.<nuid>.<nuid>
         )
         positive_number("timeout", timeout)
         if self._nc.is_closed:
@@ -232,6 +242,7 @@ class NatsTransport:
         """
         validate_pattern(subject)
         validate_queue(queue)
+        check_subscribe_line(subject, queue)
         msgs_limit = pending_limit(
             "pending_msgs_limit", pending_msgs_limit, DEFAULT_PENDING_MSGS_LIMIT
         )
@@ -342,7 +353,8 @@ class NatsTransport:
         try:
             await self._send_unsubscribe(sub, 0)
         finally:
-            self._forget_subscription(sub)
+            for sid in self._subs.start_drain(sub):
+                self._nc._remove_sub(sid)
 
     # ------------------------------------------------------------------ closing
 
@@ -373,9 +385,19 @@ class NatsTransport:
             self._drain_done.set()
 
     async def close(self) -> None:
-        """Close at once (see ``Transport.close``).  Idempotent."""
+        """Close at once (see ``Transport.close``).  Idempotent.
+
+        While connected, every subscription is unsubscribed first and the server's
+        acknowledgement awaited (at most :data:`CLOSE_UNSUBSCRIBE_WAIT` seconds): a closed
+        socket alone is noticed by the server a moment later, and until then it would still
+        route messages (and queue-group turns) to this connection's subscriptions.
+        """
         if not self._nc.is_closed:
             self._closing = True
+            if self._subs.by_sid and self._nc.is_connected:
+                commands = [unsub_cmd(sid, 0) for sid in self._subs.by_sid]
+                with contextlib.suppress(Exception):  # closing regardless
+                    await self._pings.barrier(CLOSE_UNSUBSCRIBE_WAIT, commands)
             try:
                 await self._nc.close()
             except Exception as exc:

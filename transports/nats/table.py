@@ -28,10 +28,11 @@ class SubscriptionTable:
     notes it before its barrier and asks :meth:`denied` afterwards.
     """
 
-    __slots__ = ("_denied", "by_sid", "reports")
+    __slots__ = ("_denied", "_draining", "by_sid", "reports")
 
     def __init__(self) -> None:
         self.by_sid: dict[int, NatsSubscription] = {}
+        self._draining: dict[NatsSubscription, None] = {}  # no longer routed, not yet ended
         self.reports = 0
         self._denied: dict[str, int] = {}  # subscription denied -> `reports` at the time
 
@@ -42,6 +43,7 @@ class SubscriptionTable:
 
     def remove(self, sub: NatsSubscription) -> tuple[int, ...]:
         """Stop listing ``sub``; returns its sids."""
+        self._draining.pop(sub, None)
         sids = sub.sids
         for sid in sids:
             self.by_sid.pop(sid, None)
@@ -51,10 +53,18 @@ class SubscriptionTable:
         """Every subscription listed, once each."""
         return list(dict.fromkeys(self.by_sid.values()))
 
+    def start_drain(self, sub: NatsSubscription) -> tuple[int, ...]:
+        """A drain of ``sub`` began: no more messages for it, but it is not over until its
+        consumer took what it holds (or the connection closes); returns its sids."""
+        sids = self.remove(sub)
+        self._draining[sub] = None
+        return sids
+
     def end_all(self) -> None:
-        """The connection closed: end every subscription, keeping what is buffered."""
-        for sub in self.subscriptions():
-            sub._end(discard=False)
+        """The connection closed: end every subscription, draining ones included, and
+        discard what they buffered (nats-py's iterators stop there too)."""
+        for sub in [*self.subscriptions(), *self._draining]:
+            sub._end(discard=True)
 
     async def drain_all(self, timeout: float) -> list[Exception]:
         """Drain every subscription concurrently; returns what failed, or a
