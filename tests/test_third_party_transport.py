@@ -26,7 +26,13 @@ from urllib.parse import urlsplit
 import pytest
 
 import transports
-from testing.conformance import CAP_TRIO, ConformanceBackend, FactoryBackend, TransportConformance
+from testing.conformance import (
+    CAP_THREADS,
+    CAP_TRIO,
+    ConformanceBackend,
+    FactoryBackend,
+    TransportConformance,
+)
 from testing.conformance.transport import (
     ConnectionCases,
     FidelityCases,
@@ -36,6 +42,7 @@ from testing.conformance.transport import (
     RequestCases,
     SubjectCases,
     SubscriptionCases,
+    ThreadCases,
 )
 from transports.base import (
     EventListener,
@@ -206,6 +213,7 @@ class TestExampleTransport(
     SubscriptionCases,
     LifecycleCases,
     FidelityCases,
+    ThreadCases,
 ):
     """The transport suite on ``ExampleTransport``, connecting by URL through the entry
     point; it declares ``CAP_TRIO`` (the memory broker under it runs on trio).
@@ -228,7 +236,7 @@ class TestExampleTransport(
         async def connect(**options: Any) -> Transport:
             return await transports.connect(url, **options)
 
-        backend = FactoryBackend(connect, capabilities=frozenset({CAP_TRIO}))
+        backend = FactoryBackend(connect, capabilities=frozenset({CAP_TRIO, CAP_THREADS}))
         yield backend
         await backend.aclose()
         _BROKERS.pop(urlsplit(url).netloc, None)

@@ -58,7 +58,9 @@ __all__ = [
     "all_tasks_blocked",
     "call_later",
     "call_soon",
+    "call_soon_in",
     "current_async_library",
+    "current_home",
     "current_task",
     "expire_due",
     "fail",
@@ -114,6 +116,35 @@ def _trio() -> Any:
     if module is None:
         from transports import runtime_trio as module
     return module
+
+
+def current_home() -> object:
+    """The event loop running the calling code, as :func:`call_soon_in` takes it: the
+    running asyncio loop, or the trio run's token; ``None`` outside any event loop."""
+    loop = running_loop()
+    if loop is not None:
+        return loop
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            return trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            return None
+    return None
+
+
+def call_soon_in(home: object, callback: Callable[..., object], *args: Any) -> bool:
+    """Run ``callback(*args)`` soon on the event loop ``home`` (from :func:`current_home`),
+    from any thread, in the order of the calls.  ``False`` when that loop has finished (the
+    callback is dropped, as a message to a process that exited)."""
+    try:
+        if isinstance(home, AbstractEventLoop):
+            home.call_soon_threadsafe(callback, *args)
+        else:
+            home.run_sync_soon(callback, *args)  # type: ignore[attr-defined]
+    except RuntimeError:  # asyncio: loop closed; trio: RunFinishedError
+        return False
+    return True
 
 
 def call_soon(callback: Callable[[], object]) -> None:

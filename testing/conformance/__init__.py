@@ -30,6 +30,7 @@ nats-py (``NatsBackend`` imports the nats transport only when it connects).
 """
 
 from testing.conformance.backend import (
+    CAP_THREADS,
     CAP_TRIO,
     ConformanceBackend,
     FactoryBackend,
@@ -41,6 +42,7 @@ from testing.conformance.service import ServiceConformance
 from testing.conformance.transport import TransportConformance
 
 __all__ = [
+    "CAP_THREADS",
     "CAP_TRIO",
     "ClientConformance",
     "ConformanceBackend",

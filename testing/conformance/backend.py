@@ -18,6 +18,7 @@ from typing import Any
 from transports.base import Transport
 
 __all__ = [
+    "CAP_THREADS",
     "CAP_TRIO",
     "ConformanceBackend",
     "FactoryBackend",
@@ -27,6 +28,10 @@ __all__ = [
 
 CAP_TRIO = "trio"
 """The transport works under trio as well as asyncio."""
+
+CAP_THREADS = "threads"
+"""Connections made on other threads, each on its own event loop, reach the same broker
+(``ThreadCases``)."""
 
 
 class ConformanceBackend(abc.ABC):
@@ -76,7 +81,7 @@ class FactoryBackend(ConformanceBackend):
 class MemoryBackend(ConformanceBackend):
     """Connections to one fresh ``MemoryBroker`` (seeded, so queue choices replay)."""
 
-    capabilities = frozenset({CAP_TRIO})
+    capabilities = frozenset({CAP_TRIO, CAP_THREADS})
 
     def __init__(self, seed: int = 0, **broker_options: Any) -> None:
         super().__init__()
@@ -90,6 +95,8 @@ class MemoryBackend(ConformanceBackend):
 
 class NatsBackend(ConformanceBackend):
     """Connections to one real nats-server at ``url`` (asyncio only)."""
+
+    capabilities = frozenset({CAP_THREADS})
 
     def __init__(self, url: str, **connect_options: Any) -> None:
         super().__init__()

@@ -11,7 +11,8 @@ subscriptions (pinned by
 The cases live in topic modules (``_transport_basics``, ``_transport_subjects``,
 ``_transport_requests``, ``_transport_messages``, ``_transport_subscriptions``,
 ``_transport_lifecycle``, ``_transport_fidelity`` (differences from nats-server found by
-``testing.lockstep``), and ``_transport_multi`` for the optional ``subscribe_many``,
+``testing.lockstep``), ``_transport_threads`` (connections on other threads and event
+loops; capability ``threads``), and ``_transport_multi`` for the optional ``subscribe_many``,
 skipped by a transport that does not offer it); a binding may also subclass just one of
 those mixins.
 """
@@ -26,6 +27,7 @@ from testing.conformance._transport_multi import MultiSubjectCases
 from testing.conformance._transport_requests import RequestCases
 from testing.conformance._transport_subjects import SubjectCases
 from testing.conformance._transport_subscriptions import SubscriptionCases
+from testing.conformance._transport_threads import ThreadCases
 
 __all__ = [
     "ConnectionCases",
@@ -36,6 +38,7 @@ __all__ = [
     "RequestCases",
     "SubjectCases",
     "SubscriptionCases",
+    "ThreadCases",
     "TransportConformance",
 ]
 
@@ -49,5 +52,6 @@ class TransportConformance(
     LifecycleCases,
     MultiSubjectCases,
     FidelityCases,
+    ThreadCases,
 ):
     """Conformance tests for one ``Transport`` implementation (bind by subclassing)."""

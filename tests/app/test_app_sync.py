@@ -386,3 +386,22 @@ def test_blocking_forms_return_what_the_async_call_returns(echo_app: App) -> Non
     assert echo_app.subscriptions[ssid] == "typed"
     echo_app.publish_sync("typed", 1, force=True)
     assert echo_app.request_from_another_thread("typed", [2]) == [2]
+
+
+def test_two_apps_each_on_its_own_thread_talk_to_each_other(url: str) -> None:
+    """Two apps on one broker URL, each started in a thread of its own (its own event
+    loop): requests between them are answered, on memory as on a real server."""
+    server, client = App(url), App(url)
+
+    @server.listen(subject="two.apps.greet")
+    async def greet(msg: Message) -> Any:
+        return {"hello": msg.data["name"]}
+
+    try:
+        server.publish_sync("two.apps.warm-up", {})  # starts it: its listener is live
+        reply = client.request_sync("two.apps.greet", {"name": "you"}, timeout=WAIT)
+        assert reply == {"hello": "you"}
+        assert len(_app_threads()) == 2  # one thread (and event loop) each
+    finally:
+        client.disconnect_sync()
+        server.disconnect_sync()

@@ -30,6 +30,7 @@ from transports.memory.inbox import Nuid
 from transports.memory.recording import Recording
 from transports.memory.routing import Router
 from transports.memory.seeding import new_rng, track
+from transports.runtime import current_home
 from transports.subjects import positive_number
 
 __all__ = ["HandlerFailure", "MemoryBroker"]
@@ -128,6 +129,7 @@ class MemoryBroker:
             raise ValueError(f"invalid pending_size {pending_size!r}: must be an int >= 0")
         self._next_cid += 1
         nuid = Nuid(random.Random(self._id_rng.getrandbits(64)))
+        self._router.note_home(current_home())
         conn = MemoryTransport(
             self, self._router, nuid, self._next_cid, name, drain_timeout, pending_size
         )

@@ -31,7 +31,6 @@ from transports.base import (
     Msg,
     NoRespondersError,
     RequestTimeoutError,
-    SlowConsumerError,
     TransportError,
     TransportEvent,
     TransportEventKind,
@@ -39,13 +38,14 @@ from transports.base import (
 from transports.events import EventListeners
 from transports.memory.inbox import Nuid
 from transports.memory.routing import Router
-from transports.memory.subscription import MemorySubscription
+from transports.memory.subscription import MemorySubscription, ReplyInbox
 from transports.memory.unmodelled import NotModelledError, unmodelled_feature
 from transports.runtime import (
     TIMED_OUT,
     Expiry,
     Waiter,
     call_soon,
+    current_home,
     fail,
     new_waiter,
     running_loop,
@@ -100,40 +100,6 @@ class Broker(Protocol):
         """``connection`` has closed: forget it."""
 
 
-class _ReplyMux:
-    """One wildcard inbox subscription per connection serving all its ``request()`` calls
-    (like nats-py's response multiplexer): the first reply per token wins.  A
-    :class:`~transports.memory.routing.Receiver`."""
-
-    __slots__ = ("_conn", "counter", "pattern", "pending", "prefix")
-
-    def __init__(self, conn: MemoryTransport, inbox: str) -> None:
-        self._conn = conn
-        self.prefix = inbox + "."
-        self.pattern = inbox + ".*"
-        self.pending: dict[str, Waiter[Msg]] = {}
-        self.counter = 0
-
-    @property
-    def connection(self) -> object:
-        return self._conn
-
-    @property
-    def subjects(self) -> tuple[str, ...]:
-        return (self.pattern,)
-
-    def deliver(self, msg: Msg) -> None:
-        waiter = self.pending.pop(msg.subject[len(self.prefix) :], None)
-        if waiter is not None:
-            self._conn._expiry.discard(waiter)
-            wake(waiter, msg)
-
-    def deliver_dropped(self, msg: Msg) -> None:
-        """A reply lost as by a slow consumer (forced by a fault rule): reported, and the
-        request waits on (it times out)."""
-        self._conn._emit(TransportEvent(TransportEventKind.ERROR, SlowConsumerError(self.pattern)))
-
-
 class MemoryTransport:
     """A connection to a :class:`MemoryBroker`; a :class:`~transports.base.Transport`.
 
@@ -177,7 +143,7 @@ class MemoryTransport:
         self._events: deque[TransportEvent] = deque()
         self._events_scheduled = False
         self._nuid = nuid
-        self._mux: _ReplyMux | None = None
+        self._mux: ReplyInbox | None = None
         self._closed_waiters: list[Waiter[None]] = []
         self._expiry = Expiry()
 
@@ -360,9 +326,11 @@ class MemoryTransport:
         self._check_open()
         mux = self._mux
         if mux is None:
-            mux = self._mux = _ReplyMux(self, self.new_inbox())
+            mux = self._mux = ReplyInbox(self, self.new_inbox())
             if not self._offline:
                 self._router.add_interest(mux.pattern, mux)
+        elif self._router.is_shared:
+            mux.home = current_home()  # replies are handed over to this request's loop
         mux.counter += 1
         token = str(mux.counter)
         msg = make_msg(subject, payload, copied, mux.prefix + token)

@@ -20,11 +20,13 @@ with :attr:`Receiver.connection`.
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable
+import threading
+from collections.abc import Hashable, Sequence
 from typing import Protocol
 
 from transports.base import NO_RESPONDERS_STATUS, STATUS_HEADER, Msg
 from transports.memory.sublist import Sublist
+from transports.runtime import call_soon_in, current_home
 from transports.subjects import make_msg, server_match_order
 
 __all__ = [
@@ -50,6 +52,11 @@ class Receiver(Hashable, Protocol):
     @property
     def subjects(self) -> tuple[str, ...]:
         """The patterns it is registered under (the no-responders rule orders by them)."""
+
+    @property
+    def home(self) -> object:
+        """The event loop its consumer runs on (``runtime.current_home()``): messages
+        routed from another loop or thread are handed over there."""
 
     def deliver(self, msg: Msg) -> None:
         """Take ``msg`` (buffer it, or hand it to a waiting request)."""
@@ -79,11 +86,13 @@ class Router:
     without caching, since each is used once.
     """
 
-    __slots__ = ("_rng", "_sublist", "interceptor", "known_subjects")
+    __slots__ = ("_home", "_lock", "_rng", "_sublist", "interceptor", "known_subjects")
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
         self._sublist: Sublist[Receiver] = Sublist(uncached_prefix="_INBOX.")
+        self._home: object = None  # the one event loop every user ran on so far
+        self._lock: threading.RLock | None = None  # set once a second loop uses the broker
         self.known_subjects: dict[str, None] = {}
         """Publish subjects already found valid (a cache for ``subjects.check_message``)."""
         self.interceptor: Interceptor | None = None
@@ -99,13 +108,54 @@ class Router:
         replay their faults too)."""
         return random.Random(self._rng.getrandbits(64))
 
+    # ------------------------------------------------------------------ loops and threads
+
+    @property
+    def is_shared(self) -> bool:
+        """True once connections on more than one event loop (or thread) used the broker."""
+        return self._lock is not None
+
+    def note_home(self, home: object) -> None:
+        """A connection or receiver lives on the event loop ``home``.
+
+        While every one lives on one loop, routing delivers inline.  From the second loop on
+        (another thread, trio beside asyncio, or a later event loop in the same thread) the
+        broker is *shared*, for good: the subject trie is guarded by a lock, and a message
+        for a receiver on another loop is handed to that loop (``runtime.call_soon_in``),
+        the way a server in another process would write it to that connection's socket.
+        Each publisher's messages still reach each receiver in publish order.
+        """
+        if home is not self._home and home is not None:
+            if self._home is None:
+                self._home = home
+            elif self._lock is None:
+                self._lock = threading.RLock()
+
     def add_interest(self, subject: str, receiver: Receiver, queue: str | None = None) -> None:
         """Route messages matching the pattern ``subject`` to ``receiver`` from now on."""
-        self._sublist.insert(subject, receiver, queue)
+        self.note_home(receiver.home)
+        lock = self._lock
+        if lock is None:
+            self._sublist.insert(subject, receiver, queue)
+        else:
+            with lock:
+                self._sublist.insert(subject, receiver, queue)
 
     def remove_interest(self, subject: str, receiver: Receiver, queue: str | None = None) -> None:
         """Undo :meth:`add_interest` (no effect when not registered)."""
-        self._sublist.remove(subject, receiver, queue)
+        lock = self._lock
+        if lock is None:
+            self._sublist.remove(subject, receiver, queue)
+        else:
+            with lock:
+                self._sublist.remove(subject, receiver, queue)
+
+    def _match(self, subject: str) -> tuple[Sequence[Receiver], Sequence[Sequence[Receiver]]]:
+        lock = self._lock
+        if lock is None:
+            return self._sublist.match(subject)
+        with lock:
+            return self._sublist.match(subject)
 
     def dispatch(self, origin: object, msg: Msg) -> None:
         """Route one message ``origin`` published: the single entry point for every publish
@@ -122,12 +172,15 @@ class Router:
         status to ``origin``.  ``slow``: every receiver drops the message as a slow
         consumer (a fault rule).  Synchronous: runs no consumer code.
         """
-        plain, groups = self._sublist.match(msg.subject)
+        plain, groups = self._match(msg.subject)
         copy_next = False  # the first receiver takes msg itself, the others a copy
         with_headers = msg.headers is not None
+        here = None if self._lock is None else current_home()  # shared: hand over if not here
         for receiver in plain:
             delivered = copy_msg(msg) if copy_next else msg
-            if slow:
+            if here is not None and receiver.home is not here:
+                call_soon_in(receiver.home, _deliver, receiver, delivered, slow)
+            elif slow:
                 receiver.deliver_dropped(delivered)
             else:
                 receiver.deliver(delivered)
@@ -138,7 +191,9 @@ class Router:
                 count = len(members)
                 member = members[int(rng.random() * count)] if count > 1 else members[0]
                 delivered = copy_msg(msg) if copy_next else msg
-                if slow:
+                if here is not None and member.home is not here:
+                    call_soon_in(member.home, _deliver, member, delivered, slow)
+                elif slow:
                     member.deliver_dropped(delivered)
                 else:
                     member.deliver(delivered)
@@ -154,14 +209,26 @@ class Router:
         """
         reply = msg.reply
         assert reply is not None
-        own = [r for r in self._sublist.match(reply)[0] if r.connection is origin]
+        own = [r for r in self._match(reply)[0] if r.connection is origin]
         if not own:
             return
         if len(own) > 1:
             order = server_match_order([p for r in own for p in r.subjects], reply)
             own.sort(key=lambda r: min(order.get(p, len(order)) for p in r.subjects))
         headers = {STATUS_HEADER: NO_RESPONDERS_STATUS, SUBJECT_HEADER: msg.subject}
-        own[0].deliver(make_msg(reply, b"", headers, None))
+        status = make_msg(reply, b"", headers, None)
+        if self._lock is not None and own[0].home is not current_home():
+            call_soon_in(own[0].home, _deliver, own[0], status, False)
+        else:
+            own[0].deliver(status)
+
+
+def _deliver(receiver: Receiver, msg: Msg, slow: bool) -> None:
+    """A message handed over from another loop, delivered on the receiver's own."""
+    if slow:
+        receiver.deliver_dropped(msg)
+    else:
+        receiver.deliver(msg)
 
 
 SUBJECT_HEADER = "Nats-Subject"

@@ -27,6 +27,7 @@ from transports.memory.routing import Router
 from transports.runtime import (
     Expiry,
     Waiter,
+    current_home,
     current_task,
     new_waiter,
     now,
@@ -37,7 +38,7 @@ from transports.runtime import (
     wake,
 )
 
-__all__ = ["MemorySubscription", "Owner"]
+__all__ = ["MemorySubscription", "Owner", "ReplyInbox"]
 
 _LIVE, _STOPPING, _ENDED = 0, 1, 2
 
@@ -93,6 +94,8 @@ class MemorySubscription:
         self._state = _LIVE
         self._waiters: list[Waiter[None]] = []
         self._drain_waiters: list[Waiter[None]] = []
+        self.home = current_home()
+        """The event loop the subscription was made on (messages are handed over there)."""
         self._holder: object = None  # the task processing the last message from __anext__
         self._iterated = False  # a consumer loop has waited in __anext__ (see wait_idle)
 
@@ -159,6 +162,8 @@ class MemorySubscription:
         ``ERROR`` event is queued on the owning connection.  Never blocks, never runs
         consumer code.
         """
+        if self._state == _ENDED:  # handed over from another loop after it ended
+            return
         self._received += 1
         if self._max_msgs and self._received >= self._max_msgs:
             self._stop_interest()
@@ -372,3 +377,39 @@ class MemorySubscription:
         when the subscription ends otherwise (``unsubscribe()``, connection close)."""
         self._begin_drain()
         await self._wait_ended()
+
+
+class ReplyInbox:
+    """One wildcard inbox subscription per connection serving all its ``request()`` calls
+    (like nats-py's response multiplexer): the first reply per token wins.  A
+    :class:`~transports.memory.routing.Receiver`."""
+
+    __slots__ = ("_conn", "counter", "home", "pattern", "pending", "prefix")
+
+    def __init__(self, conn: Owner, inbox: str) -> None:
+        self._conn = conn
+        self.home = current_home()
+        """The event loop of the latest request (``request`` updates it)."""
+        self.prefix = inbox + "."
+        self.pattern = inbox + ".*"
+        self.pending: dict[str, Waiter[Msg]] = {}
+        self.counter = 0
+
+    @property
+    def connection(self) -> object:
+        return self._conn
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return (self.pattern,)
+
+    def deliver(self, msg: Msg) -> None:
+        waiter = self.pending.pop(msg.subject[len(self.prefix) :], None)
+        if waiter is not None:
+            self._conn._expiry.discard(waiter)
+            wake(waiter, msg)
+
+    def deliver_dropped(self, msg: Msg) -> None:
+        """A reply lost as by a slow consumer (forced by a fault rule): reported, and the
+        request waits on (it times out)."""
+        self._conn._emit(TransportEvent(TransportEventKind.ERROR, SlowConsumerError(self.pattern)))
