@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Container, Mapping, Sequence
+from typing import Any
 
 from transports.base import (
     BadHeaderError,
@@ -55,6 +56,7 @@ __all__ = [
     "is_valid_subject",
     "make_msg",
     "matches",
+    "server_match_order",
     "payload_bytes",
     "pending_limit",
     "positive_number",
@@ -413,3 +415,42 @@ def make_msg(
     set_headers(msg, headers)
     set_reply(msg, reply)
     return msg
+
+
+def server_match_order(patterns: list[str], subject: str) -> dict[str, int]:
+    """The position of each of ``patterns`` that matches ``subject`` in the order
+    nats-server's sublist returns matches: at each token, a ``>`` pattern ending there
+    first, then what follows a ``*`` there (depth first), then the literal token; at the
+    end the literal match, then a ``*`` match.  (Subscriptions under one pattern come in
+    no fixed order on the server; here, in subscription order.)"""
+    root: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for pattern in dict.fromkeys(patterns):
+        level = root
+        node: tuple[dict[str, Any], list[str]] | None = None
+        for token in pattern.split("."):
+            node = level.setdefault(token, ({}, []))
+            level = node[0]
+        if node is not None:
+            node[1].append(pattern)
+    found: list[str] = []
+
+    def match_level(level: dict[str, Any] | None, tokens: list[str]) -> None:
+        wildcard = literal = None
+        for i, token in enumerate(tokens):
+            if level is None:
+                return
+            tail = level.get(">")
+            if tail is not None:
+                found.extend(tail[1])
+            wildcard = level.get("*")
+            if wildcard is not None:
+                match_level(wildcard[0], tokens[i + 1 :])
+            literal = level.get(token)
+            level = literal[0] if literal is not None else None
+        if literal is not None:
+            found.extend(literal[1])
+        if wildcard is not None:
+            found.extend(wildcard[1])
+
+    match_level(root, subject.split("."))
+    return {pattern: i for i, pattern in enumerate(dict.fromkeys(found))}

@@ -336,10 +336,11 @@ class World:
             "queue groups": {name: sorted(c.items(), key=repr) for name, c in groups.items()},
         }
 
-    def live_patterns(self) -> list[tuple[object, bool]]:
-        """``(pattern, answering)`` of every subscription live on an open connection."""
+    def live_subscriptions(self) -> list[tuple[int, object, str | None, bool]]:
+        """``(connection, pattern, queue, answering)`` of every subscription live on an open
+        connection."""
         return [
-            (sub.pattern, sub.answering)
+            (sub.connection, sub.pattern, sub.queue, sub.answering)
             for sub in self.subs
             if sub is not None
             and sub.subscription.is_active

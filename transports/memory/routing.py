@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Hashable
-from typing import Any, Protocol
+from typing import Protocol
 
 from transports.base import NO_RESPONDERS_STATUS, STATUS_HEADER, Msg
 from transports.memory.sublist import Sublist
-from transports.subjects import make_msg
+from transports.subjects import make_msg, server_match_order
 
 __all__ = [
     "SUBJECT_HEADER",
@@ -33,7 +33,6 @@ __all__ = [
     "Receiver",
     "Router",
     "copy_msg",
-    "server_match_order",
 ]
 
 
@@ -167,42 +166,3 @@ class Router:
 
 SUBJECT_HEADER = "Nats-Subject"
 """Header of a no-responders status naming the subject the request was published to."""
-
-
-def server_match_order(patterns: list[str], subject: str) -> dict[str, int]:
-    """The position of each of ``patterns`` that matches ``subject`` in the order
-    nats-server's sublist returns matches: at each token, a ``>`` pattern ending there
-    first, then what follows a ``*`` there (depth first), then the literal token; at the
-    end the literal match, then a ``*`` match.  (Subscriptions under one pattern come in
-    no fixed order on the server; here, in subscription order.)"""
-    root: dict[str, tuple[dict[str, Any], list[str]]] = {}
-    for pattern in dict.fromkeys(patterns):
-        level = root
-        node: tuple[dict[str, Any], list[str]] | None = None
-        for token in pattern.split("."):
-            node = level.setdefault(token, ({}, []))
-            level = node[0]
-        if node is not None:
-            node[1].append(pattern)
-    found: list[str] = []
-
-    def match_level(level: dict[str, Any] | None, tokens: list[str]) -> None:
-        wildcard = literal = None
-        for i, token in enumerate(tokens):
-            if level is None:
-                return
-            tail = level.get(">")
-            if tail is not None:
-                found.extend(tail[1])
-            wildcard = level.get("*")
-            if wildcard is not None:
-                match_level(wildcard[0], tokens[i + 1 :])
-            literal = level.get(token)
-            level = literal[0] if literal is not None else None
-        if literal is not None:
-            found.extend(literal[1])
-        if wildcard is not None:
-            found.extend(wildcard[1])
-
-    match_level(root, subject.split("."))
-    return {pattern: i for i, pattern in enumerate(dict.fromkeys(found))}
