@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -467,12 +467,14 @@ def run_lockstep(
     *,
     steps: int | None = None,
     steps_per_program: int = 40,
+    shrink: bool = True,
 ) -> LockstepRun:
     """Drive both sides with the same generated programs for about ``steps`` steps.
 
     ``steps`` defaults to the :data:`STEPS_VARIABLE` environment variable, else
-    :data:`DEFAULT_STEPS`.  Raises :class:`LockstepDifference` (shrunk by hypothesis to a
-    short program) on the first difference; returns how many steps and programs ran.
+    :data:`DEFAULT_STEPS`.  Raises :class:`LockstepDifference` on the first difference,
+    shrunk by hypothesis to a short program unless ``shrink`` is false; returns how many
+    steps and programs ran.
     """
     total = configured_steps(steps)
     run = LockstepRun()
@@ -482,6 +484,7 @@ def run_lockstep(
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
+        phases=list(Phase) if shrink else [Phase.explicit, Phase.reuse, Phase.generate],
     )
     with ExitStack() as stack:
         a = stack.enter_context(_running(left))
