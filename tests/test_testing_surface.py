@@ -25,6 +25,7 @@ SURFACES = {
         "make_request",
     ],
     "testing.conformance": [
+        "CAP_THREADS",
         "CAP_TRIO",
         "ClientConformance",
         "ConformanceBackend",
@@ -33,6 +34,18 @@ SURFACES = {
         "NatsBackend",
         "ServiceConformance",
         "TransportConformance",
+    ],
+    "testing.lockstep": [
+        "DEFAULT_STEPS",
+        "STEPS_VARIABLE",
+        "LockstepDifference",
+        "LockstepRun",
+        "Side",
+        "configured_steps",
+        "lockstep_machine",
+        "memory_side",
+        "nats_side",
+        "run_lockstep",
     ],
     "testing.differential": [
         "ANSWERED",
