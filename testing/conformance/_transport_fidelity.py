@@ -178,6 +178,36 @@ class FidelityCases(SuiteBase):
         with pytest.raises(SubscriptionClosedError):
             await sub.next_msg(timeout=WAIT)
 
+    async def test_subscribe_while_the_connection_drains_is_refused(
+        self, conformance_backend: ConformanceBackend
+    ) -> None:
+        """A draining connection takes no new interest (nats-py refuses it too); publishing
+        and flushing still work until the drain ends."""
+        (connection,) = await connections(conformance_backend, 1)
+        sub = await connection.subscribe("fidelity.draining")
+        await connection.publish("fidelity.draining", b"1")
+        await settle(connection, connection)
+        outcomes: list[str] = []
+
+        async def meanwhile() -> None:
+            try:
+                await connection.subscribe("fidelity.late")
+                outcomes.append("subscribed")
+            except ConnectionClosedError as exc:
+                outcomes.append(str(exc))
+            await connection.publish("fidelity.elsewhere", b"")
+            await connection.flush()
+            outcomes.append("published")
+            assert [msg.data async for msg in sub] == [b"1"]  # the drain hands it out
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(connection.drain)
+                await anyio.wait_all_tasks_blocked()  # the drain began: it waits for `sub`
+                tasks.start_soon(meanwhile)
+        assert outcomes == ["the connection is draining", "published"]
+        assert connection.is_closed
+
     async def test_once_close_returns_nothing_is_routed_to_the_connection(
         self, conformance_backend: ConformanceBackend
     ) -> None:

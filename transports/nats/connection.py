@@ -283,6 +283,8 @@ class NatsTransport:
         list ``wrap(what it returned)`` and return it once the server has ``subjects``."""
         if self._nc.is_closed:
             raise ConnectionClosedError()
+        if self._drain_done is not None:  # as on memory: a drain takes no new interest
+            raise ConnectionClosedError("the connection is draining")
         since = self._subs.reports
         try:
             raw = await subscribing()
