@@ -86,13 +86,16 @@ class Router:
     without caching, since each is used once.
     """
 
-    __slots__ = ("_home", "_lock", "_rng", "_sublist", "interceptor", "known_subjects")
+    __slots__ = ("_home", "_lock", "_rng", "_sublist", "interceptor", "is_shared", "known_subjects")
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
         self._sublist: Sublist[Receiver] = Sublist(uncached_prefix="_INBOX.")
         self._home: object = None  # the one event loop every user ran on so far
         self._lock: threading.RLock | None = None  # set once a second loop uses the broker
+        self.is_shared = False
+        """True once connections on more than one event loop (or thread) used the broker
+        (:meth:`note_home`)."""
         self.known_subjects: dict[str, None] = {}
         """Publish subjects already found valid (a cache for ``subjects.check_message``)."""
         self.interceptor: Interceptor | None = None
@@ -110,11 +113,6 @@ class Router:
 
     # ------------------------------------------------------------------ loops and threads
 
-    @property
-    def is_shared(self) -> bool:
-        """True once connections on more than one event loop (or thread) used the broker."""
-        return self._lock is not None
-
     def note_home(self, home: object) -> None:
         """A connection or receiver lives on the event loop ``home``.
 
@@ -130,6 +128,7 @@ class Router:
                 self._home = home
             elif self._lock is None:
                 self._lock = threading.RLock()
+                self.is_shared = True
 
     def add_interest(self, subject: str, receiver: Receiver, queue: str | None = None) -> None:
         """Route messages matching the pattern ``subject`` to ``receiver`` from now on."""
@@ -172,10 +171,16 @@ class Router:
         status to ``origin``.  ``slow``: every receiver drops the message as a slow
         consumer (a fault rule).  Synchronous: runs no consumer code.
         """
-        plain, groups = self._match(msg.subject)
+        lock = self._lock
+        if lock is None:
+            plain, groups = self._sublist.match(msg.subject)
+            here = None
+        else:  # shared: what is for a receiver on another loop is handed over there
+            with lock:
+                plain, groups = self._sublist.match(msg.subject)
+            here = current_home()
         copy_next = False  # the first receiver takes msg itself, the others a copy
         with_headers = msg.headers is not None
-        here = None if self._lock is None else current_home()  # shared: hand over if not here
         for receiver in plain:
             delivered = copy_msg(msg) if copy_next else msg
             if here is not None and receiver.home is not here:
