@@ -29,7 +29,7 @@ def test_memory_broker_on_asyncio_behaves_like_nats_server(
     micro_nats_server: NatsServer,
 ) -> None:
     run = run_lockstep(memory_side("asyncio"), nats_side(micro_nats_server.url))
-    assert run.steps >= configured_steps(None) * 0.8  # hypothesis may end a program early
+    assert run.steps >= configured_steps(None)
     assert run.messages > 0
 
 

@@ -165,6 +165,20 @@ class FidelityCases(SuiteBase):
             await sub.next_msg(timeout=WAIT)
         assert (sub.delivered, sub.pending_msgs, sub.is_active) == (1, 0, False)
 
+    async def test_a_message_dropped_as_slow_consumer_counts_toward_the_limit(
+        self, conformance_backend: ConformanceBackend
+    ) -> None:
+        """``unsubscribe(limit=1)``, then the one message is dropped (pending bytes limit):
+        the server counted it, so the subscription is over, not waiting forever."""
+        (connection,) = await connections(conformance_backend, 1)
+        sub = await connection.subscribe("fidelity.dropped", pending_bytes_limit=5)
+        await sub.unsubscribe(1)
+        await connection.publish("fidelity.dropped", b"too large")
+        await settle(connection, connection)
+        assert (sub.dropped, sub.pending_msgs, sub.is_active) == (1, 0, False)
+        with pytest.raises(SubscriptionClosedError):
+            await sub.next_msg(timeout=WAIT)
+
     async def test_close_discards_what_subscriptions_buffered(
         self, conformance_backend: ConformanceBackend
     ) -> None:

@@ -469,7 +469,7 @@ def run_lockstep(
     steps_per_program: int = 40,
     shrink: bool = True,
 ) -> LockstepRun:
-    """Drive both sides with the same generated programs for about ``steps`` steps.
+    """Drive both sides with the same generated programs for at least ``steps`` steps.
 
     ``steps`` defaults to the :data:`STEPS_VARIABLE` environment variable, else
     :data:`DEFAULT_STEPS`.  Raises :class:`LockstepDifference` on the first difference,
@@ -478,16 +478,18 @@ def run_lockstep(
     """
     total = configured_steps(steps)
     run = LockstepRun()
-    config = settings(
-        max_examples=max(1, math.ceil(total / steps_per_program)),
-        stateful_step_count=steps_per_program,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        phases=list(Phase) if shrink else [Phase.explicit, Phase.reuse, Phase.generate],
-    )
     with ExitStack() as stack:
         a = stack.enter_context(_running(left))
         b = stack.enter_context(_running(right))
-        run_state_machine_as_test(lockstep_machine(a, b, run), settings=config)
+        machine = lockstep_machine(a, b, run)
+        while run.steps < total:  # hypothesis ends some programs early: top up
+            config = settings(
+                max_examples=max(1, math.ceil((total - run.steps) / steps_per_program)),
+                stateful_step_count=steps_per_program,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+                phases=list(Phase) if shrink else [Phase.explicit, Phase.reuse, Phase.generate],
+            )
+            run_state_machine_as_test(machine, settings=config)
     return run

@@ -279,7 +279,14 @@ class NatsSubscription:
             self._release_server()
 
     def _note_dropped(self) -> None:
+        """nats-py dropped a message for us (slow consumer).  It counted the message toward
+        an ``unsubscribe(limit)`` (as the server did): if that reached the limit with nothing
+        left to hand out, the subscription is over."""
         self._dropped += 1
+        limit = self._limit
+        if limit and not self._ended and self._received() >= limit and self._queue.empty():
+            self._end(discard=True)
+            self._release_server()
 
     def _revoked(self) -> None:
         """The server refused or removed the subscription: end it, keeping what is buffered."""
