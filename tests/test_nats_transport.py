@@ -544,6 +544,12 @@ async def test_nats_internals_we_rely_on(micro_nats_transport: NatsTransport) ->
         assert hasattr(nc._ps, name), name
     import nats.errors
     import nats.protocol.command
+    import nats.protocol.parser
+
+    from transports.nats.incoming import HMSG_LINE, MSG_LINE
+
+    # replaced by ours (transports.nats.incoming.keep_message_lines_on_one_line)
+    assert (nats.protocol.parser.MSG_RE, nats.protocol.parser.HMSG_RE) == (MSG_LINE, HMSG_LINE)
 
     assert callable(nats.protocol.command.unsub_cmd)  # the coalescing barrier queues UNSUBs
     assert issubclass(nats.errors.ProtocolError, nats.errors.Error)

@@ -219,6 +219,9 @@ async def raw_target(nats_server: NatsServer) -> AsyncIterator[tuple[Target, Nat
 @example(frame=b"PUB fuzz.d\re _INBOX.fuzz.r 2\r\nhi\r\n")  # CR in the subject: nats-py
 @example(frame=b"HPUB fuzz.e\x0bf 12 14\r\nNATS/1.0\r\n\r\nhi\r\n")  # cannot parse the MSG line
 @example(frame=b"PUB fuzz.big 2097152\r\n")  # above max_payload
+@example(frame=b"HPUB fuzz.0 1 1\r\n2\r\n")  # nats-py read HMSG's last number from the next line
+@example(frame=b"HPUB fuzz.0 1 1\r\n\x10\r\n")  # ... or failed on a 1-byte header block
+@example(frame=b"PUB fuzz.\x00 1\r\n\x00\r\n")  # NUL in the subject
 async def test_raw_frames_from_the_network(
     raw_target: tuple[Target, NatsServer], frame: bytes
 ) -> None:

@@ -5,22 +5,49 @@ and made harmless when nats-py cannot read them.
   reader builds our :class:`~transports.base.Msg` directly (one object per message, built by
   ``transports.subjects.make_msg`` like the memory transport's), repairing nats-py's parse of
   status messages; :func:`to_msg` converts the messages nats-py built itself (request replies);
-* :func:`guard_incoming`: what nats-py cannot read is dropped and reported, not fatal.
+* :func:`guard_incoming`: what nats-py cannot read is dropped and reported, not fatal;
+* :func:`keep_message_lines_on_one_line`: nats-py's patterns for ``MSG``/``HMSG`` lines, made
+  to stop at the line's end (applied when this module is imported).
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from nats.aio.msg import Msg as NatsMsg
 from nats.errors import ProtocolError
+from nats.protocol import parser as nats_parser
 
 from transports.base import STATUS_HEADER, Msg, TransportError
 from transports.subjects import make_msg
 
-__all__ = ["guard_incoming", "msg_factory", "to_msg"]
+__all__ = ["guard_incoming", "keep_message_lines_on_one_line", "msg_factory", "to_msg"]
+
+MSG_LINE = re.compile(rb"\AMSG[ \t]+(\S+)[ \t]+(\S+)[ \t]+((\S+)[ \t]+)?(\d+)\r\n")
+HMSG_LINE = re.compile(rb"\AHMSG[ \t]+(\S+)[ \t]+(\S+)[ \t]+((\S+)[ \t]+)?(\d+)[ \t]+(\d+)\r\n")
+
+
+def keep_message_lines_on_one_line() -> None:
+    """Replace nats-py's ``MSG_RE``/``HMSG_RE`` (module globals of ``nats.protocol.parser``,
+    read by its parser at each message) with patterns whose separators are spaces or tabs.
+
+    nats-py's own ones separate fields with ``\\s+``, which also matches ``\\r\\n``: for
+    ``HMSG a 1 1 1\\r\\n2\\r\\n`` (a 1-byte header block, which any client may publish)
+    the last number is read from the *next* line, the parser takes the wrong number of bytes
+    and every later frame on the connection is misread (found by ``tests/reliability/
+    test_fuzz.py``).  The groups are the same; a line the new patterns do not match is a
+    protocol error that :func:`guard_incoming` drops and reports.  Process-wide (nats-py's
+    parser reads the globals), and harmless for other nats-py clients: nats-server
+    separates with single spaces.
+    """
+    nats_parser.MSG_RE = MSG_LINE
+    nats_parser.HMSG_RE = HMSG_LINE
+
+
+keep_message_lines_on_one_line()
 
 
 def _status_headers(headers: Mapping[Any, str]) -> dict[str, str]:
