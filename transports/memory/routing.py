@@ -38,6 +38,10 @@ __all__ = [
 ]
 
 
+_SHARING = threading.Lock()
+"""Taken while a broker turns shared (:meth:`Router.note_home`)."""
+
+
 class Receiver(Hashable, Protocol):
     """What the router delivers to: a ``MemorySubscription`` or a connection's reply inbox.
 
@@ -127,8 +131,10 @@ class Router:
             if self._home is None:
                 self._home = home
             elif self._lock is None:
-                self._lock = threading.RLock()
-                self.is_shared = True
+                with _SHARING:  # two threads may get here at once: one lock for the broker
+                    if self._lock is None:
+                        self._lock = threading.RLock()
+                        self.is_shared = True
 
     def add_interest(self, subject: str, receiver: Receiver, queue: str | None = None) -> None:
         """Route messages matching the pattern ``subject`` to ``receiver`` from now on."""
