@@ -42,7 +42,6 @@ SURFACES = {
         "LockstepRun",
         "Side",
         "configured_steps",
-        "lockstep_machine",
         "memory_side",
         "nats_side",
         "run_lockstep",

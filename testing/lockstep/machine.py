@@ -45,7 +45,6 @@ __all__ = [
     "LockstepRun",
     "Side",
     "configured_steps",
-    "lockstep_machine",
     "memory_side",
     "nats_side",
     "run_lockstep",

@@ -228,10 +228,10 @@ class Router:
             own.sort(key=lambda r: min(order.get(p, len(order)) for p in r.subjects))
         headers = {STATUS_HEADER: NO_RESPONDERS_STATUS, SUBJECT_HEADER: msg.subject}
         status = make_msg(reply, b"", headers, None)
-        if self._lock is not None and own[0].home is not current_home():
-            call_soon_in(own[0].home, _deliver, own[0], status, False)
-        else:
+        if self._lock is None or own[0].home is current_home():
             own[0].deliver(status)
+        else:
+            call_soon_in(own[0].home, _deliver, own[0], status, False)
 
 
 def _deliver(receiver: Receiver, msg: Msg, slow: bool) -> None:

@@ -93,6 +93,7 @@ class NatsTransport:
         self._nc = nc
         self._subs = SubscriptionTable()
         self._known_subjects: dict[str, None] = {}  # publish subjects found valid
+        self._request_reply_length = 0  # measured at the first request (after connect)
         self._pings = PingBarrier(nc)
         # nats-py builds every incoming message with nc.msg_class: make it build ours
         nc.msg_class = msg_factory(self._subs.by_sid, nc.msg_class)  # type: ignore[assignment]
@@ -211,7 +212,7 @@ class NatsTransport:
             headers,
             self._nc._max_payload,
             self._known_subjects,
-            reply_length=len(self.new_inbox()) + 23,  # nats-py: <inbox prefix>.<nuid>.<nuid>
+            reply_length=self._request_reply_length or self._measure_request_reply(),
         )
         positive_number("timeout", timeout)
         if self._nc.is_closed:
@@ -223,6 +224,13 @@ class NatsTransport:
                 exc, subject=subject, timeout=timeout, size=size, max_payload=self.max_payload
             ) from exc
         return to_msg(raw)
+
+    def _measure_request_reply(self) -> int:
+        """The length of the reply subject nats-py gives a request, ``<inbox prefix>.<nuid>
+        .<nuid>``: one inbox plus a separator and a 22-character token.  Once per connection
+        (the prefix is fixed when it connects)."""
+        self._request_reply_length = len(self.new_inbox()) + 23
+        return self._request_reply_length
 
     async def subscribe(
         self,
