@@ -1,4 +1,4 @@
-"""Start, stop and the events that stop a service (PROTOCOL §8).
+"""Start, stop and the events that stop a service (ADR-32, Design: ``stop()`` drains).
 
 One :class:`Lifecycle` per service owns what its life cycle is made of: the state, the
 task host running its loops, its subscriptions (control and endpoints, with the list of
@@ -496,7 +496,7 @@ class Lifecycle:
     def _subscription_ended(self, subscription: Subscription, error: BaseException | None) -> None:
         """A receive loop ended.  Unless the service is stopping, that is fatal: with the
         connection gone it stops quietly, otherwise with ``required subscription <subject>
-        stopped`` (the error handler is told first; CONFORMANCE 73)."""
+        stopped`` (the error handler is told first)."""
         if self.state is not State.STARTED:
             if self.state is State.STARTING and self._early_end is None:
                 self._early_end = (subscription, error)
@@ -541,7 +541,7 @@ class Lifecycle:
         if isinstance(error, SlowConsumerError):
             # Dropped messages are load, not a broken subscription: they are counted on the
             # endpoint (above) and reported to the error handler, and the service keeps
-            # serving (nats.go stops the service here; PROTOCOL §7.2 only requires counting).
+            # serving (nats.go stops the service here; ADR-32 only asks for counting).
             self.report_error(error)
             return
         self._schedule_stop(error, notify=True)

@@ -7,7 +7,8 @@ the :class:`Described` protocol, so this module does not import ``micro.service`
 
 Each control subscription (one per subject, or one for all nine where the transport
 offers ``subscribe_many``) is served by one loop that answers every request with one JSON
-document (PROTOCOL §3.4, §4) published to the request's reply subject, without headers.
+document (ADR-32: Discovery and Status, PING, INFO, STATS) published to the request's reply
+subject, without headers.
 Request payloads and headers are ignored.  Control requests never touch endpoint
 statistics.  A control request without a reply subject cannot be answered: like nats.go,
 the service's error handler is told (with a :class:`~micro.request.NoReplySubjectError`).
@@ -141,7 +142,7 @@ class Monitoring:
         )
 
     def _ping_payload(self) -> bytes:
-        """The PING response (PROTOCOL §4.2): built on the first PING, then reused."""
+        """The PING response (ADR-32, PING): built on the first PING, then reused."""
         if self._ping_json is None:
             service = self._service
             self._ping_json = PingInfo(

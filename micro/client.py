@@ -1,10 +1,10 @@
 """The discovery client: PING / INFO / STATS over scatter/gather, and service requests.
 
-:class:`Client` (the seed's name and methods) works over any
+:class:`Client` (``nats_contrib.micro``'s name and methods) works over any
 :class:`~transports.base.Transport`; a nats-py client passed instead is wrapped.
 
-* ``ping``/``info``/``stats`` send **one** control request (PROTOCOL §3.2) and return the
-  decoded replies in arrival order (lists of :class:`~micro.models.PingInfo`,
+* ``ping``/``info``/``stats`` send **one** control request (ADR-32, Discovery and Status) and
+  return the decoded replies in arrival order (lists of :class:`~micro.models.PingInfo`,
   :class:`~micro.models.ServiceInfo`, :class:`~micro.models.ServiceStats`); the ``*_iter``
   forms yield them as they arrive (use them with ``async with``).  Collection ends as
   :mod:`micro.discovery` describes (defaults 2.0 s overall, 0.3 s of silence, at once
@@ -13,13 +13,13 @@
   cannot be read by the model's ``from_response`` is skipped and logged (logger
   ``micro.discovery``), never fatal.
 * :meth:`Client.service` and :meth:`Client.instance` give scoped clients.  An instance
-  query implies ``max_count=1``.  Design choice (PROTOCOL §11.2): the multi-reply calls
+  query implies ``max_count=1``.  Design choice (see docs/wire.md): the multi-reply calls
   return ``[]`` when nobody answers, while the single-instance calls of
   :class:`InstanceClient` (``ping``, ``info``, ``stats``) return one document and raise
   :class:`~transports.base.NoRespondersError` when no such instance is subscribed, or
   :class:`~transports.base.RequestTimeoutError` when it did not answer in time.
 * :meth:`Client.request` calls an endpoint and raises :class:`~micro.errors.ServiceError`
-  on an error reply (PROTOCOL §6.3, §11.3); :meth:`Client.request_endpoint` first resolves
+  on an error reply (ADR-32, Error Handling); :meth:`Client.request_endpoint` first resolves
   the endpoint's subject by name from INFO.
 """
 
@@ -100,8 +100,8 @@ _PARSERS = {verb: _parser(verb) for verb in ServiceVerb}
 class Client:
     """Discovery and requests over one connection.
 
-    ``nc`` (named as in the seed API) is a :class:`~transports.base.Transport` or a nats-py
-    client (wrapped in
+    ``nc`` (named as in the ``nats_contrib.micro`` API) is a
+    :class:`~transports.base.Transport` or a nats-py client (wrapped in
     ``transports.nats.NatsTransport``, imported only then).  ``default_max_wait`` replaces
     the 2.0 s overall wait of discovery calls that pass no ``max_wait``; ``api_prefix``
     the control prefix ``$SRV``.  The client owns nothing: closing the transport is the
@@ -378,7 +378,7 @@ class ServiceClient:
 
 
 class InstanceClient:
-    """One instance of one service: single-document calls (seed ``Instance``).
+    """One instance of one service: single-document calls (``nats_contrib.micro``'s ``Instance``).
 
     ``ping``/``info``/``stats`` wait up to ``timeout`` seconds (default 2.0 s, or the
     client's ``default_max_wait``) and return as soon as the instance answered.  They raise

@@ -4,7 +4,7 @@ An option is one of:
 
 * a URL (``"nats://host:4222"``, ``"memory://"``; several URLs are joined with ``,``);
 * a mapping of transport options (for ``nats://``: nats-py's ``connect`` keywords);
-* a callable that sets attributes on an options record -- the seed package's
+* a callable that sets attributes on an options record -- ``nats_contrib.micro``'s
   ``ConnectOption`` objects (``nats_contrib.connect_opts.option.WithServer(url)``, ...) are
   such callables.  They write to a :class:`ConnectSettings` bag here, so nats-py is not
   imported; only what they set is passed on.
@@ -35,11 +35,12 @@ __all__ = [
 ]
 
 DEFAULT_SERVER_URL = "nats://localhost:4222"
-"""URL used when no option names a server and ``$NATS_URL`` is not set (as the seed)."""
+"""URL used when no option names a server and ``$NATS_URL`` is not set (as
+``nats_contrib.micro`` and nats-py)."""
 
 ConnectOption: TypeAlias = str | Mapping[str, Any] | Callable[[Any], object]
 """A URL, a mapping of transport options, or a callable setting attributes on an options
-record (the seed's ``ConnectOption`` objects are such callables)."""
+record (``nats_contrib.micro``'s ``ConnectOption`` objects are such callables)."""
 
 CALLBACK_OPTIONS = {
     "error_cb": TransportEventKind.ERROR,

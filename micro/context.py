@@ -11,7 +11,7 @@ is cancelled (``ctx.cancel()``, a trapped signal) or the ``async with`` block en
     run(setup, "nats://127.0.0.1:4222", trap_signals=True)   # or "memory://"
 
 It is transport-neutral: ``connect(*options)`` takes URLs (``nats://...``, ``memory://...``;
-see :func:`transports.connect`), mappings of transport options, and the seed package's
+see :func:`transports.connect`), mappings of transport options, and ``nats_contrib.micro``'s
 connect options (``nats_contrib.connect_opts.option.WithServer(url)``, ...) without
 importing nats-py; :mod:`micro.connect_options` says how.  The connection callbacks among
 them (``error_cb``, ``closed_cb``, ...) become :meth:`Context.add_error_callback` & co,
@@ -61,7 +61,7 @@ from transports.base import (
 
 __all__ = ["DEFAULT_SERVER_URL", "ConnectOption", "ConnectSettings", "Context", "run"]
 # DEFAULT_SERVER_URL, ConnectOption and ConnectSettings are re-exported from
-# micro.connect_options for the seed's ``from ...context import ...`` habits.
+# micro.connect_options for ``nats_contrib.micro``'s ``from ...context import ...`` habits.
 
 T = TypeVar("T")
 
@@ -80,7 +80,7 @@ def _close_unawaited(awaitable: object) -> None:
 
 
 class Context:
-    """Runs services and cleans up after them (the seed's ``Context``).
+    """Runs services and cleans up after them (``nats_contrib.micro``'s ``Context``).
 
     ``client`` is an optional connection to use: a :class:`~transports.base.Transport`
     (already connected) or a nats-py client (connected by :meth:`connect` if it is not).
@@ -122,7 +122,7 @@ class Context:
 
     @property
     def client(self) -> Transport:
-        """Alias of :attr:`transport` (the seed's attribute name)."""
+        """Alias of :attr:`transport` (``nats_contrib.micro``'s attribute name)."""
         return self.transport
 
     async def connect(self, *options: ConnectOption) -> None:

@@ -1,4 +1,4 @@
-"""Control (monitoring) subjects and response types (PROTOCOL §3, §4.1).
+"""Control (monitoring) subjects and response types (ADR-32, Discovery and Status).
 
 Every service instance answers ``PING``, ``INFO`` and ``STATS`` on nine plain
 subscriptions: ``P.V`` (all services), ``P.V.N`` (every instance named ``N``) and

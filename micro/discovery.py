@@ -1,4 +1,4 @@
-"""Scatter/gather over any Transport: one request, every reply (PROTOCOL §11.2).
+"""Scatter/gather over any Transport: one request, every reply (ADR-32, Discovery and Status).
 
 :func:`request_many` publishes one message with a fresh inbox as reply subject (the inbox
 is subscribed *before* the publish, so no reply can be missed) and collects replies until
@@ -12,7 +12,8 @@ the first of:
 4. the broker's no-responders status arrives (nothing was subscribed): it returns the
    empty result at once.
 
-Defaults (PROTOCOL §11.2): ``max_wait`` :data:`DEFAULT_MAX_WAIT` (2.0 s); ``max_interval``
+Defaults (those of nats.js's services client): ``max_wait`` :data:`DEFAULT_MAX_WAIT`
+(2.0 s); ``max_interval``
 :data:`DEFAULT_MAX_INTERVAL` (0.3 s) -- except when ``max_count`` is given and
 ``max_interval`` is not: a caller who says how many replies it expects waits up to
 ``max_wait`` for them ("count" strategy, as nats.js and ``nats micro``).  Pass
@@ -58,10 +59,10 @@ __all__ = [
 T = TypeVar("T")
 
 DEFAULT_MAX_WAIT = 2.0
-"""Seconds a discovery waits at most, counted from the publish (PROTOCOL §11.2)."""
+"""Seconds a discovery waits at most, counted from the publish (as nats.js: 2 s)."""
 
 DEFAULT_MAX_INTERVAL = 0.3
-"""Seconds of silence after a reply that end a discovery (PROTOCOL §11.2)."""
+"""Seconds of silence after a reply that end a discovery (as nats.js and ``nats micro``)."""
 
 _log = logging.getLogger("micro.discovery")
 

@@ -1,6 +1,7 @@
 """One endpoint: a handler bound to a subject, its subscription loop and its statistics.
 
-Request handling follows PROTOCOL §6 and §7 ("This spec" column of §14):
+Request handling follows ADR-32 (Request Handling, Error Handling, STATS); where the
+reference implementations differ, docs/wire.md says what we do:
 
 * every delivered message counts in ``num_requests`` (before the handler runs);
 * ``processing_time`` adds the handler's wall time in nanoseconds (monotonic clock,
@@ -190,7 +191,8 @@ class Endpoint:
         )
 
     def reset(self) -> None:
-        """Zero the counters and clear ``last_error`` (PROTOCOL §7.5); identity is kept."""
+        """Zero the counters and clear ``last_error`` (ADR-32, Design: ``reset()``); identity
+        is kept."""
         self._num_requests = 0
         self._num_errors = 0
         self._last_error = ""
@@ -225,7 +227,7 @@ class Endpoint:
 
         Returns the error the loop failed with (``None`` when the subscription simply
         ended): the caller (the service's life cycle) decides whether an end it did not ask
-        for stops the service (PROTOCOL §8, CONFORMANCE 73).
+        for stops the service (as nats.go: ``required subscription <subject> stopped``).
         """
         error: BaseException | None = None
         try:

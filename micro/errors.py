@@ -2,7 +2,7 @@
 
 * :class:`ValidationError` -- a bad configuration value (name, version, subject,
   queue group, metadata, limits); raised at once, before anything is subscribed.
-* :class:`ServiceError` -- a typed service error (PROTOCOL §6.3).  Handlers raise it
+* :class:`ServiceError` -- a typed service error (ADR-32, Error Handling).  Handlers raise it
   to send an error reply with that code and description; clients raise it when a
   reply carries a non-empty ``Nats-Service-Error-Code`` header.
 * :class:`ServiceStoppedError` -- an operation on a service that has stopped.
@@ -45,11 +45,11 @@ class ServiceError(Exception):
     """A service error: an integer ``code`` and a ``description``.
 
     ``str(err)`` is ``"<code>:<description>"`` (no space), the form used for
-    ``last_error`` in STATS (PROTOCOL §7.3).  ``subject``, ``data`` and
+    ``last_error`` in STATS (ADR-32, STATS; as nats.go).  ``subject``, ``data`` and
     ``headers`` describe the reply the error came from (client side) or extra
     payload/headers to send with the error reply (service side).
 
-    The constructor takes the seed's positional order ``(code, description, subject,
+    The constructor takes ``nats_contrib.micro``'s positional order ``(code, description, subject,
     data, headers)``.  Instances pickle and copy: ``args`` are ``(code, description)``
     and the other attributes travel in the instance ``__dict__``.
     """
@@ -92,7 +92,7 @@ class ServiceError(Exception):
         """Build the error an error reply describes, or ``None`` for a normal reply.
 
         A reply is an error if and only if it carries a non-empty
-        ``Nats-Service-Error-Code`` header (PROTOCOL §6.3; header names are
+        ``Nats-Service-Error-Code`` header (ADR-32, Error Handling; header names are
         matched exactly, as the Go and JS clients do).  Like nats.js: a code that
         is not a decimal integer becomes ``400`` (:data:`FALLBACK_ERROR_CODE`),
         and an empty or missing description is replaced by the code text, so the

@@ -1,8 +1,8 @@
 """Groups: a subject prefix plus defaults (queue group, pending limits, middlewares).
 
-Groups exist only on the service side; on the wire there are only endpoints (PROTOCOL §1).
-Subjects compose as PROTOCOL §5.1: non-empty group names joined with ``.``, then the
-endpoint subject (``""`` groups are skipped).  Queue groups resolve as PROTOCOL §5.2 (see
+Groups exist only on the service side; on the wire there are only endpoints (ADR-32, Groups).
+Subjects compose as ADR-32, Groups says: non-empty group names joined with ``.``, then the
+endpoint subject (``""`` groups are skipped).  Queue groups resolve as ADR-32, Endpoints says (see
 :func:`resolve_queue_group`).
 
 A service is the root level of that tree and a group one below it: both are a
@@ -52,7 +52,7 @@ def resolve_queue_group(
     """Resolve one level's queue group from its own setting and its parent's resolved one.
 
     ``parent`` is the parent's effective queue group (``None`` = disabled).  Rules
-    (PROTOCOL §5.2): own ``disabled`` -> ``None``; own non-empty name -> that name;
+    (ADR-32, Groups and Endpoints): own ``disabled`` -> ``None``; own non-empty name -> that name;
     otherwise (``None`` or ``""`` = inherit) -> ``parent``.  A name together with
     ``disabled=True`` is contradictory and raises :class:`ValidationError`, as does an
     invalid name (whitespace, ``*``, ``>``).  ``what`` names the level in messages.

@@ -1,4 +1,6 @@
-"""Service instance ids: NUID-style, 22 characters from ``[0-9A-Za-z]`` (PROTOCOL §2.5).
+"""Service instance ids: NUID-style, 22 characters from ``[0-9A-Za-z]`` (ADR-32, Design).
+
+The same shape as the ids of nats.go, nats.py and nats.js services.
 
 An id is a 12-character random prefix followed by a 10-character base-62 sequence.
 The sequence starts at a random value and grows by a random step (33..332); when

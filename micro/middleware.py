@@ -3,7 +3,7 @@
 A middleware is ``async def middleware(request: Request, next: Handler) -> None``.  It may
 inspect the request, answer it itself (and not call ``next``), call ``await next(request)``
 (possibly with a different :class:`~micro.request.Request`, e.g. a wrapper), and act after
-it returns or raises.  Exceptions propagate like handler exceptions (PROTOCOL §6.4).
+it returns or raises.  Exceptions propagate like handler exceptions (see :mod:`micro.endpoint`).
 
 Composition order, fixed once when the endpoint is added (never per message):
 

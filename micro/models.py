@@ -1,9 +1,9 @@
-"""Wire models of the control responses: PING, INFO and STATS (PROTOCOL §4, §14).
+"""Wire models of the control responses: PING, INFO and STATS (ADR-32; docs/wire.md).
 
-Writing is exact (``as_dict``/``to_json`` produce the "This spec" column of
-PROTOCOL §14): service ``metadata`` is ``{}`` when unset, endpoint INFO
+Writing is exact (``as_dict``/``to_json`` produce what docs/wire.md lists
+under "we write"): service ``metadata`` is ``{}`` when unset, endpoint INFO
 ``metadata`` is ``null`` when unset, ``description`` is a string, ``queue_group``
-is ``""`` when there is none, ``data`` is omitted when ``None``, ``started`` is
+is ``""`` when there is none, ``data`` is ``null`` when ``None``, ``started`` is
 RFC 3339 UTC with ``Z``.
 
 Reading is tolerant (``from_response``): unknown keys are ignored; ``metadata``
@@ -161,7 +161,7 @@ class _WireModel:
 class EndpointInfo(_WireModel):
     """One endpoint in an INFO response.
 
-    Field order follows the seed package (``name, subject, metadata, queue_group``) so
+    Field order follows ``nats_contrib.micro`` (``name, subject, metadata, queue_group``) so
     positional construction written for it keeps working.  ``queue_group`` ``None``
     means "no queue group" (written as ``""``); the reader maps ``""``, ``null`` and an
     absent key to ``None``, so ``None`` is the one in-memory form of "no queue group"
@@ -204,7 +204,7 @@ class EndpointStats(_WireModel):
 
     ``queue_group`` ``None`` = no queue group, as for :class:`EndpointInfo`.
     ``data`` is whatever the stats callback returned (any JSON value is kept as
-    received, the annotation follows the seed API); ``None`` = no callback.
+    received, the annotation follows the ``nats_contrib.micro`` API); ``None`` = no callback.
     """
 
     name: str
@@ -220,8 +220,9 @@ class EndpointStats(_WireModel):
     def as_dict(self) -> dict[str, Any]:
         """Wire form: ``queue_group`` ``""`` when ``None``; ``data`` ``null`` when ``None``.
 
-        ``data`` is written as ``null`` rather than omitted (PROTOCOL §14 lets readers take
-        either): nats-py's own ``nats.micro`` reader requires the key, Go and JS accept it.
+        ``data`` is written as ``null`` rather than omitted (ADR-32 marks it optional, so
+        readers take either): nats-py's own ``nats.micro`` reader requires the key, Go and JS
+        accept it.
         """
         document: dict[str, Any] = {
             "name": self.name,

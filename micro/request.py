@@ -1,7 +1,7 @@
-"""The request a handler receives, and the helpers it answers with (PROTOCOL §6).
+"""The request a handler receives, and the helpers it answers with (ADR-32, Request Handling).
 
-:class:`Request` is the seed interface (an abstract class, so a test can hand a handler
-any implementation; see ``testing.stub_request.make_request``).  Subclasses implement
+:class:`Request` is ``nats_contrib.micro``'s interface (an abstract class, so a test can hand
+a handler any implementation; see ``testing.stub_request.make_request``).  Subclasses implement
 four methods -- :meth:`~Request.subject`, :meth:`~Request.headers`, :meth:`~Request.data`
 and :meth:`~Request.respond` -- and inherit the helpers :meth:`~Request.respond_error`,
 :meth:`~Request.respond_success`, :meth:`~Request.respond_json` and :meth:`~Request.json`.
@@ -40,7 +40,9 @@ Handler = Callable[["Request"], Awaitable[None]]
 
 
 class NoReplySubjectError(RuntimeError):
-    """A response was attempted for a request that carries no reply subject (PROTOCOL §6.5).
+    """A response was attempted for a request that carries no reply subject.
+
+    Counted as an error, as nats.go and nats.py do.
 
     Nothing is published.  In a service, the attempt also counts as one endpoint error.
     """
@@ -78,7 +80,7 @@ def _check_description(description: str) -> str:
 
 
 class Request(abc.ABC):
-    """A request received by an endpoint (the seed's interface).
+    """A request received by an endpoint (``nats_contrib.micro``'s interface).
 
     Implementations provide :meth:`subject`, :meth:`headers`, :meth:`data` and
     :meth:`respond`; :meth:`reply` returns ``None`` unless overridden.  The helpers build
@@ -131,7 +133,7 @@ class Request(abc.ABC):
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        """Send an error reply (PROTOCOL §6.3).
+        """Send an error reply (ADR-32, Error Handling).
 
         The reply carries ``Nats-Service-Error: <description>`` and
         ``Nats-Service-Error-Code: <code>`` plus the user ``headers``; the two error
@@ -156,7 +158,7 @@ class Request(abc.ABC):
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        """Send a success reply carrying the ``Nats-Service-Success-Code`` header (seed API).
+        """Send a success reply with a ``Nats-Service-Success-Code`` header (as nats_contrib).
 
         The header is not part of the protocol; plain :meth:`respond` adds no header.
         """

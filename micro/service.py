@@ -1,4 +1,4 @@
-"""Services: ``add_service`` and :class:`Service` (PROTOCOL §2-§8) over any Transport.
+"""Services: ``add_service`` and :class:`Service` (ADR-32) over any Transport.
 
 A service is created (validated, unstarted) by :func:`add_service`, started with
 ``await service.start()`` (or ``async with``) and stopped with ``await service.stop()``.
@@ -9,7 +9,7 @@ a :class:`~transports.runtime.TaskHost` of its :class:`~micro._lifecycle.Lifecyc
 
 The service stops by itself, firing ``done_handler`` once, when its connection closes, when
 an asynchronous subscription error concerns one of its subjects (``error_handler`` is told
-first, PROTOCOL §8) and when one of its subscriptions ends without being asked to
+first) and when one of its subscriptions ends without being asked to
 (``required subscription <subject> stopped``).
 """
 
@@ -97,7 +97,7 @@ def add_service(
 ) -> Service:
     """Create (but do not start) a service; every value is validated at once.
 
-    ``nc`` (named as in the seed API) is the connection: a
+    ``nc`` (named as in the ``nats_contrib.micro`` API) is the connection: a
     :class:`~transports.base.Transport`, or a nats-py ``Client`` (wrapped automatically).
     ``queue_group`` is the default queue group of its endpoints (``None`` or ``""``: ``q``);
     ``disable_queue_group`` makes them plain subscriptions.  Pending limits are defaults
@@ -244,7 +244,7 @@ class Service(Level):
 
     @property
     def metadata(self) -> Mapping[str, str]:
-        """The service metadata: a read-only mapping (PROTOCOL §2.4)."""
+        """The service metadata: a read-only mapping (ADR-32, Design: immutable once set)."""
         return self._metadata
 
     @property
@@ -278,7 +278,7 @@ class Service(Level):
     def stopped(self) -> bool:
         """True once the service has stopped (after ``stop()`` or a fatal event).
 
-        A method, as in the seed API (``if service.stopped(): ...``)."""
+        A method, as in the ``nats_contrib.micro`` API (``if service.stopped(): ...``)."""
         return self._life.state is State.STOPPED
 
     @property
@@ -291,17 +291,17 @@ class Service(Level):
         """The live control subscriptions (empty before start and after stop).
 
         Not public API: the conformance suite (``testing.conformance``) ends one to check
-        that the service then stops (CONFORMANCE 73); there is no other handle on them."""
+        that the service then stops (``LifecycleCases``); there is no other handle on them."""
         return self._life.control
 
     # ------------------------------------------------------------------ documents
 
     def info(self) -> ServiceInfo:
-        """The INFO document (PROTOCOL §4.3), built fresh."""
+        """The INFO document (ADR-32, INFO), built fresh."""
         return self._monitoring.info()
 
     def stats(self) -> ServiceStats:
-        """The STATS document (PROTOCOL §4.4), built fresh.
+        """The STATS document (ADR-32, STATS), built fresh.
 
         With a ``stats_handler``, its JSON value becomes each endpoint's ``data``; if it
         raises (or returns something JSON cannot encode), ``data`` is left out and the
@@ -310,7 +310,7 @@ class Service(Level):
         return self._monitoring.stats()
 
     def reset(self) -> None:
-        """Zero every endpoint's counters and set ``started`` to now (PROTOCOL §7.5)."""
+        """Zero every endpoint's counters and set ``started`` to now (ADR-32, ``reset()``)."""
         for endpoint in self._life.endpoints:
             endpoint.reset()
         self._started = self._now()

@@ -1,4 +1,4 @@
-"""RFC 3339 timestamps for the STATS ``started`` field (PROTOCOL §4.5).
+"""RFC 3339 timestamps for the STATS ``started`` field (ADR-32, STATS; validated by ``nats micro``).
 
 Writer: UTC, suffix ``Z``, fractional seconds with trailing zeros trimmed (none
 when the time is on a whole second), like nats.go -- at most 6 digits since a

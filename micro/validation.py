@@ -1,8 +1,8 @@
-"""Validation of service configuration values (PROTOCOL §2).
+"""Validation of service configuration values (ADR-32, Design and Endpoints).
 
 Every ``validate_*`` function returns the value it accepted (metadata: a copy) and
 raises :class:`~micro.errors.ValidationError` whose message names the bad value and
-the rule it breaks.  Regexes are the ones PROTOCOL §2 quotes; they are matched with
+the rule it breaks.  Regexes are the ones ADR-32 names (and nats.go uses); they are matched with
 ``re.ASCII`` and ``fullmatch`` so that ``\\d`` means an ASCII digit and a trailing
 newline is not silently accepted by ``$``.
 """
@@ -30,17 +30,17 @@ __all__ = [
 ]
 
 NAME_PATTERN = r"^[A-Za-z0-9\-_]+$"
-"""Service and endpoint names (PROTOCOL §2.1, §2.6)."""
+"""Service and endpoint names (ADR-32: ``A-Z, a-z, 0-9, dash, underscore``)."""
 
 SEMVER_PATTERN = (
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
-"""The semver.org regex (PROTOCOL §2.2); ``\\d`` is an ASCII digit."""
+"""The semver.org regex (ADR-32, Design); ``\\d`` is an ASCII digit."""
 
 METADATA_MAX_BYTES = 128 * 1024
-"""Cap on the UTF-8 size of all metadata keys plus values (ADR-33, PROTOCOL §2.4)."""
+"""Cap on the UTF-8 size of all metadata keys plus values (ADR-33, as nats.go)."""
 
 _NAME = re.compile(NAME_PATTERN, re.ASCII)
 _SEMVER = re.compile(SEMVER_PATTERN, re.ASCII)
@@ -116,9 +116,10 @@ def _subject_problem(subject: str, *, allow_full_wildcard: bool) -> str | None:
 def validate_endpoint_subject(subject: str) -> str:
     """Check a final endpoint subject (group prefix already applied), token-aware.
 
-    Rules (PROTOCOL §2.7): one or more ``.``-separated tokens, none empty; no
-    whitespace; a token containing ``*`` or ``>`` is exactly ``*`` or ``>``; ``>``
-    only as the last token.  ``*`` tokens may appear anywhere.  Returns it unchanged.
+    Rules (ADR-32, Endpoints; nats-server's subject syntax): one or more ``.``-separated
+    tokens, none empty; no whitespace; a token containing ``*`` or ``>`` is exactly ``*``
+    or ``>``; ``>`` only as the last token.  ``*`` tokens may appear anywhere.  Returns it
+    unchanged.
     """
     text = _require_str(subject, "endpoint subject")
     if not text:
@@ -146,7 +147,7 @@ def validate_group_prefix(prefix: str) -> str:
 
 
 def validate_queue_group(q: str) -> str:
-    """Check an explicit queue group name (PROTOCOL §2.8).  Returns it unchanged.
+    """Check an explicit queue group name (ADR-32, Request Handling).  Returns it unchanged.
 
     Must be non-empty, contain no whitespace and no ``*`` or ``>``; dots are
     allowed.  Whether ``""``/``None`` mean "inherit" is the caller's business: this

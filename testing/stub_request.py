@@ -9,7 +9,8 @@
 
 The stub behaves like a service request (same helpers, same argument checks, the same
 "no reply subject" error when built with ``reply=None``) and records the *last* response:
-:meth:`StubRequest.response_data`, :meth:`StubRequest.response_headers` (seed API: they raise
+:meth:`StubRequest.response_data`, :meth:`StubRequest.response_headers` (``nats_contrib.micro``
+API: they raise
 :class:`NoResponseError` until something was sent), :attr:`~StubRequest.error_code`,
 :attr:`~StubRequest.error_description`, :attr:`~StubRequest.success_code` and
 :attr:`~StubRequest.responses` (every response, in order).
@@ -127,11 +128,13 @@ class StubRequest(Request):
         return self.responses[-1]
 
     def response_data(self) -> bytes:
-        """Payload of the last response (raises :class:`NoResponseError` if none; seed API)."""
+        """Payload of the last response (raises :class:`NoResponseError` if none).
+
+        As in the ``nats_contrib.micro`` API."""
         return self.last_response.data
 
     def response_headers(self) -> dict[str, str]:
-        """Headers of the last response, ``{}`` when it had none (seed API)."""
+        """Headers of the last response, ``{}`` when it had none (``nats_contrib.micro`` API)."""
         return self.last_response.headers
 
     @property
@@ -153,7 +156,7 @@ class StubRequest(Request):
 
 
 RequestStub = StubRequest
-"""The seed package's name for :class:`StubRequest` (``nats_contrib.micro.testing``)."""
+"""``nats_contrib.micro``'s name for :class:`StubRequest` (``nats_contrib.micro.testing``)."""
 
 
 def make_request(

@@ -1,4 +1,4 @@
-"""Every Python snippet in the README and the guides runs (STYLE: "every README snippet runs").
+"""Every Python snippet in the README and the guides runs (as written: a reader copies them).
 
 The ``python`` code blocks of one document run in order in one namespace, like a reader
 pasting them into one file; afterwards every ``test_*`` coroutine function the blocks defined

@@ -473,7 +473,7 @@ async def test_reconnect_events_and_user_callbacks() -> None:
 async def test_subscribe_is_a_barrier_for_other_connections(micro_nats_server: NatsServer) -> None:
     """A request from another connection right after subscribe() returns must find it.
 
-    With nats-py's single flush() this failed in 0.3-1.1 % of trials (see ANCHORS.md).
+    With nats-py's single flush() this failed in 0.3-1.1 % of trials (see bench/RESULTS.md).
     """
     trials = 1000
     responder = await NatsTransport.connect(micro_nats_server.url)

@@ -1,6 +1,6 @@
-"""Code written for the seed package (``nats_contrib.micro``) keeps working with ``micro``.
+"""Code written for ``nats_contrib.micro`` (package ``nats-micro``) keeps working with ``micro``.
 
-The seed reference is installed as a dev dependency (``nats-micro``); this test walks its
+``nats_contrib.micro`` is installed as a dev dependency (``nats-micro``); this test walks its
 public surface and checks ours against it: every exported name exists, every public method
 or attribute of its classes exists on ours, and every parameter of its functions and
 methods is accepted by ours at the same position (for positional parameters) with the same
@@ -48,20 +48,20 @@ def _check_parameters(theirs: Any, ours: Any, where: str) -> None:
             continue
         mine = our_sig.parameters.get(param.name)
         if mine is None:
-            assert accepts_kwargs, f"{where}: parameter {param.name!r} of the seed is missing"
+            assert accepts_kwargs, f"{where}: parameter {param.name!r} of the reference is missing"
             assert param.kind is param.KEYWORD_ONLY, f"{where}: {param.name!r} is missing"
             continue
         if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
             assert our_params.index(mine) == index, (
                 f"{where}: parameter {param.name!r} is at position "
-                f"{our_params.index(mine)}, the seed has it at {index}"
+                f"{our_params.index(mine)}, nats_contrib.micro has it at {index}"
             )
             assert mine.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD), (
                 f"{where}: parameter {param.name!r} must stay positional"
             )
         if param.default is not param.empty:
-            # Optional stays optional.  The value may differ where PROTOCOL.md rules
-            # otherwise (e.g. Client's default_max_wait: None = the §11 defaults).
+            # Optional stays optional.  The value may differ where docs/wire.md says
+            # otherwise (e.g. Client's default_max_wait: None = the discovery defaults).
             assert mine.default is not mine.empty, f"{where}: {param.name!r} needs a default"
 
 

@@ -1,5 +1,5 @@
-"""The public surface of the testing toolkit and the transports, pinned (STYLE: "a public
-surface pinned by a test of ``__all__``")."""
+"""The public surface of the testing toolkit and the transports, pinned by tests of
+``__all__``."""
 
 from __future__ import annotations
 

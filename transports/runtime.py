@@ -3,7 +3,7 @@ and task hosting, on asyncio and on trio.
 
 The library runs on both backends through anyio, except where anyio's portable primitives
 cost too much for a per-message path (2-12x their asyncio equivalents here, see
-``shared/bench/ANCHORS.md``; ``bench/`` measures the paths that use this module).  Those
+``bench/RESULTS.md``; ``bench/`` measures the paths that use this module).  Those
 paths use what this module offers instead, the cheapest primitive of each backend:
 
 * **backend**: :func:`running_loop` (the running asyncio loop, or ``None`` under trio or

@@ -312,7 +312,7 @@ class StatisticsCases(ServiceSuiteBase):
 
         service, client = await _serve(service_env, echo, stats_handler=broken)
         stats = await _endpoint_stats(client, service)
-        assert stats.get("data") is None  # absent or null (CONFORMANCE 64)
+        assert stats.get("data") is None  # absent or null (ADR-32: ``data?``)
         assert stats["num_errors"] == 1
         assert stats["last_error"] == "stats are broken"
         assert (await client.request("ep", b"still", timeout=WAIT)).data == b"still"

@@ -2,7 +2,7 @@
 
 * :class:`ServiceSuiteBase` gives every test the fixture ``service_env``, a
   :class:`ServiceEnv`: the test's connections and services, every service stopped at the end.
-* :func:`gather` -- scatter/gather (PROTOCOL §11.2, ``micro.discovery.request_many``):
+* :func:`gather` -- scatter/gather (ADR-32, Discovery and Status; ``micro.discovery.request_many``):
   publish once with a fresh inbox, collect replies until ``max_count``, an inactivity window
   after the last reply, the overall deadline, or a no-responders status.
 * :func:`control` and :func:`gather_json` -- control requests, each reply decoded and
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 STALL = 0.25
-"""Inactivity window (seconds) that ends a discovery after the last reply (CONFORMANCE)."""
+"""Inactivity window (seconds) that ends a discovery after the last reply (as nats.js)."""
 
 _TYPES = {"PING": PING_RESPONSE_TYPE, "INFO": INFO_RESPONSE_TYPE, "STATS": STATS_RESPONSE_TYPE}
 VERBS = tuple(_TYPES)

@@ -1,4 +1,4 @@
-"""The discovery-client conformance suite: CONFORMANCE.md group J (cases 76-80).
+"""The discovery-client conformance suite: ping/info/stats and endpoint calls by name.
 
 Bind it by subclassing, as ``testing.conformance`` shows.  Services and the client each get
 their own connection from ``conformance_backend``.  Timing cases use generous bounds: a call

@@ -1,4 +1,5 @@
-"""The service conformance suite: CONFORMANCE.md groups A and C-I against any Transport.
+"""The service conformance suite: ADR-32 (validation, discovery, groups,
+queue groups, requests, errors, stats, life cycle) against any Transport.
 
 Bind it by subclassing, as ``testing.conformance`` shows.  Every test is named after its
 case (``test_c13_...``; a table of several cases names each in its ids).  PING/INFO/STATS

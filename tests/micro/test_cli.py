@@ -269,7 +269,7 @@ async def foreign_and_ours(micro_nats_server: Any) -> AsyncIterator[dict[str, st
         stack.push_async_callback(theirs.stop)
         await theirs.add_endpoint(name="work", handler=respond)
         await nc.flush()  # nats.micro does not wait for its subscriptions to be live:
-        await nc.flush()  # two round trips do (shared/bench/ANCHORS.md)
+        await nc.flush()  # two round trips do (bench/RESULTS.md)
         transport = await NatsTransport.connect(micro_nats_server.url)
         stack.push_async_callback(transport.close)
         ours = await start_demo_service(transport)

@@ -40,7 +40,7 @@ async def hello(request: Request) -> None:
 
 
 class WithServer:
-    """A seed-style connect option: a callable that sets ``servers`` on the options record."""
+    """A ``nats_contrib.micro``-style connect option: sets ``servers`` on the options record."""
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -1,4 +1,4 @@
-"""Control subjects (PROTOCOL §3; CONFORMANCE group B)."""
+"""Control subjects (ADR-32, Discovery and Status)."""
 
 from __future__ import annotations
 

@@ -149,7 +149,7 @@ async def _settle(nc: Any) -> None:
     """Make the foreign library's subscriptions live at the server before we query.
 
     Neither ``nats.micro`` nor ``nats_contrib.micro`` waits for that, and with nats-py one
-    ``flush()`` is not a barrier (shared/bench/ANCHORS.md); two round trips are.
+    ``flush()`` is not a barrier (bench/RESULTS.md); two round trips are.
     """
     await nc.flush()
     await nc.flush()

@@ -1,4 +1,4 @@
-"""Instance ids (PROTOCOL §2.5): NUID-style, 22 chars of [0-9A-Za-z]."""
+"""Instance ids (ADR-32, Design): NUID-style, 22 chars of [0-9A-Za-z]."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Wire models (PROTOCOL §4, §14), timestamps (§4.5) and service error replies (§6.3).
+"""Wire models (ADR-32 PING/INFO/STATS; docs/wire.md), timestamps and service error replies.
 
-Golden payloads in ``golden/`` are hand-written from PROTOCOL §4/§14 in the shape each
+Golden payloads in ``golden/`` are hand-written from ADR-32 and docs/wire.md in the shape each
 reference implementation sends (``go_*``, ``js_*``, ``py_*``, ``contrib_*``), plus
 ``offset_stats`` (numeric offset), ``future_info`` (unknown keys) and ``spec_*`` (the
 exact bytes our writer must produce).
@@ -406,7 +406,7 @@ def test_golden_payload_parses_to_expected_model(golden: str, expected: Any) -> 
 
 @pytest.mark.parametrize(("golden", "expected"), GOLDEN_CASES, ids=[n for n, _ in GOLDEN_CASES])
 def test_golden_payload_reencodes_schema_valid(golden: str, expected: Any) -> None:
-    """What ``nats micro`` does: decode, re-encode, validate (PROTOCOL §12)."""
+    """What ``nats micro`` does: decode, re-encode, validate (natscli's schema check)."""
     payload = json.loads((GOLDEN / golden).read_bytes())
     assert_schema_valid(_model_class(golden).from_response(payload))
 

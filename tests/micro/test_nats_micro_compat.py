@@ -2,10 +2,10 @@
 
 * plain nats-py ``request`` on ``$SRV.PING/INFO/STATS``, decoded by nats-py's own
   ``nats.micro`` models;
-* ``nats_contrib.micro.Client`` (the seed package): discovery and endpoint calls;
+* ``nats_contrib.micro.Client`` (the ``nats-micro`` package): discovery and endpoint calls;
 * plain nats-py requests to endpoints (error headers as nats-py exposes them);
-* the seed-compat path: ``add_service(nc, ...)`` with a raw nats-py client, code written for
-  ``nats_contrib.micro`` unchanged.
+* the ``nats_contrib.micro``-compat path: ``add_service(nc, ...)`` with a raw nats-py client,
+  code written for ``nats_contrib.micro`` unchanged.
 
 Tests may import ``nats``; library code may not.
 """

@@ -151,7 +151,7 @@ async def test_bad_arguments_fail_loudly() -> None:
 
 
 async def test_stub_is_a_subclassable_request() -> None:
-    assert RequestStub is StubRequest  # the seed's name
+    assert RequestStub is StubRequest  # nats_contrib.micro's name
 
     class Traced(StubRequest):
         pass

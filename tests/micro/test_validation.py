@@ -1,4 +1,4 @@
-"""Configuration validation (PROTOCOL §2; CONFORMANCE group A at the validator level)."""
+"""Configuration validation (ADR-32, Design and Endpoints; at the validator level)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _rejects(validator: Callable[[Any], object], value: object, *fragments: str)
     return message
 
 
-# ----------------------------------------------------------------------------- CONFORMANCE A
+# ----------------------------------------------------------------------- configuration rules
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,7 @@ async def _still_serving(target: Target) -> None:
     assert ping.id == target.service.id
     assert not target.service.stopped()
     # the only errors reported are control requests published without a reply subject
-    # (PROTOCOL §6.5: counted and reported, never fatal)
+    # (no reply subject: counted and reported, never fatal)
     assert all(isinstance(error, NoReplySubjectError) for error in target.reported)
 
 

@@ -4,7 +4,7 @@ A barrier returns once the server has processed everything this connection sent 
 was asked for.  ``subscribe``, ``unsubscribe``, ``drain`` and ``flush`` each need one; a
 service starting or stopping asks for 9 + N of them at once.  nats-py's ``flush()`` sends one
 PING per call and may send it *ahead* of commands still queued for its flusher task (so one
-flush is not even a barrier, see ``ANCHORS.md``).
+flush is not even a barrier, see ``bench/RESULTS.md``).
 
 :class:`PingBarrier` makes every barrier asked for in the same event-loop turn share ONE
 PING: the first request of a turn schedules the send with ``loop.call_soon``, so the tasks
