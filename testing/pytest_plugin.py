@@ -1,4 +1,4 @@
-"""pytest plugin of micro-nats (entry point ``pytest11: micro_testing``): fixtures for tests.
+"""pytest plugin of nats-service-kit (entry point ``pytest11: micro_testing``): fixtures for tests.
 
 It loads in every project that installs the package, so it stays cheap: it imports only
 pytest at load time (no nats-py, no anyio, no hypothesis, not even the memory broker until a

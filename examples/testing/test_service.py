@@ -1,6 +1,6 @@
 """Testing a whole service on the in-memory broker: requests, discovery, stats, traffic.
 
-``micro_broker`` (from the ``micro-nats`` pytest plugin) is a fresh broker per test: no
+``micro_broker`` (from the ``nats-service-kit`` pytest plugin) is a fresh broker per test: no
 server, microseconds per request, and strict -- a handler that crashes fails the test with
 its own traceback instead of hiding behind a 500 reply.
 """

@@ -38,7 +38,7 @@ CLI_TIMEOUT = 20.0
 SLACK = timedelta(seconds=1)  # clock granularity when comparing ``started`` with our clocks
 
 JS_METADATA = {"lang": "javascript", "library": "@nats-io/services"}
-PY_METADATA = {"lang": "python", "library": "micro-nats"}
+PY_METADATA = {"lang": "python", "library": "nats-service-kit"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -83,7 +83,7 @@ async def py_service(transport: Transport) -> AsyncIterator[Service]:
         transport,
         "py-echo",
         "0.4.2",
-        description="echo service written with micro-nats",
+        description="echo service written with nats-service-kit",
         metadata=PY_METADATA,
         stats_handler=lambda endpoint: {"endpoint": endpoint.name, "lang": "python"},
     )
@@ -253,7 +253,7 @@ async def test_the_js_client_discovers_and_calls_our_service(
         "name": "py-echo",
         "id": py_service.id,
         "version": "0.4.2",
-        "description": "echo service written with micro-nats",
+        "description": "echo service written with nats-service-kit",
         "metadata": PY_METADATA,
         "endpoints": [
             {**endpoint_info, "name": "echo", "subject": "py.echo", "metadata": {"kind": "echo"}},
