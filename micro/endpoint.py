@@ -10,7 +10,9 @@ reference implementations differ, docs/wire.md says what we do:
 * one request adds at most one error: an escaped exception (typed
   :class:`~micro.errors.ServiceError` -> its ``code:description``; anything else ->
   ``500:<Type>: <message>``, logged with its traceback), else the latest of a failed send
-  (the error's text) or an error reply sent through ``respond_error`` (``code:description``);
+  (``500:<Type>: <message>`` too, e.g. ``500:MaxPayloadError: payload of ...``) or an error
+  reply sent through ``respond_error`` (``code:description``): every ``last_error`` starts
+  with ``<code>:``;
 * after an escaped exception, if the request has a reply subject and nothing was sent yet,
   an error reply goes out: the typed code/description, or ``500 Internal Server Error``
   (``str(exc)`` instead when the service opted in with ``expose_exception_text``);
@@ -292,7 +294,7 @@ class Endpoint:
 
     def _record_problem(self, problem: str | BaseException) -> None:
         """Count a handled request's latest error reply or failed send as its one error."""
-        self.record_error(problem if isinstance(problem, str) else str(problem))
+        self.record_error(problem if isinstance(problem, str) else _exception_text(problem))
 
     async def _handler_failed(self, request: TransportRequest, exc: Exception) -> None:
         code = 500
@@ -300,13 +302,13 @@ class Endpoint:
         data: bytes | None = None
         headers: Mapping[str, str] | None = None
         if exc is request.problem:  # the handler let a failed send escape
-            text = str(exc)
+            text = _exception_text(exc)
         elif isinstance(exc, ServiceError):
             code, description = exc.code, exc.description
             data, headers = exc.data or None, exc.headers or None
             text = f"{code}:{description}"
         else:
-            text = f"500:{type(exc).__name__}: {exc}"
+            text = _exception_text(exc)
             _log.error(
                 "handler of endpoint %r failed on %r",
                 self._name,
@@ -329,3 +331,9 @@ class Endpoint:
                 request.subject(),
                 send_exc,
             )
+
+
+def _exception_text(exc: BaseException) -> str:
+    """``last_error`` for an exception that is not a :class:`ServiceError`:
+    ``500:<Type>: <message>``, the ``<code>:`` form every entry has."""
+    return f"500:{type(exc).__name__}: {exc}"

@@ -5,7 +5,7 @@
     stub = make_request("orders.create", b'{"id": 1}')
     await create_order(stub)
     assert stub.responded and stub.error_code is None
-    assert await stub.json_response() == {"ok": True}
+    assert stub.json_response() == {"ok": True}
 
 The stub behaves like a service request (same helpers, same argument checks, the same
 "no reply subject" error when built with ``reply=None``) and records the *last* response:
@@ -150,8 +150,10 @@ class StubRequest(Request):
         """True when the last response is a service error reply (non-empty code header)."""
         return bool(self.responses and self.responses[-1].headers.get(ERROR_CODE_HEADER))
 
-    async def json_response(self) -> Any:
-        """The last response payload decoded as JSON (``ValueError`` if it is not JSON)."""
+    def json_response(self) -> Any:
+        """The last response payload decoded as JSON (``ValueError`` if it is not JSON).
+
+        Synchronous, like :meth:`response_data`."""
         return json.loads(self.last_response.data)
 
 

@@ -17,7 +17,7 @@ async def test_an_order_is_created() -> None:
     await create_order(stub)
     assert stub.responded
     assert stub.error_code is None
-    assert await stub.json_response() == {"item": "tea", "status": "created"}
+    assert stub.json_response() == {"item": "tea", "status": "created"}
 
 
 @pytest.mark.parametrize(

@@ -189,7 +189,7 @@ async def test_failed_send_counts_even_when_the_handler_catches_it(
         assert (await client.request("big", timeout=WAIT)).data == b"small"
         stats = service.stats().endpoints[0]
         assert (stats.num_requests, stats.num_errors) == (1, 1)
-        assert stats.last_error == str(caught[0])
+        assert stats.last_error == f"500:MaxPayloadError: {caught[0]}"
 
 
 async def test_escaped_send_failure_gets_a_500_reply_and_counts_once(
@@ -204,7 +204,7 @@ async def test_escaped_send_failure_gets_a_500_reply_and_counts_once(
         assert (reply.headers or {}).get("Nats-Service-Error-Code") == "500"
         stats = service.stats().endpoints[0]
         assert stats.num_errors == 1
-        assert "max_payload" in stats.last_error
+        assert stats.last_error.startswith("500:MaxPayloadError: payload of 2048 bytes")
 
 
 async def test_typed_error_carries_its_data_and_headers(

@@ -28,7 +28,7 @@ async def test_stub_records_the_response_of_a_handler() -> None:
     assert not stub.responded
     await greet(stub)
     assert stub.responded
-    assert await stub.json_response() == {"greeting": "hello ada"}
+    assert stub.json_response() == {"greeting": "hello ada"}
     assert stub.response_data() == b'{"greeting":"hello ada"}'
     assert stub.response_headers() == {"lang": "en"}
     assert stub.error_code is None
@@ -53,7 +53,7 @@ async def test_seed_api_raises_until_something_was_sent() -> None:
     with pytest.raises(NoResponseError):
         stub.response_headers()
     with pytest.raises(NoResponseError):
-        await stub.json_response()
+        stub.json_response()
     assert stub.success_code is None
 
 
