@@ -5,9 +5,16 @@ The public surface: :func:`add_service` and :class:`Service`, :class:`Group`,
 the discovery :class:`Client`, :class:`Context` / :func:`run`, the decorator :class:`App`,
 and the errors.  Nothing here imports nats-py: a nats-py client passed where a transport
 is expected is wrapped by ``transports.nats`` on demand.
+
+:class:`App` is exported lazily: ``import micro`` does not import :mod:`micro.app` (the
+decorator layer and its dependencies, most of this package's import time); the first
+``micro.App`` (or ``from micro import App``) does.
 """
 
-from micro.app import App
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from micro.client import (
     Client,
     EndpointNotFoundError,
@@ -39,6 +46,9 @@ from micro.middleware import Middleware
 from micro.models import EndpointInfo, EndpointStats, PingInfo, ServiceInfo, ServiceStats
 from micro.request import Handler, NoReplySubjectError, Request
 from micro.service import Service, add_service
+
+if TYPE_CHECKING:
+    from micro.app import App
 
 __all__ = [
     "DEFAULT_API_PREFIX",
@@ -78,3 +88,13 @@ __all__ = [
     "request_many_iter",
     "run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import :mod:`micro.app` on first use of ``micro.App`` (PEP 562)."""
+    if name == "App":
+        from micro.app import App
+
+        globals()["App"] = App
+        return App
+    raise AttributeError(f"module 'micro' has no attribute {name!r}")

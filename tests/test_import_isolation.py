@@ -139,3 +139,31 @@ def test_importing_the_packages_does_not_load_nats() -> None:
 def test_using_the_nats_transport_loads_nats() -> None:
     """The check above can see nats-py: importing the NATS transport loads it."""
     assert "nats.aio.client" in _nats_modules_after_importing(["transports.nats"])
+
+
+def test_importing_micro_does_not_import_the_app_until_it_is_used() -> None:
+    """``micro.App`` is a lazy export: ``import micro`` leaves ``micro.app`` unloaded."""
+    script = (
+        "import sys, micro\n"
+        "before = 'micro.app' in sys.modules\n"
+        "from micro import App\n"
+        "import micro.app.app as module\n"
+        "print(before, App is module.App, micro.App is App, 'App' in micro.__all__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "True", "True"]
+
+
+def test_an_unknown_attribute_of_micro_is_an_attribute_error() -> None:
+    import micro
+
+    with pytest.raises(AttributeError, match="no attribute 'Apps'"):
+        micro.Apps  # noqa: B018
