@@ -20,13 +20,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from testing.nats_server import (
+    from .nats_server import (
         NatsServer,
         NatsServerError,
         NatsServerNotFound,
         find_nats_server,
     )
-    from testing.stub_request import NoResponseError, StubRequest, StubResponse, make_request
+    from .stub_request import NoResponseError, StubRequest, StubResponse, make_request
 
 __all__ = [
     "NatsServer",
@@ -40,22 +40,22 @@ __all__ = [
 ]
 
 _HOMES = {
-    "NatsServer": "testing.nats_server",
-    "NatsServerError": "testing.nats_server",
-    "NatsServerNotFound": "testing.nats_server",
-    "find_nats_server": "testing.nats_server",
-    "NoResponseError": "testing.stub_request",
-    "StubRequest": "testing.stub_request",
-    "StubResponse": "testing.stub_request",
-    "make_request": "testing.stub_request",
+    "NatsServer": ".nats_server",
+    "NatsServerError": ".nats_server",
+    "NatsServerNotFound": ".nats_server",
+    "find_nats_server": ".nats_server",
+    "NoResponseError": ".stub_request",
+    "StubRequest": ".stub_request",
+    "StubResponse": ".stub_request",
+    "make_request": ".stub_request",
 }
 
 
 def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
-        raise AttributeError(f"module 'testing' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
     globals()[name] = value
     return value
 

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from testing.nats_server import Launcher, NatsServer, NatsServerError, poll_until
+from .nats_server import Launcher, NatsServer, NatsServerError, poll_until
 
 __all__ = ["NatsCluster", "NatsClusterError"]
 

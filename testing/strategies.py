@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-from testing.differential import (
+from .differential import (
     Drain,
     Publish,
     Request,

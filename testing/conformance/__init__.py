@@ -29,7 +29,7 @@ Importing this package is cheap: the suites import pytest, anyio and ``micro``, 
 nats-py (``NatsBackend`` imports the nats transport only when it connects).
 """
 
-from testing.conformance.backend import (
+from .backend import (
     CAP_THREADS,
     CAP_TRIO,
     ConformanceBackend,
@@ -37,9 +37,9 @@ from testing.conformance.backend import (
     MemoryBackend,
     NatsBackend,
 )
-from testing.conformance.client import ClientConformance
-from testing.conformance.service import ServiceConformance
-from testing.conformance.transport import TransportConformance
+from .client import ClientConformance
+from .service import ServiceConformance
+from .transport import TransportConformance
 
 __all__ = [
     "CAP_THREADS",

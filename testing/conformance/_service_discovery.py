@@ -10,7 +10,9 @@ import pytest
 
 from micro.errors import ValidationError
 from micro.service import Service, add_service
-from testing.conformance._service_support import (
+from transports.base import Transport
+
+from ._service_support import (
     ServiceEnv,
     ServiceSuiteBase,
     control,
@@ -21,8 +23,7 @@ from testing.conformance._service_support import (
     instance_documents,
     subject_forms,
 )
-from testing.conformance._suite_base import WAIT, assert_no_responders
-from transports.base import Transport
+from ._suite_base import WAIT, assert_no_responders
 
 __all__ = ["ConfigurationCases", "DiscoveryCases"]
 

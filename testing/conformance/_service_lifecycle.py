@@ -8,15 +8,6 @@ import pytest
 from micro.errors import ServiceStoppedError
 from micro.request import Request
 from micro.service import Service, add_service
-from testing.conformance._service_support import (
-    ServiceEnv,
-    ServiceSuiteBase,
-    echo,
-    gather,
-    subject_forms,
-)
-from testing.conformance._suite_base import QUIET, WAIT, Recorder, assert_no_responders
-from testing.conformance._tapped_transport import TappedTransport
 from transports.base import (
     Msg,
     PermissionViolationError,
@@ -25,6 +16,16 @@ from transports.base import (
     TransportEvent,
     TransportEventKind,
 )
+
+from ._service_support import (
+    ServiceEnv,
+    ServiceSuiteBase,
+    echo,
+    gather,
+    subject_forms,
+)
+from ._suite_base import QUIET, WAIT, Recorder, assert_no_responders
+from ._tapped_transport import TappedTransport
 
 __all__ = ["LifecycleCases"]
 

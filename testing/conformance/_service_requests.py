@@ -13,7 +13,9 @@ from micro.errors import ServiceError
 from micro.request import Request
 from micro.service import Service
 from micro.timestamps import parse_timestamp
-from testing.conformance._service_support import (
+from transports.base import RequestTimeoutError, Transport
+
+from ._service_support import (
     VERBS,
     ServiceEnv,
     ServiceSuiteBase,
@@ -22,8 +24,7 @@ from testing.conformance._service_support import (
     endpoint_entries,
     subject_forms,
 )
-from testing.conformance._suite_base import QUIET, WAIT
-from transports.base import RequestTimeoutError, Transport
+from ._suite_base import QUIET, WAIT
 
 __all__ = ["ExceptionCases", "RequestReplyCases", "StatisticsCases"]
 

@@ -8,7 +8,9 @@ import anyio
 
 from micro.request import Request
 from micro.service import Service
-from testing.conformance._service_support import (
+from transports.base import Transport
+
+from ._service_support import (
     ServiceEnv,
     ServiceSuiteBase,
     echo,
@@ -16,8 +18,7 @@ from testing.conformance._service_support import (
     gather,
     gather_json,
 )
-from testing.conformance._suite_base import QUIET, WAIT
-from transports.base import Transport
+from ._suite_base import QUIET, WAIT
 
 __all__ = ["GroupCases", "QueueGroupCases"]
 

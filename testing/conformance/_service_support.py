@@ -26,9 +26,10 @@ from micro.discovery import request_many
 from micro.request import Request
 from micro.service import Service, add_service
 from micro.timestamps import parse_timestamp
-from testing.conformance._suite_base import WAIT, SuiteBase
-from testing.conformance.backend import ConformanceBackend
 from transports.base import Msg, Transport
+
+from ._suite_base import WAIT, SuiteBase
+from .backend import ConformanceBackend
 
 __all__ = [
     "STALL",
@@ -122,7 +123,7 @@ class ServiceSuiteBase(SuiteBase):
 def _schema(verb: str) -> Any:
     if verb not in _SCHEMAS:
         text = (
-            resources.files("testing.conformance")
+            resources.files(__package__ or "testing.conformance")
             .joinpath("schemas")
             .joinpath(f"{verb.lower()}_response.json")
             .read_text(encoding="utf-8")

@@ -9,8 +9,9 @@ from typing import Any
 import anyio
 import pytest
 
-from testing.conformance.backend import CAP_TRIO, ConformanceBackend
 from transports.base import NoRespondersError, Transport, TransportEvent, TransportEventKind
+
+from .backend import CAP_TRIO, ConformanceBackend
 
 __all__ = ["QUIET", "WAIT", "Recorder", "SuiteBase", "assert_no_responders"]
 

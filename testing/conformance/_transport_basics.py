@@ -7,21 +7,22 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from testing.conformance._suite_base import WAIT, SuiteBase
-from testing.conformance._transport_support import (
-    SENTINEL,
-    collect_until_sentinel,
-    connections,
-    settle,
-    take_pending,
-)
-from testing.conformance.backend import ConformanceBackend
 from transports._protocols import implements
 from transports.base import (
     Subscription,
     Transport,
 )
 from transports.subjects import is_valid_subject
+
+from ._suite_base import WAIT, SuiteBase
+from ._transport_support import (
+    SENTINEL,
+    collect_until_sentinel,
+    connections,
+    settle,
+    take_pending,
+)
+from .backend import ConformanceBackend
 
 __all__ = ["ConnectionCases"]
 

@@ -11,9 +11,6 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from testing.conformance._suite_base import WAIT, SuiteBase
-from testing.conformance._transport_support import connections, settle, take_pending
-from testing.conformance.backend import ConformanceBackend
 from transports.base import (
     NO_RESPONDERS_STATUS,
     STATUS_HEADER,
@@ -25,6 +22,10 @@ from transports.base import (
     Transport,
 )
 from transports.subjects import MAX_CONTROL_LINE
+
+from ._suite_base import WAIT, SuiteBase
+from ._transport_support import connections, settle, take_pending
+from .backend import ConformanceBackend
 
 __all__ = ["FidelityCases"]
 

@@ -7,9 +7,6 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from testing.conformance._suite_base import WAIT, Recorder, SuiteBase
-from testing.conformance._transport_support import connections, settle
-from testing.conformance.backend import ConformanceBackend
 from transports.base import (
     ConnectionClosedError,
     Msg,
@@ -18,6 +15,10 @@ from transports.base import (
     TransportEvent,
     TransportEventKind,
 )
+
+from ._suite_base import WAIT, Recorder, SuiteBase
+from ._transport_support import connections, settle
+from .backend import ConformanceBackend
 
 __all__ = ["LifecycleCases"]
 

@@ -8,8 +8,14 @@ from typing import Any, cast
 
 import pytest
 
-from testing.conformance._suite_base import WAIT, SuiteBase
-from testing.conformance._transport_support import (
+from transports.base import (
+    BadHeaderError,
+    MaxPayloadError,
+    Msg,
+)
+
+from ._suite_base import WAIT, SuiteBase
+from ._transport_support import (
     INVALID_HEADER_NAMES,
     ODD_HEADERS,
     SENTINEL,
@@ -17,12 +23,7 @@ from testing.conformance._transport_support import (
     collect_until_sentinel,
     connections,
 )
-from testing.conformance.backend import ConformanceBackend
-from transports.base import (
-    BadHeaderError,
-    MaxPayloadError,
-    Msg,
-)
+from .backend import ConformanceBackend
 
 __all__ = ["MessageCases"]
 

@@ -12,17 +12,18 @@ from typing import Any
 import anyio
 import pytest
 
-from testing.conformance._suite_base import WAIT, SuiteBase, assert_no_responders
-from testing.conformance._transport_support import (
+from transports.base import BadSubjectError, Transport
+from transports.extensions import MultiSubjectSubscriber, MultiSubscription
+
+from ._suite_base import WAIT, SuiteBase, assert_no_responders
+from ._transport_support import (
     SENTINEL,
     collect_until_sentinel,
     connections,
     settle,
     take_pending,
 )
-from testing.conformance.backend import ConformanceBackend
-from transports.base import BadSubjectError, Transport
-from transports.extensions import MultiSubjectSubscriber, MultiSubscription
+from .backend import ConformanceBackend
 
 __all__ = ["MultiSubjectCases"]
 

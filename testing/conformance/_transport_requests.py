@@ -7,9 +7,6 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from testing.conformance._suite_base import WAIT, SuiteBase
-from testing.conformance._transport_support import connections
-from testing.conformance.backend import ConformanceBackend
 from transports.base import (
     NO_RESPONDERS_STATUS,
     STATUS_HEADER,
@@ -20,6 +17,10 @@ from transports.base import (
     Transport,
 )
 from transports.subjects import is_valid_subject
+
+from ._suite_base import WAIT, SuiteBase
+from ._transport_support import connections
+from .backend import ConformanceBackend
 
 __all__ = ["RequestCases"]
 

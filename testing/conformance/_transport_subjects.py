@@ -8,8 +8,13 @@ from typing import Any, cast
 
 import pytest
 
-from testing.conformance._suite_base import WAIT, SuiteBase
-from testing.conformance._transport_support import (
+from transports.base import (
+    BadSubjectError,
+    Subscription,
+)
+
+from ._suite_base import WAIT, SuiteBase
+from ._transport_support import (
     INVALID_PATTERNS,
     INVALID_SUBJECTS,
     SENTINEL,
@@ -23,11 +28,7 @@ from testing.conformance._transport_support import (
     settle,
     take_pending,
 )
-from testing.conformance.backend import ConformanceBackend
-from transports.base import (
-    BadSubjectError,
-    Subscription,
-)
+from .backend import ConformanceBackend
 
 __all__ = ["SubjectCases"]
 

@@ -10,21 +10,22 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from testing.conformance._suite_base import WAIT, Recorder, SuiteBase, assert_no_responders
-from testing.conformance._transport_support import (
-    INVALID_QUEUES,
-    assert_rejected,
-    connections,
-    settle,
-    take_pending,
-)
-from testing.conformance.backend import ConformanceBackend
 from transports.base import (
     BadQueueError,
     SlowConsumerError,
     SubscriptionClosedError,
     TransportEventKind,
 )
+
+from ._suite_base import WAIT, Recorder, SuiteBase, assert_no_responders
+from ._transport_support import (
+    INVALID_QUEUES,
+    assert_rejected,
+    connections,
+    settle,
+    take_pending,
+)
+from .backend import ConformanceBackend
 
 __all__ = ["SubscriptionCases"]
 

@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 
-from testing.conformance._suite_base import WAIT
-from testing.conformance.backend import ConformanceBackend
 from transports.base import Msg, Subscription, Transport
+
+from ._suite_base import WAIT
+from .backend import ConformanceBackend
 
 __all__ = [
     "INVALID_HEADER_NAMES",

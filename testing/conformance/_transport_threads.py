@@ -17,10 +17,11 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from testing.conformance._suite_base import WAIT, SuiteBase
-from testing.conformance._transport_support import connections
-from testing.conformance.backend import CAP_THREADS, CAP_TRIO, ConformanceBackend
 from transports.base import Transport
+
+from ._suite_base import WAIT, SuiteBase
+from ._transport_support import connections
+from .backend import CAP_THREADS, CAP_TRIO, ConformanceBackend
 
 __all__ = ["ThreadCases"]
 

@@ -21,9 +21,10 @@ from micro.client import Client, EndpointNotFoundError
 from micro.control import INFO_RESPONSE_TYPE, PING_RESPONSE_TYPE, STATS_RESPONSE_TYPE
 from micro.models import PingInfo, ServiceInfo, ServiceStats
 from micro.request import Request
-from testing.conformance._service_support import STALL, ServiceEnv, ServiceSuiteBase, echo
-from testing.conformance._suite_base import WAIT
 from transports.base import Subscription, Transport
+
+from ._service_support import STALL, ServiceEnv, ServiceSuiteBase, echo
+from ._suite_base import WAIT
 
 __all__ = ["ClientConformance"]
 

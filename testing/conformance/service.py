@@ -10,10 +10,10 @@ window (100 ms).
 
 from __future__ import annotations
 
-from testing.conformance._service_discovery import ConfigurationCases, DiscoveryCases
-from testing.conformance._service_lifecycle import LifecycleCases
-from testing.conformance._service_requests import ExceptionCases, RequestReplyCases, StatisticsCases
-from testing.conformance._service_routing import GroupCases, QueueGroupCases
+from ._service_discovery import ConfigurationCases, DiscoveryCases
+from ._service_lifecycle import LifecycleCases
+from ._service_requests import ExceptionCases, RequestReplyCases, StatisticsCases
+from ._service_routing import GroupCases, QueueGroupCases
 
 __all__ = ["ServiceConformance"]
 

@@ -19,15 +19,15 @@ those mixins.
 
 from __future__ import annotations
 
-from testing.conformance._transport_basics import ConnectionCases
-from testing.conformance._transport_fidelity import FidelityCases
-from testing.conformance._transport_lifecycle import LifecycleCases
-from testing.conformance._transport_messages import MessageCases
-from testing.conformance._transport_multi import MultiSubjectCases
-from testing.conformance._transport_requests import RequestCases
-from testing.conformance._transport_subjects import SubjectCases
-from testing.conformance._transport_subscriptions import SubscriptionCases
-from testing.conformance._transport_threads import ThreadCases
+from ._transport_basics import ConnectionCases
+from ._transport_fidelity import FidelityCases
+from ._transport_lifecycle import LifecycleCases
+from ._transport_messages import MessageCases
+from ._transport_multi import MultiSubjectCases
+from ._transport_requests import RequestCases
+from ._transport_subjects import SubjectCases
+from ._transport_subscriptions import SubscriptionCases
+from ._transport_threads import ThreadCases
 
 __all__ = [
     "ConnectionCases",

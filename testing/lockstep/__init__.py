@@ -27,7 +27,7 @@ a ``connector`` (called once per generated program on the side's loop, returning
 
 from __future__ import annotations
 
-from testing.lockstep.machine import (
+from .machine import (
     DEFAULT_STEPS,
     STEPS_VARIABLE,
     LockstepDifference,

@@ -34,9 +34,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from testing.lockstep import values
-from testing.lockstep.world import STEP_LIMIT, Connector, Outcome, World
 from transports.subjects import is_valid_pattern, is_valid_subject, matches, server_match_order
+
+from . import values
+from .world import STEP_LIMIT, Connector, Outcome, World
 
 __all__ = [
     "DEFAULT_STEPS",
