@@ -16,10 +16,11 @@ convert at their edge and raise only the errors defined here.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "DEFAULT_PENDING_BYTES_LIMIT",
@@ -231,6 +232,14 @@ class Msg:
             and self.headers is not None
             and self.headers.get(STATUS_HEADER) == NO_RESPONDERS_STATUS
         )
+
+    def json(self) -> Any:
+        """``data`` decoded as JSON (UTF-8), like ``Request.json()`` on the service side.
+
+        Raises ``ValueError`` (``json.JSONDecodeError``, or ``UnicodeDecodeError`` for bytes
+        that are not UTF-8) when the payload is not JSON; an empty payload is not JSON either.
+        """
+        return json.loads(self.data)
 
 
 class TransportEventKind(enum.Enum):

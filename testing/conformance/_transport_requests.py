@@ -56,6 +56,25 @@ class RequestCases(SuiteBase):
         assert request.reply is not None
         assert is_valid_subject(request.reply)
 
+    async def test_a_reply_decodes_as_json(self, conformance_backend: ConformanceBackend) -> None:
+        responder, requester = await connections(conformance_backend, 2)
+        sub = await responder.subscribe("rr.json")
+
+        async def answer(payloads: list[bytes]) -> None:
+            for payload in payloads:
+                msg = await sub.next_msg(timeout=WAIT)
+                assert msg.reply is not None
+                await responder.publish(msg.reply, payload)
+
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(answer, [b'{"status": "created", "n": [1, 2.5]}', b"not json"])
+                reply = await requester.request("rr.json", timeout=WAIT)
+                assert reply.json() == {"status": "created", "n": [1, 2.5]}
+                bad = await requester.request("rr.json", timeout=WAIT)
+        with pytest.raises(ValueError, match="Expecting value"):
+            bad.json()
+
     async def test_request_returns_the_first_of_several_replies(
         self, conformance_backend: ConformanceBackend
     ) -> None:
