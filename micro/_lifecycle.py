@@ -54,7 +54,7 @@ from micro._support import (
     unsubscribe_quietly,
 )
 from micro.endpoint import Endpoint
-from micro.errors import ServiceStoppedError
+from micro.errors import ServiceStoppedError, last_error_text
 from transports.base import (
     SlowConsumerError,
     Subscription,
@@ -526,7 +526,7 @@ class Lifecycle:
         concerned = False
         for endpoint in self.endpoints:
             if error_subject_matches(endpoint.subject, subject):
-                endpoint.record_error(str(error))
+                endpoint.record_error(last_error_text(error))
                 concerned = True
         if not concerned:
             concerned = any(

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from micro._support import offers
 from micro.control import ServiceVerb, build_control_subjects
 from micro.endpoint import Endpoint
+from micro.errors import last_error_text
 from micro.models import PingInfo, ServiceInfo, ServiceStats
 from micro.request import NoReplySubjectError
 from transports.base import Msg, Subscription, Transport
@@ -128,7 +129,7 @@ class Monitoring:
                     json.dumps(data, allow_nan=False)
                 except Exception as exc:
                     data = None
-                    endpoint.record_error(str(exc) or type(exc).__name__)
+                    endpoint.record_error(last_error_text(exc))
             stats = endpoint.stats
             stats.data = data
             endpoints.append(stats)

@@ -34,7 +34,7 @@ from types import MappingProxyType
 import anyio
 
 from micro._support import offers
-from micro.errors import ServiceError
+from micro.errors import ServiceError, last_error_text
 from micro.models import EndpointInfo, EndpointStats
 from micro.request import Handler, TransportRequest
 from transports.base import Msg, Subscription, Transport
@@ -294,7 +294,7 @@ class Endpoint:
 
     def _record_problem(self, problem: str | BaseException) -> None:
         """Count a handled request's latest error reply or failed send as its one error."""
-        self.record_error(problem if isinstance(problem, str) else _exception_text(problem))
+        self.record_error(problem if isinstance(problem, str) else last_error_text(problem))
 
     async def _handler_failed(self, request: TransportRequest, exc: Exception) -> None:
         code = 500
@@ -302,13 +302,13 @@ class Endpoint:
         data: bytes | None = None
         headers: Mapping[str, str] | None = None
         if exc is request.problem:  # the handler let a failed send escape
-            text = _exception_text(exc)
+            text = last_error_text(exc)
         elif isinstance(exc, ServiceError):
             code, description = exc.code, exc.description
             data, headers = exc.data or None, exc.headers or None
             text = f"{code}:{description}"
         else:
-            text = _exception_text(exc)
+            text = last_error_text(exc)
             _log.error(
                 "handler of endpoint %r failed on %r",
                 self._name,
@@ -331,9 +331,3 @@ class Endpoint:
                 request.subject(),
                 send_exc,
             )
-
-
-def _exception_text(exc: BaseException) -> str:
-    """``last_error`` for an exception that is not a :class:`ServiceError`:
-    ``500:<Type>: <message>``, the ``<code>:`` form every entry has."""
-    return f"500:{type(exc).__name__}: {exc}"

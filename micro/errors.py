@@ -19,6 +19,7 @@ __all__ = [
     "ServiceError",
     "ServiceStoppedError",
     "ValidationError",
+    "last_error_text",
 ]
 
 ERROR_HEADER = "Nats-Service-Error"
@@ -108,3 +109,15 @@ class ServiceError(Exception):
         code = int(stripped) if _DECIMAL.fullmatch(stripped) else FALLBACK_ERROR_CODE
         description = headers.get(ERROR_HEADER) or code_text
         return cls(code, description, subject=subject, data=data, headers=headers)
+
+
+def last_error_text(error: BaseException) -> str:
+    """The ``last_error`` STATS entry for ``error``: every entry starts with ``<code>:``.
+
+    A :class:`ServiceError` gives its own ``code:description``; any other exception (a
+    handler that raised, a reply that could not be sent, a slow consumer, a stats callback
+    that failed) gives ``500:<Type>: <message>``.
+    """
+    if isinstance(error, ServiceError):
+        return str(error)
+    return f"500:{type(error).__name__}: {error}"

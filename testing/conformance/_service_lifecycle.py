@@ -215,7 +215,7 @@ class LifecycleCases(ServiceSuiteBase):
         assert isinstance(error, SlowConsumerError)
         release.set()
         assert endpoint.stats.num_errors >= 1
-        assert "slow consumer" in endpoint.stats.last_error
+        assert endpoint.stats.last_error.startswith("500:SlowConsumerError: slow consumer")
         # Our ruling (nats.go would stop): dropped messages are load, the service keeps serving.
         assert not service.stopped()
         await service.add_endpoint("still", echo, subject="still.serving")

@@ -315,7 +315,7 @@ class StatisticsCases(ServiceSuiteBase):
         stats = await _endpoint_stats(client, service)
         assert stats.get("data") is None  # absent or null (ADR-32: ``data?``)
         assert stats["num_errors"] == 1
-        assert stats["last_error"] == "stats are broken"
+        assert stats["last_error"] == "500:RuntimeError: stats are broken"
         assert (await client.request("ep", b"still", timeout=WAIT)).data == b"still"
 
     async def test_h65_reset_zeroes_counters_and_refreshes_started(

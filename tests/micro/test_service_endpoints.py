@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import anyio
 import pytest
 
-from micro.errors import ServiceError, ValidationError
+from micro.errors import ServiceError, ValidationError, last_error_text
 from micro.request import Request
 from micro.service import add_service
 from transports.base import MaxPayloadError, NoRespondersError, Transport
@@ -361,3 +361,9 @@ async def test_a_service_that_is_not_discoverable_serves_but_answers_no_discover
         assert service.stats().endpoints[0].num_requests == 1
         with pytest.raises(NoRespondersError):
             await client.request("$SRV.PING.hidden", b"", timeout=WAIT)
+
+
+def test_every_last_error_text_starts_with_a_code() -> None:
+    assert last_error_text(ServiceError(403, "forbidden")) == "403:forbidden"
+    assert last_error_text(KeyError("customer")) == "500:KeyError: 'customer'"
+    assert last_error_text(RuntimeError("")) == "500:RuntimeError: "
