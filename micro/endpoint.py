@@ -13,6 +13,13 @@ Request handling follows PROTOCOL §6 and §7 ("This spec" column of §14):
 * after an escaped exception, if the request has a reply subject and nothing was sent yet,
   an error reply goes out: the typed code/description, or ``500 Internal Server Error``
   (``str(exc)`` instead when the service opted in with ``expose_exception_text``);
+* a handler that returns without responding to a request that has a reply subject (and
+  without a failed send) leaves its caller waiting: that counts as the request's one error
+  (``last_error`` = ``micro.request.UNANSWERED_ERROR``), is logged as a warning naming the
+  endpoint and the service, and is reported to a transport that collects handler failures
+  (``HandlerErrorSink``: a strict ``MemoryBroker`` fails the test) as
+  :class:`~micro.request.UnansweredRequestError`.  Nothing is sent: the reply may still come
+  from elsewhere, and the caller's own timeout ends its wait;
 * nothing a handler does stops the endpoint.
 
 With ``max_concurrency == 1`` (default) the loop is ``async for msg in sub:`` awaiting
@@ -33,7 +40,12 @@ import anyio
 from micro._support import offers
 from micro.errors import ServiceError
 from micro.models import EndpointInfo, EndpointStats
-from micro.request import Handler, TransportRequest
+from micro.request import (
+    UNANSWERED_ERROR,
+    Handler,
+    TransportRequest,
+    UnansweredRequestError,
+)
 from transports.base import Msg, Subscription, Transport
 from transports.extensions import HandlerErrorSink, HandlerTracker
 from transports.runtime import Event, new_event
@@ -75,6 +87,7 @@ class Endpoint:
         "_pending_msgs_limit",
         "_processing_time",
         "_queue_group",
+        "_service",
         "_subject",
         "_subscription",
         "_transport",
@@ -95,8 +108,11 @@ class Endpoint:
         max_concurrency: int,
         clock: Callable[[], int],
         expose_exception_text: bool,
+        service: str = "",
     ) -> None:
+        """``service`` is the service's name, for log records."""
         self._transport = transport
+        self._service = service
         self._name = name
         self._subject = subject
         self._queue_group = queue_group
@@ -286,7 +302,24 @@ class Endpoint:
         else:
             if request.problem is not None:
                 self._record_problem(request.problem)
+            elif not request.responded and msg.reply:
+                self._unanswered(request)
         self._processing_time += clock() - started
+
+    def _unanswered(self, request: TransportRequest) -> None:
+        """The handler returned without responding to a request that has a reply subject."""
+        subject = request.subject()
+        self.record_error(UNANSWERED_ERROR)
+        _log.warning(
+            "handler of endpoint %r of service %r returned without responding to the request "
+            "on %r: the caller waits until its timeout",
+            self._name,
+            self._service,
+            subject,
+        )
+        if offers(self._transport, HandlerErrorSink):
+            error = UnansweredRequestError(self._name, self._service, subject)
+            self._transport.handler_failed(subject, error)
 
     def _record_problem(self, problem: str | BaseException) -> None:
         """Count a handled request's latest error reply or failed send as its one error."""

@@ -83,7 +83,9 @@ class HandlerErrorSink(Protocol):
     When a handler of an endpoint served over this transport raises an exception other
     than ``micro.ServiceError`` (an *unexpected* failure, which becomes a ``500`` error
     reply), the endpoint calls :meth:`handler_failed` once, after counting the error and
-    before sending the error reply.  The memory transport implements it so that a strict
+    before sending the error reply.  It also calls it, with a
+    ``micro.request.UnansweredRequestError``, when a handler returned without responding
+    to a request that has a reply subject.  The memory transport implements it so that a strict
     ``MemoryBroker`` can re-raise the exception in the test instead of letting it hide
     behind the error reply.
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from testing.conformance._service_discovery import ConfigurationCases, DiscoveryCases
 from testing.conformance._service_lifecycle import LifecycleCases
+from testing.conformance._service_mistakes import HandlerMistakeCases
 from testing.conformance._service_requests import ExceptionCases, RequestReplyCases, StatisticsCases
 from testing.conformance._service_routing import GroupCases, QueueGroupCases
 
@@ -26,5 +27,7 @@ class ServiceConformance(
     ExceptionCases,
     StatisticsCases,
     LifecycleCases,
+    HandlerMistakeCases,
 ):
-    """Every service conformance case (groups A, C-I); bind by subclassing."""
+    """Every service conformance case (groups A, C-I, and handler mistakes); bind by
+    subclassing."""

@@ -76,8 +76,10 @@ async def test_group_middlewares_do_not_leak_to_siblings(
         await request.respond(b"ok")
 
     service = add_service(transport, "svc", "1.0.0")
-    await service.add_group("a", middlewares=[tracing("a", trace)]).add_endpoint("ep", handler)
-    await service.add_group("b").add_endpoint("ep", handler)
+    await service.add_group("a", middlewares=[tracing("a", trace)]).add_endpoint(
+        "ep_a", handler, subject="ep"
+    )
+    await service.add_group("b").add_endpoint("ep_b", handler, subject="ep")
     async with service:
         await client.request("b.ep", timeout=WAIT)
         assert trace == []
