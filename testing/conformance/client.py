@@ -21,6 +21,7 @@ from micro.client import Client, EndpointNotFoundError
 from micro.control import INFO_RESPONSE_TYPE, PING_RESPONSE_TYPE, STATS_RESPONSE_TYPE
 from micro.models import PingInfo, ServiceInfo, ServiceStats
 from micro.request import Request
+from testing.conformance._client_gathering import GatheringCases
 from testing.conformance._service_support import STALL, ServiceEnv, ServiceSuiteBase, echo
 from testing.conformance._suite_base import WAIT
 from transports.base import Subscription, Transport
@@ -38,8 +39,9 @@ async def _junk_responder(transport: Transport, sub: Subscription, payloads: lis
                 await transport.publish(msg.reply, payload)
 
 
-class ClientConformance(ServiceSuiteBase):
-    """J. Discovery client (``micro.client.Client``) against any Transport."""
+class ClientConformance(GatheringCases, ServiceSuiteBase):
+    """J. Discovery client (``micro.client.Client``) against any Transport, and the answers
+    of a scatter/gather however it ends (:class:`GatheringCases`)."""
 
     @pytest.fixture
     async def client(self, service_env: ServiceEnv) -> Client:

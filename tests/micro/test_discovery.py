@@ -23,6 +23,7 @@ from micro.discovery import (
     request_many,
     request_many_iter,
 )
+from testing.conformance._tapped_transport import TappedTransport
 from transports.base import BadSubjectError, ConnectionClosedError, Msg, Subscription, Transport
 from transports.memory import MemoryBroker, MemoryTransport
 
@@ -150,11 +151,25 @@ async def test_inactivity_ends_the_gathering_after_the_last_reply(
     client: Transport, responders: Responders
 ) -> None:
     await responders.add("svc.ping", [b"a"], count=3)
+    plain = TappedTransport(client)  # without ReplyGatherer: the rule ADR-32 gives
     start = time.monotonic()
-    replies = await request_many(client, "svc.ping", max_wait=LONG, max_interval=0.1)
+    gathering = request_many_iter(plain, "svc.ping", max_wait=LONG, max_interval=0.1)
+    replies = await gathering.collect()
     elapsed = time.monotonic() - start
     assert len(replies) == 3
     assert 0.1 <= elapsed < FAST
+    assert not gathering.complete
+
+
+async def test_the_memory_broker_ends_the_gathering_when_every_receiver_is_done(
+    client: Transport, responders: Responders
+) -> None:
+    await responders.add("svc.ping", [b"a", b"b"], count=3)
+    gathering = request_many_iter(client, "svc.ping", max_wait=LONG, max_interval=math.inf)
+    replies = await gathering.collect()  # no stall rule, a long max_wait: only rule 5 ends it
+    assert sorted(msg.data for msg in replies) == [b"a"] * 3 + [b"b"] * 3
+    assert gathering.complete
+    assert not gathering.no_responders
 
 
 async def test_a_silent_subscriber_makes_it_wait_for_max_wait(broker: MemoryBroker) -> None:
