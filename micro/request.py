@@ -124,7 +124,9 @@ class UnansweredRequestError(RuntimeError):
     logs a warning naming the endpoint and the service, counts the request as an endpoint
     error (``last_error`` = :data:`UNANSWERED_ERROR`) and reports this error to a
     transport that collects handler failures (``transports.extensions.HandlerErrorSink``):
-    a strict ``MemoryBroker`` then fails the test.  Nothing is sent to the caller.
+    a strict ``MemoryBroker`` then fails the test.  Nothing is sent to the caller.  A
+    handler that leaves the response to another service on purpose says so with
+    :meth:`Request.answered_elsewhere`.
     """
 
     def __init__(self, endpoint: str, service: str, subject: str) -> None:
@@ -202,6 +204,14 @@ class Request(abc.ABC):
     def reply(self) -> str | None:
         """The reply subject, or ``None`` when the request was only published."""
         return None
+
+    def answered_elsewhere(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Declare that this handler leaves the response to someone else on purpose: the
+        request was forwarded (published on with its ``reply()`` subject), or a reply was
+        published to ``reply()`` directly.  The endpoint then neither warns nor counts an
+        error for a request returned without a response, sends no error reply if the
+        handler raises afterwards, and a later ``respond`` raises
+        :class:`AlreadyRespondedError`.  The base implementation does nothing."""
 
     def json(self) -> Any:
         """The payload decoded as JSON; raises ``ValueError`` when it is not valid JSON."""
@@ -306,6 +316,9 @@ class TransportRequest(Request):
 
     def reply(self) -> str | None:
         return self._msg.reply or None
+
+    def answered_elsewhere(self) -> None:
+        self.responded = True  # the response is someone else's: nothing more from here
 
     async def respond(self, data: bytes = b"", headers: Mapping[str, str] | None = None) -> None:
         reply = self._msg.reply

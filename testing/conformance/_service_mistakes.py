@@ -3,7 +3,8 @@
 * a plain ``def`` handler runs in a worker thread (the App's rule for plain ``def``
   listeners) and an awaitable it returns is awaited;
 * a handler that returns without responding to a request: a warning naming the endpoint
-  and the service, one endpoint error, and the caller gets nothing (it times out);
+  and the service, one endpoint error, and the caller gets nothing (it times out) --
+  unless it declared ``request.answered_elsewhere()`` (it forwarded the request);
 * a second response raises ``AlreadyRespondedError`` inside the handler: exactly one reply
   reaches the caller, and the attempt counts as the request's one error;
 * an endpoint name already used in the service is refused, before and after start.
@@ -84,6 +85,28 @@ class HandlerMistakeCases(ServiceSuiteBase):
         assert records[0].levelno == logging.WARNING
         assert "'lost'" in records[0].getMessage()
         assert "'forgetful'" in records[0].getMessage()
+
+    async def test_a_forwarding_handler_says_the_answer_comes_from_elsewhere(
+        self, service_env: ServiceEnv, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        service = await service_env.service("front")
+
+        async def forward(request: Request) -> None:
+            reply = request.reply()
+            assert reply is not None
+            await service.transport.publish("back", request.data(), reply=reply)
+            request.answered_elsewhere()
+            with pytest.raises(AlreadyRespondedError):
+                await request.respond(b"too late")
+
+        await service.add_endpoint("front", forward)
+        await service.add_endpoint("back", echo)
+        client = await service_env.client()
+        with caplog.at_level(logging.WARNING, logger="micro.service"):
+            assert (await client.request("front", b"via back", timeout=WAIT)).data == b"via back"
+        entries = {e["name"]: e for e in await endpoint_entries(client, "STATS", service)}
+        assert (entries["front"]["num_requests"], entries["front"]["num_errors"]) == (1, 0)
+        assert not [r for r in caplog.records if "without responding" in r.getMessage()]
 
     async def test_a_second_response_raises_and_is_not_sent(self, service_env: ServiceEnv) -> None:
         raised: list[BaseException] = []
