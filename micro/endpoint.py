@@ -45,6 +45,7 @@ from micro.request import (
     Handler,
     TransportRequest,
     UnansweredRequestError,
+    is_async_callable,
 )
 from transports.base import Msg, Subscription, Transport
 from transports.extensions import HandlerErrorSink, HandlerTracker
@@ -310,15 +311,10 @@ class Endpoint:
         """The handler returned without responding to a request that has a reply subject."""
         subject = request.subject()
         self.record_error(UNANSWERED_ERROR)
-        _log.warning(
-            "handler of endpoint %r of service %r returned without responding to the request "
-            "on %r: the caller waits until its timeout",
-            self._name,
-            self._service,
-            subject,
-        )
+        plain_def = not is_async_callable(self._handler)
+        error = UnansweredRequestError(self._name, self._service, subject, plain_def=plain_def)
+        _log.warning("%s", error)
         if offers(self._transport, HandlerErrorSink):
-            error = UnansweredRequestError(self._name, self._service, subject)
             self._transport.handler_failed(subject, error)
 
     def _record_problem(self, problem: str | BaseException) -> None:

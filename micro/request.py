@@ -129,12 +129,22 @@ class UnansweredRequestError(RuntimeError):
     :meth:`Request.answered_elsewhere`.
     """
 
-    def __init__(self, endpoint: str, service: str, subject: str) -> None:
+    def __init__(
+        self, endpoint: str, service: str, subject: str, *, plain_def: bool = False
+    ) -> None:
+        """``plain_def``: the handler is not a coroutine function (the message says what
+        such a handler can do)."""
+        hint = (
+            "a plain def handler runs in a worker thread and cannot await request.respond(): "
+            "return request.respond(...) from it, or make it an async def"
+            if plain_def
+            else "every request with a reply subject needs request.respond(...) or "
+            "request.respond_error(...), or request.answered_elsewhere() when forwarded"
+        )
         super().__init__(
             f"the handler of endpoint {endpoint!r} of service {service!r} returned without "
             f"responding to the request on {subject!r}: the caller waits until its timeout "
-            "(every request with a reply subject needs request.respond(...) or "
-            "request.respond_error(...))"
+            f"({hint})"
         )
         self.endpoint = endpoint
         self.service = service

@@ -118,6 +118,21 @@ async def test_a_plain_def_handler_serves_published_messages_in_a_thread(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+async def test_a_plain_def_handler_that_cannot_respond_is_told_what_to_do(
+    micro_broker: MemoryBroker,
+) -> None:
+    def no_await_possible(request: Request) -> None:
+        pass  # e.g. meant to respond, but a plain def cannot await request.respond()
+
+    service = add_service(await micro_broker.connect(), "svc", "1.0.0")
+    client = await micro_broker.connect()
+    async with service:
+        await service.add_endpoint("sync", no_await_possible)
+        await client.publish("sync", b"", reply="replies.1")
+        with pytest.raises(UnansweredRequestError, match="plain def handler runs in a worker"):
+            await micro_broker.wait_idle(timeout=WAIT)
+
+
 class _AsyncCallable:
     async def __call__(self, request: Request) -> None:
         await request.respond(b"")
