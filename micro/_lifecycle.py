@@ -54,7 +54,7 @@ from micro._support import (
     unsubscribe_quietly,
 )
 from micro.endpoint import Endpoint
-from micro.errors import ServiceStoppedError, last_error_text
+from micro.errors import ServiceStoppedError, ValidationError, last_error_text
 from transports.base import (
     SlowConsumerError,
     Subscription,
@@ -159,6 +159,11 @@ class Lifecycle:
         self._loops = 0
 
     @property
+    def service_name(self) -> str:
+        """The service's name (for the endpoints' log records)."""
+        return self._name
+
+    @property
     def is_ending(self) -> bool:
         return self.state is State.STOPPING or self.state is State.STOPPED
 
@@ -178,6 +183,7 @@ class Lifecycle:
         """Add ``endpoint``: kept for ``start()`` before the service starts, otherwise
         subscribed (live on return) and served (see :class:`~micro.group.EndpointSite`)."""
         await self._wait_start_settled()
+        self._check_new_name(endpoint)
         if self.state is State.CREATED:
             self.endpoints.append(endpoint)
             return
@@ -186,12 +192,27 @@ class Lifecycle:
         if self.is_ending:
             await drain_quietly(subscription)
             raise ServiceStoppedError(STOPPED_MESSAGE)
+        try:
+            self._check_new_name(endpoint)  # another add_endpoint may have won meanwhile
+        except ValidationError:
+            await drain_quietly(subscription)
+            raise
         self.endpoints.append(endpoint)
         self._loops += 1
         self._host.start_soon(self._serve, endpoint.serve, subscription, endpoint)
 
+    def _check_new_name(self, endpoint: Endpoint) -> None:
+        """Raise :class:`ValidationError` when an endpoint named like ``endpoint`` exists."""
+        for other in self.endpoints:
+            if other.name == endpoint.name:
+                raise ValidationError(
+                    f"endpoint name {endpoint.name!r} is already used in service "
+                    f"{self._name!r} (subject {other.subject!r}): endpoint names are unique "
+                    "within a service"
+                )
+
     async def remove(self, endpoint: Endpoint | str) -> None:
-        """Remove an endpoint (or the only endpoint with that name) and drain it; see
+        """Remove an endpoint (or the endpoint with that name) and drain it; see
         ``Service.remove_endpoint``."""
         target = self._find(endpoint)
         self.endpoints.remove(target)
@@ -211,17 +232,11 @@ class Lifecycle:
                     f"endpoint {endpoint.name!r} ({endpoint.subject}) is not in {self._owner!r}"
                 )
             return endpoint
-        found = [candidate for candidate in self.endpoints if candidate.name == endpoint]
-        if len(found) == 1:
-            return found[0]
-        names = sorted({candidate.name for candidate in self.endpoints})
-        if not found:
-            raise ValueError(f"no endpoint named {endpoint!r}; endpoints: {names}")
-        subjects = [candidate.subject for candidate in found]
-        raise ValueError(
-            f"{len(found)} endpoints are named {endpoint!r} (subjects {subjects}): "
-            "pass the Endpoint object instead"
-        )
+        for candidate in self.endpoints:
+            if candidate.name == endpoint:
+                return candidate
+        names = sorted(candidate.name for candidate in self.endpoints)
+        raise ValueError(f"no endpoint named {endpoint!r}; endpoints: {names}")
 
     # ------------------------------------------------------------------ receive loops
 

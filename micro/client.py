@@ -265,7 +265,7 @@ class Client:
 
         Raises :class:`ServiceNotFoundError` when no instance answers and
         :class:`EndpointNotFoundError` (listing the available names) when it has no such
-        endpoint.  Several endpoints may share a name; the first registered wins.
+        endpoint (endpoint names are unique within a service).
         """
         gathering = self._gathering(ServiceVerb.INFO, service, id, max_wait, 1, None)
         found = await gathering.collect()

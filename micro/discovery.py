@@ -10,7 +10,12 @@ the first of:
    (inactivity / "stall"; applied only once the first reply has arrived, so the first
    reply may take up to ``max_wait``);
 4. the broker's no-responders status arrives (nothing was subscribed): it returns the
-   empty result at once.
+   empty result at once;
+5. on a transport that knows when every receiver of the request is done
+   (``transports.extensions.ReplyGatherer``: the in-process memory broker), as soon as it
+   says so -- every subscription the request reached has answered or returned without
+   answering (the exact rule: ``transports.memory.gathering``).  The replies are the ones
+   a real server gives; only the waiting is gone.  Over NATS, rules 1-4 (ADR-32).
 
 Defaults (those of nats.js's services client): ``max_wait`` :data:`DEFAULT_MAX_WAIT`
 (2.0 s); ``max_interval``
@@ -38,6 +43,7 @@ from typing import Generic, TypeVar
 
 import anyio
 
+from micro._support import offers
 from transports.base import (
     ConnectionClosedError,
     Headers,
@@ -46,6 +52,7 @@ from transports.base import (
     SubscriptionClosedError,
     Transport,
 )
+from transports.extensions import ReplyGatherer, ReplyStream
 
 __all__ = [
     "DEFAULT_MAX_INTERVAL",
@@ -123,6 +130,51 @@ def _identity(msg: Msg) -> Msg:
     return msg
 
 
+class _InboxReplies:
+    """A :class:`~transports.extensions.ReplyStream` over any transport: an inbox
+    subscription whose end is never known (the limits decide)."""
+
+    __slots__ = ("_sub",)
+
+    def __init__(self, sub: Subscription) -> None:
+        self._sub = sub
+
+    @property
+    def inbox(self) -> str:
+        return self._sub.subject
+
+    async def next_reply(self, timeout: float) -> Msg | None:  # noqa: ASYNC109
+        return await self._sub.next_msg(timeout=timeout)
+
+    async def aclose(self) -> None:
+        if self._sub.is_active:
+            await self._sub.unsubscribe()
+
+
+async def _publish(
+    transport: Transport, subject: str, data: bytes, headers: Headers | None
+) -> ReplyStream:
+    """Subscribe a fresh inbox, then publish the request with it as reply subject."""
+    if offers(transport, ReplyGatherer):
+        return await transport.gather_replies(subject, data, headers=headers)
+    sub = await transport.subscribe(transport.new_inbox())
+    replies = _InboxReplies(sub)
+    try:
+        await transport.publish(subject, data, reply=sub.subject, headers=headers)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await _close_quietly(replies)
+        raise
+    return replies
+
+
+async def _close_quietly(replies: ReplyStream) -> None:
+    try:
+        await replies.aclose()
+    except Exception as exc:  # e.g. the connection closed meanwhile
+        _log.debug("removing inbox %s failed: %s", replies.inbox, exc)
+
+
 class Gathering(Generic[T]):
     """One scatter/gather in progress: ``async with`` it and ``async for`` over it.
 
@@ -133,8 +185,9 @@ class Gathering(Generic[T]):
 
     Raises what ``transport.subscribe``/``publish`` raise (e.g. ``BadSubjectError``,
     ``ConnectionClosedError``), and ``ConnectionClosedError`` if the connection closes
-    while gathering.  Cancellation is safe: the inbox is removed by ``aclose()``, which
-    ``__aexit__`` calls (shielded).
+    while gathering.  :attr:`complete` tells whether it ended because the transport knew
+    every receiver was done (rule 5 of the module docstring).  Cancellation is safe: the
+    inbox is removed by ``aclose()``, which ``__aexit__`` calls (shielded).
     """
 
     def __init__(
@@ -153,7 +206,7 @@ class Gathering(Generic[T]):
         self._headers = headers
         self._limits = limits if limits is not None else GatherLimits.of()
         self._parse = parse
-        self._sub: Subscription | None = None
+        self._replies: ReplyStream | None = None
         self._started = False
         self._done = False
         self._accepted = 0
@@ -162,6 +215,9 @@ class Gathering(Generic[T]):
         self._last_reply: float | None = None
         self.no_responders = False
         """True once the gathering ended because nobody was subscribed to the subject."""
+        self.complete = False
+        """True once the gathering ended because the transport reported every receiver of
+        the request done (``transports.extensions.ReplyGatherer``)."""
 
     @property
     def subject(self) -> str:
@@ -187,29 +243,17 @@ class Gathering(Generic[T]):
         if self._started:
             return
         self._started = True
-        transport = self._transport
-        sub = await transport.subscribe(transport.new_inbox())
-        self._sub = sub
-        try:
-            await transport.publish(
-                self._subject, self._data, reply=sub.subject, headers=self._headers
-            )
-        except BaseException:
-            await self.aclose()
-            raise
+        self._replies = await _publish(self._transport, self._subject, self._data, self._headers)
         self._published_at = time.monotonic()
         self._deadline = self._published_at + self._limits.max_wait
 
     async def aclose(self) -> None:
         """End the gathering now and remove the inbox (idempotent, never raises)."""
         self._done = True
-        sub, self._sub = self._sub, None
-        if sub is not None and sub.is_active:
+        replies, self._replies = self._replies, None
+        if replies is not None:
             with anyio.CancelScope(shield=True):
-                try:
-                    await sub.unsubscribe()
-                except Exception as exc:  # e.g. the connection closed meanwhile
-                    _log.debug("removing inbox %s failed: %s", sub.subject, exc)
+                await _close_quietly(replies)
 
     def __aiter__(self) -> Gathering[T]:
         return self
@@ -219,8 +263,10 @@ class Gathering(Generic[T]):
             await self.start()
         limits = self._limits
         while not self._done:
-            sub = self._sub
-            if sub is None or (limits.max_count is not None and self._accepted >= limits.max_count):
+            replies = self._replies
+            if replies is None or (
+                limits.max_count is not None and self._accepted >= limits.max_count
+            ):
                 break
             now = time.monotonic()
             wait = self._deadline - now
@@ -229,7 +275,7 @@ class Gathering(Generic[T]):
             if wait <= 0:
                 break
             try:
-                msg = await sub.next_msg(timeout=wait)
+                msg = await replies.next_reply(wait)
             except TimeoutError:
                 break
             except SubscriptionClosedError:
@@ -239,6 +285,9 @@ class Gathering(Generic[T]):
                         f"the connection closed while gathering replies to {self._subject!r}"
                     ) from None
                 raise StopAsyncIteration from None
+            if msg is None:
+                self.complete = True
+                break
             if msg.is_no_responders:
                 self.no_responders = True
                 break

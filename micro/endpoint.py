@@ -16,6 +16,13 @@ reference implementations differ, docs/wire.md says what we do:
 * after an escaped exception, if the request has a reply subject and nothing was sent yet,
   an error reply goes out: the typed code/description, or ``500 Internal Server Error``
   (``str(exc)`` instead when the service opted in with ``expose_exception_text``);
+* a handler that returns without responding to a request that has a reply subject (and
+  without a failed send) leaves its caller waiting: that counts as the request's one error
+  (``last_error`` = ``micro.request.UNANSWERED_ERROR``), is logged as a warning naming the
+  endpoint and the service, and is reported to a transport that collects handler failures
+  (``HandlerErrorSink``: a strict ``MemoryBroker`` fails the test) as
+  :class:`~micro.request.UnansweredRequestError`.  Nothing is sent: the reply may still come
+  from elsewhere, and the caller's own timeout ends its wait;
 * nothing a handler does stops the endpoint.
 
 With ``max_concurrency == 1`` (default) the loop is ``async for msg in sub:`` awaiting
@@ -36,7 +43,13 @@ import anyio
 from micro._support import offers
 from micro.errors import ServiceError, last_error_text
 from micro.models import EndpointInfo, EndpointStats
-from micro.request import Handler, TransportRequest
+from micro.request import (
+    UNANSWERED_ERROR,
+    Handler,
+    TransportRequest,
+    UnansweredRequestError,
+    is_async_callable,
+)
 from transports.base import Msg, Subscription, Transport
 from transports.extensions import HandlerErrorSink, HandlerTracker
 from transports.runtime import Event, new_event
@@ -78,6 +91,7 @@ class Endpoint:
         "_pending_msgs_limit",
         "_processing_time",
         "_queue_group",
+        "_service",
         "_subject",
         "_subscription",
         "_transport",
@@ -98,8 +112,11 @@ class Endpoint:
         max_concurrency: int,
         clock: Callable[[], int],
         expose_exception_text: bool,
+        service: str = "",
     ) -> None:
+        """``service`` is the service's name, for log records."""
         self._transport = transport
+        self._service = service
         self._name = name
         self._subject = subject
         self._queue_group = queue_group
@@ -290,7 +307,19 @@ class Endpoint:
         else:
             if request.problem is not None:
                 self._record_problem(request.problem)
+            elif not request.responded and msg.reply:
+                self._unanswered(request)
         self._processing_time += clock() - started
+
+    def _unanswered(self, request: TransportRequest) -> None:
+        """The handler returned without responding to a request that has a reply subject."""
+        subject = request.subject()
+        self.record_error(UNANSWERED_ERROR)
+        plain_def = not is_async_callable(self._handler)
+        error = UnansweredRequestError(self._name, self._service, subject, plain_def=plain_def)
+        _log.warning("%s", error)
+        if offers(self._transport, HandlerErrorSink):
+            self._transport.handler_failed(subject, error)
 
     def _record_problem(self, problem: str | BaseException) -> None:
         """Count a handled request's latest error reply or failed send as its one error."""

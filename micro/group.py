@@ -20,7 +20,7 @@ from typing import Protocol
 from micro.endpoint import Endpoint
 from micro.errors import ValidationError
 from micro.middleware import Middleware, check_middlewares, compose
-from micro.request import Handler
+from micro.request import Handler, as_async_handler
 from micro.validation import (
     validate_endpoint_name,
     validate_endpoint_subject,
@@ -132,6 +132,11 @@ class EndpointSite(Protocol):
         ...
 
     @property
+    def service_name(self) -> str:
+        """The service's name (endpoints name it in their log records)."""
+        ...
+
+    @property
     def clock(self) -> Callable[[], int]:
         """Monotonic nanoseconds, for the endpoints' processing times."""
         ...
@@ -150,8 +155,9 @@ class EndpointSite(Protocol):
         """Make ``endpoint`` one of the service's endpoints: served from ``start()`` on
         when the service has not started, else subscribed (live) before this returns.
 
-        Raises :class:`~micro.errors.ServiceStoppedError` once the service is stopping or
-        stopped, and transport errors from subscribing."""
+        Raises :class:`~micro.errors.ValidationError` when the service already has an
+        endpoint of that name, :class:`~micro.errors.ServiceStoppedError` once the service
+        is stopping or stopped, and transport errors from subscribing."""
         ...
 
 
@@ -173,8 +179,10 @@ def build_endpoint(
     """Validate an endpoint's configuration against its parent's defaults and build it.
 
     Subject: ``<parent prefix>.<subject or name>``; queue group, pending limits and
-    middlewares as :meth:`Defaults.child`.  Raises :class:`ValidationError` naming the bad
-    value and the rule, ``TypeError`` for a handler or middleware that is not callable.
+    middlewares as :meth:`Defaults.child`.  A handler that is not a coroutine function
+    runs in a worker thread (:func:`~micro.request.as_async_handler`, the App's rule for
+    plain ``def`` listeners).  Raises :class:`ValidationError` naming the bad value and the
+    rule, ``TypeError`` for a handler or middleware that is not callable.
     """
     validate_endpoint_name(name)
     what = f"endpoint {name!r}"
@@ -206,12 +214,13 @@ def build_endpoint(
         queue_group=own.queue_group,
         metadata=copied,
         handler=handler,
-        chain=compose(handler, own.middlewares),
+        chain=compose(as_async_handler(handler), own.middlewares),
         pending_msgs_limit=own.pending_msgs_limit,
         pending_bytes_limit=own.pending_bytes_limit,
         max_concurrency=max_concurrency,
         clock=site.clock,
         expose_exception_text=site.expose_exception_text,
+        service=site.service_name,
     )
 
 
@@ -276,9 +285,17 @@ class Level:
         Before start, it is subscribed by ``start()``; after start, it is subscribed (live)
         before this returns and appears in INFO/STATS.  ``queue_group`` ``None``/``""``
         inherits; ``disable_queue_group`` makes a plain subscription.  ``max_concurrency``
-        bounds concurrent requests (default 1: one at a time).
+        bounds concurrent requests (default 1: one at a time).  ``handler`` is best an
+        ``async def``; a plain ``def`` runs in a worker thread (see
+        :data:`~micro.request.Handler`).  Endpoint names are unique within a service.
 
-        Raises :class:`ValidationError` (bad name, subject, queue group, metadata, limits),
+        The handler answers each request exactly once: a second response raises
+        :class:`~micro.request.AlreadyRespondedError`, and returning without responding to
+        a request that has a reply subject is logged as a warning and counted as an
+        endpoint error (:class:`~micro.request.UnansweredRequestError`).
+
+        Raises :class:`ValidationError` (bad name, subject, queue group, metadata, limits,
+        a name already used by an endpoint of the service),
         :class:`~micro.errors.ServiceStoppedError` once the service is stopping or stopped,
         and transport errors from subscribing.
         """

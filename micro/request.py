@@ -14,9 +14,12 @@ the endpoint can keep its statistics (an error reply or a failed send counts as 
 from __future__ import annotations
 
 import abc
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+
+import anyio.to_thread
 
 from micro.errors import ERROR_CODE_HEADER, ERROR_HEADER
 from transports.base import Msg, Transport
@@ -26,17 +29,27 @@ __all__ = [
     "ERROR_CODE_HEADER",
     "ERROR_HEADER",
     "SUCCESS_CODE_HEADER",
+    "AlreadyRespondedError",
     "Handler",
     "NoReplySubjectError",
     "Request",
     "TransportRequest",
+    "UnansweredRequestError",
+    "as_async_handler",
+    "is_async_callable",
 ]
 
 SUCCESS_CODE_HEADER = "Nats-Service-Success-Code"
 """Non-standard success header of ``nats_contrib.micro`` (see :meth:`Request.respond_success`)."""
 
 Handler = Callable[["Request"], Awaitable[None]]
-"""An endpoint handler: ``async def handler(request: Request) -> None``."""
+"""An endpoint handler: ``async def handler(request: Request) -> None``.
+
+A plain ``def`` handler is accepted too and runs as the App runs plain ``def`` listeners:
+in a worker thread, with an awaitable it returns awaited in the event loop (so
+``lambda request: request.respond(b"ok")`` works).  It cannot ``await request.respond()``
+itself: for requests, prefer ``async def``.
+"""
 
 
 class NoReplySubjectError(RuntimeError):
@@ -53,6 +66,95 @@ class NoReplySubjectError(RuntimeError):
             "(it was published, not requested)"
         )
         self.subject = subject
+
+
+def is_async_callable(func: object) -> bool:
+    """True for a coroutine function (also through ``functools.partial`` and an instance
+    whose ``__call__`` is one): what is awaited in the event loop."""
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004 - we want the method itself
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def as_async_handler(handler: Callable[[Request], object]) -> Handler:
+    """``handler`` as a coroutine function, by the rule of :data:`Handler`.
+
+    A coroutine function is returned as it is.  Any other callable (a plain ``def``, a
+    lambda) is run in a worker thread for each request -- the App's rule for plain ``def``
+    listeners -- and an awaitable it returns is awaited in the event loop; whatever else
+    it returns is ignored (a request it did not respond to is reported as
+    :class:`UnansweredRequestError` by the endpoint).
+    """
+    if is_async_callable(handler):
+        return handler  # type: ignore[return-value]
+
+    def call(request: Request) -> tuple[object]:
+        # Boxed: trio refuses a worker-thread function whose result is a coroutine.
+        return (handler(request),)
+
+    async def run_in_thread(request: Request) -> None:
+        (result,) = await anyio.to_thread.run_sync(call, request)
+        if inspect.isawaitable(result):
+            await result
+
+    run_in_thread.__qualname__ = getattr(handler, "__qualname__", run_in_thread.__qualname__)
+    return run_in_thread
+
+
+class AlreadyRespondedError(RuntimeError):
+    """A second response was attempted for one request: nothing more is published.
+
+    A request gets exactly one reply (ADR-32); a handler that means to send several
+    messages publishes them itself, explicitly, to ``request.reply()`` on its transport.
+    In a service, the attempt escapes the handler like any other exception: it counts as
+    one endpoint error and is logged (the caller already has the first reply).
+    """
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(
+            f"the request on {subject!r} was already responded to: a request gets one "
+            "response (publish further messages to request.reply() explicitly)"
+        )
+        self.subject = subject
+
+
+class UnansweredRequestError(RuntimeError):
+    """A handler returned without responding to a request that has a reply subject.
+
+    The caller waits for a reply that will not come (until its own timeout).  The service
+    logs a warning naming the endpoint and the service, counts the request as an endpoint
+    error (``last_error`` = :data:`UNANSWERED_ERROR`) and reports this error to a
+    transport that collects handler failures (``transports.extensions.HandlerErrorSink``):
+    a strict ``MemoryBroker`` then fails the test.  Nothing is sent to the caller.  A
+    handler that leaves the response to another service on purpose says so with
+    :meth:`Request.answered_elsewhere`.
+    """
+
+    def __init__(
+        self, endpoint: str, service: str, subject: str, *, plain_def: bool = False
+    ) -> None:
+        """``plain_def``: the handler is not a coroutine function (the message says what
+        such a handler can do)."""
+        hint = (
+            "a plain def handler runs in a worker thread and cannot await request.respond(): "
+            "return request.respond(...) from it, or make it an async def"
+            if plain_def
+            else "every request with a reply subject needs request.respond(...) or "
+            "request.respond_error(...), or request.answered_elsewhere() when forwarded"
+        )
+        super().__init__(
+            f"the handler of endpoint {endpoint!r} of service {service!r} returned without "
+            f"responding to the request on {subject!r}: the caller waits until its timeout "
+            f"({hint})"
+        )
+        self.endpoint = endpoint
+        self.service = service
+        self.subject = subject
+
+
+UNANSWERED_ERROR = "500:the handler returned without responding"
+"""``last_error`` of an endpoint whose handler returned without responding to a request."""
 
 
 def _error_code_text(code: int | str) -> str:
@@ -105,13 +207,23 @@ class Request(abc.ABC):
     async def respond(self, data: bytes = b"", headers: Mapping[str, str] | None = None) -> None:
         """Send ``data`` with exactly ``headers`` (none if ``None``) to the reply subject.
 
-        Raises :class:`NoReplySubjectError` when the request has no reply subject, and
-        the transport's errors (e.g. ``MaxPayloadError``) when sending fails.
+        Raises :class:`NoReplySubjectError` when the request has no reply subject,
+        :class:`AlreadyRespondedError` when a response was already sent (a failed send
+        does not count: it may be retried), and the transport's errors (e.g.
+        ``MaxPayloadError``) when sending fails.
         """
 
     def reply(self) -> str | None:
         """The reply subject, or ``None`` when the request was only published."""
         return None
+
+    def answered_elsewhere(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Declare that this handler leaves the response to someone else on purpose: the
+        request was forwarded (published on with its ``reply()`` subject), or a reply was
+        published to ``reply()`` directly.  The endpoint then neither warns nor counts an
+        error for a request returned without a response, sends no error reply if the
+        handler raises afterwards, and a later ``respond`` raises
+        :class:`AlreadyRespondedError`.  The base implementation does nothing."""
 
     def json(self) -> Any:
         """The payload decoded as JSON; raises ``ValueError`` when it is not valid JSON."""
@@ -217,12 +329,17 @@ class TransportRequest(Request):
     def reply(self) -> str | None:
         return self._msg.reply or None
 
+    def answered_elsewhere(self) -> None:
+        self.responded = True  # the response is someone else's: nothing more from here
+
     async def respond(self, data: bytes = b"", headers: Mapping[str, str] | None = None) -> None:
         reply = self._msg.reply
         if not reply:
             error = NoReplySubjectError(self._msg.subject)
             self.problem = error
             raise error
+        if self.responded:
+            raise AlreadyRespondedError(self._msg.subject)
         if data.__class__ is not bytes:
             data = _as_bytes(data)
         try:

@@ -318,12 +318,12 @@ class Service(Level):
     # ------------------------------------------------------------------ endpoints
 
     async def remove_endpoint(self, endpoint: Endpoint | str) -> None:
-        """Remove an endpoint (or the only endpoint with that name) and drain it.
+        """Remove an endpoint (or the endpoint with that name) and drain it.
 
         It leaves INFO/STATS at once; requests it already received are still handled.
         Returns once its loop has ended -- except when called from inside one of this
         service's handlers, where the drain completes in the background.
-        Raises ``ValueError`` for an unknown or ambiguous endpoint.
+        Raises ``ValueError`` for an unknown endpoint.
         """
         await self._life.remove(endpoint)
 

@@ -23,7 +23,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from micro.errors import ERROR_CODE_HEADER
-from micro.request import SUCCESS_CODE_HEADER, NoReplySubjectError, Request
+from micro.request import (
+    SUCCESS_CODE_HEADER,
+    AlreadyRespondedError,
+    NoReplySubjectError,
+    Request,
+)
 from transports.subjects import validate_header_name, validate_header_value, validate_subject
 
 __all__ = ["NoResponseError", "RequestStub", "StubRequest", "StubResponse", "make_request"]
@@ -97,12 +102,16 @@ class StubRequest(Request):
     async def respond(self, data: bytes = b"", headers: Mapping[str, str] | None = None) -> None:
         """Record ``data`` and ``headers``; raises like a service request would.
 
-        ``NoReplySubjectError`` without a reply subject, ``TypeError`` for data that is not
+        ``NoReplySubjectError`` without a reply subject, ``AlreadyRespondedError`` when a
+        response was already recorded (one response per request, as in a service),
+        ``TypeError`` for data that is not
         bytes or a header value that is not a str, ``BadHeaderError`` for a bad name or a
         value NATS cannot carry (CR/LF, surrounding whitespace).
         """
         if self._reply is None:
             raise NoReplySubjectError(self._subject)
+        if self.responses:
+            raise AlreadyRespondedError(self._subject)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"response data must be bytes, got {type(data).__name__}")
         self.responses.append(StubResponse(bytes(data), _check_headers(headers, "headers")))

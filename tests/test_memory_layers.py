@@ -16,6 +16,7 @@ LAYERS = [
     "inbox",
     "routing",
     "subscription",
+    "gathering",
     "connection",
     "recording",
     "faults",

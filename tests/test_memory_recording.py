@@ -11,6 +11,7 @@ import json
 import pytest
 
 from micro import Client, Request, add_service
+from micro.request import UnansweredRequestError
 from transports.base import BadSubjectError
 from transports.memory import MemoryBroker, RecordedMessage, Recording, Traffic
 
@@ -123,7 +124,9 @@ async def test_recording_finds_the_branch_that_never_replies(micro_broker: Memor
                     json.dumps({"id": order_id}).encode(),
                     reply=f"{inbox}.{number}",
                 )
-            await micro_broker.wait_idle(timeout=WAIT)
+            # The strict broker names the mistake; the recording shows which request.
+            with pytest.raises(UnansweredRequestError, match="endpoint 'create'"):
+                await micro_broker.wait_idle(timeout=WAIT)
     unanswered = traffic.matching("orders.>").unanswered()
     assert [json.loads(m.data) for m in unanswered] == [{"id": 1}]
     assert unanswered[0].reply == f"{inbox}.2"  # the third request: the duplicate

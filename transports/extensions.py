@@ -11,11 +11,14 @@ against a runtime protocol) and uses it when present:
 * :class:`HandlerErrorSink` and :class:`HandlerTracker` -- told about service handlers,
   for test brokers (the memory transport's strict mode and ``wait_idle``);
 * :class:`InProcessBroker` -- declares that the broker runs in this process, so that a
-  caller may run cheap operations one after another instead of a task each.
+  caller may run cheap operations one after another instead of a task each;
+* :class:`ReplyGatherer` -- a request to every subscriber whose replies end as soon as the
+  broker knows every receiver of the request has finished with it (``micro`` discovery:
+  ``Client.ping/info/stats`` end at once instead of waiting out ``max_wait``).
 
 Both built-in transports implement ``MultiSubjectSubscriber`` (the conformance suite checks
 ``subscribe_many`` on every transport that offers it, ``testing.conformance``); only the
-memory transport implements the other three.
+memory transport implements the other four.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from transports.base import Subscription
+from transports.base import Headers, Msg, Subscription
 
 __all__ = [
     "HandlerErrorSink",
@@ -31,6 +34,8 @@ __all__ = [
     "InProcessBroker",
     "MultiSubjectSubscriber",
     "MultiSubscription",
+    "ReplyGatherer",
+    "ReplyStream",
 ]
 
 
@@ -83,7 +88,9 @@ class HandlerErrorSink(Protocol):
     When a handler of an endpoint served over this transport raises an exception other
     than ``micro.ServiceError`` (an *unexpected* failure, which becomes a ``500`` error
     reply), the endpoint calls :meth:`handler_failed` once, after counting the error and
-    before sending the error reply.  The memory transport implements it so that a strict
+    before sending the error reply.  It also calls it, with a
+    ``micro.request.UnansweredRequestError``, when a handler returned without responding
+    to a request that has a reply subject.  The memory transport implements it so that a strict
     ``MemoryBroker`` can re-raise the exception in the test instead of letting it hide
     behind the error reply.
     """
@@ -134,4 +141,58 @@ class InProcessBroker(Protocol):
     @property
     def in_process(self) -> bool:
         """True when the promise above holds for this connection."""
+        ...
+
+
+@runtime_checkable
+class ReplyStream(Protocol):
+    """The replies to one request published by :meth:`ReplyGatherer.gather_replies`."""
+
+    @property
+    def inbox(self) -> str:
+        """The reply subject of the request (a fresh inbox, subscribed before publishing)."""
+        ...
+
+    async def next_reply(self, timeout: float) -> Msg | None:
+        """The next reply, in arrival order, waiting up to ``timeout`` seconds (> 0).
+
+        Returns ``None`` once the broker knows the request is *complete*: every
+        subscription it was delivered to has finished with it and every reply they sent
+        was returned by an earlier call.  A transport that cannot tell (a receiver read
+        with ``next_msg``, a broker shared with other threads, a message a fault rule holds
+        back) never returns ``None``: the caller's time limits decide.  A no-responders
+        status is returned as a reply (``Msg.is_no_responders``).
+
+        Raises builtin :class:`TimeoutError` when nothing came in time, and
+        :class:`~transports.base.SubscriptionClosedError` once the inbox ended (the
+        connection closed, or :meth:`aclose`).
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Remove the inbox (idempotent; never raises)."""
+        ...
+
+
+@runtime_checkable
+class ReplyGatherer(Protocol):
+    """Optional extension of a :class:`~transports.base.Transport`: a scatter/gather request
+    that knows when every responder is done.
+
+    Over a network a gatherer cannot know how many subscribers received a request, so it
+    waits (ADR-32: an overall ``max_wait`` and a stall interval after the last reply).  An
+    in-process broker knows: the memory transport implements this so that discovery ends
+    as soon as every receiver -- on any connection, one member per queue group -- has
+    answered or returned without answering, with the same replies a real server gives.
+    """
+
+    async def gather_replies(
+        self, subject: str, data: bytes = b"", *, headers: Headers | None = None
+    ) -> ReplyStream:
+        """Subscribe a fresh inbox, publish ``data`` (and ``headers``) to ``subject`` with
+        that inbox as reply subject, and return the :class:`ReplyStream` of its replies.
+
+        Raises what ``subscribe`` and ``publish`` raise (``BadSubjectError``,
+        ``MaxPayloadError``, ``ConnectionClosedError`` ...); the inbox is removed then.
+        """
         ...

@@ -180,8 +180,16 @@ class AppCore:
     async def add_listener(self, spec: ListenerSpec) -> None:
         """Add ``spec`` as an endpoint of the app's service (live on return once started)."""
         assert self.service is not None
+        # Endpoint names are unique within a service: a listener whose name is taken (the
+        # same function or two lambdas on several subjects) gets the first free "name-N".
+        taken = {endpoint.name for endpoint in self.service.endpoints}
+        name = spec.name
+        number = 1
+        while name in taken:
+            number += 1
+            name = f"{spec.name}-{number}"
         self.listeners[spec.ssid] = await self.service.add_endpoint(
-            spec.name,
+            name,
             make_handler(spec, self.middlewares, self),
             subject=spec.subject,
             queue_group=spec.queue,

@@ -23,6 +23,7 @@ from micro.models import PingInfo, ServiceInfo, ServiceStats
 from micro.request import Request
 from transports.base import Subscription, Transport
 
+from ._client_gathering import GatheringCases
 from ._service_support import STALL, ServiceEnv, ServiceSuiteBase, echo
 from ._suite_base import WAIT
 
@@ -39,8 +40,9 @@ async def _junk_responder(transport: Transport, sub: Subscription, payloads: lis
                 await transport.publish(msg.reply, payload)
 
 
-class ClientConformance(ServiceSuiteBase):
-    """J. Discovery client (``micro.client.Client``) against any Transport."""
+class ClientConformance(GatheringCases, ServiceSuiteBase):
+    """J. Discovery client (``micro.client.Client``) against any Transport, and the answers
+    of a scatter/gather however it ends (:class:`GatheringCases`)."""
 
     @pytest.fixture
     async def client(self, service_env: ServiceEnv) -> Client:

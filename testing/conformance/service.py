@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._service_discovery import ConfigurationCases, DiscoveryCases
 from ._service_lifecycle import LifecycleCases
+from ._service_mistakes import HandlerMistakeCases
 from ._service_requests import ExceptionCases, RequestReplyCases, StatisticsCases
 from ._service_routing import GroupCases, QueueGroupCases
 
@@ -27,5 +28,7 @@ class ServiceConformance(
     ExceptionCases,
     StatisticsCases,
     LifecycleCases,
+    HandlerMistakeCases,
 ):
-    """Every service conformance case (groups A, C-I); bind by subclassing."""
+    """Every service conformance case (groups A, C-I, and handler mistakes); bind by
+    subclassing."""

@@ -117,7 +117,7 @@ async def test_endpoint_names_come_from_the_function(url: str, client: Transport
 
     async with app:
         info = await _srv(client, "$SRV.INFO.names")
-    assert [e["name"] for e in info["endpoints"]] == ["lambda", "lambda", "h_llo_w_rld"]
+    assert [e["name"] for e in info["endpoints"]] == ["lambda", "lambda-2", "h_llo_w_rld"]
 
 
 async def test_an_app_without_service_name_is_not_discoverable(url: str, client: Transport) -> None:

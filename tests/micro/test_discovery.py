@@ -23,6 +23,9 @@ from micro.discovery import (
     request_many,
     request_many_iter,
 )
+from micro.request import Request
+from micro.service import add_service
+from testing.conformance._tapped_transport import TappedTransport
 from transports.base import BadSubjectError, ConnectionClosedError, Msg, Subscription, Transport
 from transports.memory import MemoryBroker, MemoryTransport
 
@@ -150,11 +153,70 @@ async def test_inactivity_ends_the_gathering_after_the_last_reply(
     client: Transport, responders: Responders
 ) -> None:
     await responders.add("svc.ping", [b"a"], count=3)
+    plain = TappedTransport(client)  # without ReplyGatherer: the rule ADR-32 gives
     start = time.monotonic()
-    replies = await request_many(client, "svc.ping", max_wait=LONG, max_interval=0.1)
+    gathering = request_many_iter(plain, "svc.ping", max_wait=LONG, max_interval=0.1)
+    replies = await gathering.collect()
     elapsed = time.monotonic() - start
     assert len(replies) == 3
     assert 0.1 <= elapsed < FAST
+    assert not gathering.complete
+
+
+async def test_the_memory_broker_ends_the_gathering_when_every_receiver_is_done(
+    client: Transport, responders: Responders
+) -> None:
+    await responders.add("svc.ping", [b"a", b"b"], count=3)
+    gathering = request_many_iter(client, "svc.ping", max_wait=LONG, max_interval=math.inf)
+    replies = await gathering.collect()  # no stall rule, a long max_wait: only rule 5 ends it
+    assert sorted(msg.data for msg in replies) == [b"a"] * 3 + [b"b"] * 3
+    assert gathering.complete
+    assert not gathering.no_responders
+
+
+async def test_a_concurrent_endpoint_is_waited_for_until_its_handler_answered(
+    broker: MemoryBroker,
+) -> None:
+    async def slow(request: Request) -> None:
+        await anyio.sleep(0.05)  # the consumer comes back at once; the handler runs on
+        await request.respond(b"slow")
+
+    client = await broker.connect()
+    service = add_service(await broker.connect(), "svc", "1.0.0")
+    async with service:
+        await service.add_endpoint("work", slow, max_concurrency=2)
+        gathering = request_many_iter(client, "work", max_wait=LONG, max_interval=math.inf)
+        assert [msg.data for msg in await gathering.collect()] == [b"slow"]
+        assert gathering.complete
+
+
+async def test_a_probe_read_with_next_msg_leaves_the_end_to_the_limits(
+    broker: MemoryBroker,
+) -> None:
+    client = await broker.connect()
+    probe_connection = await broker.connect()
+    probe = await probe_connection.subscribe("svc.ping")
+
+    async def answer_once() -> None:
+        msg = await probe.next_msg(timeout=LONG)  # not a consumer loop: the broker cannot
+        assert msg.reply is not None  # tell when it is done with the message
+        await probe_connection.publish(msg.reply, b"probe")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(answer_once)
+        gathering = request_many_iter(client, "svc.ping", max_wait=LONG, max_interval=0.05)
+        assert [msg.data for msg in await gathering.collect()] == [b"probe"]
+    assert not gathering.complete  # ended by the 0.05 s of silence
+
+
+async def test_a_delayed_request_leaves_the_end_to_the_limits(
+    client: Transport, responders: Responders, broker: MemoryBroker
+) -> None:
+    await responders.add("svc.ping", [b"a"], count=2)
+    with broker.delay("svc.ping", 0.05):
+        gathering = request_many_iter(client, "svc.ping", max_wait=LONG, max_interval=0.1)
+        assert [msg.data for msg in await gathering.collect()] == [b"a", b"a"]
+    assert not gathering.complete
 
 
 async def test_a_silent_subscriber_makes_it_wait_for_max_wait(broker: MemoryBroker) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from micro.errors import ServiceError
-from micro.request import NoReplySubjectError, Request
+from micro.request import AlreadyRespondedError, NoReplySubjectError, Request
 from testing.stub_request import NoResponseError, RequestStub, StubRequest, make_request
 from transports.base import BadHeaderError, BadSubjectError
 
@@ -125,12 +125,13 @@ async def test_request_without_reply_cannot_be_answered() -> None:
     assert not stub.responded
 
 
-async def test_every_response_is_kept_in_order() -> None:
+async def test_a_second_response_is_refused_as_in_a_service() -> None:
     stub = make_request("x")
-    await stub.respond(b"one")
-    await stub.respond(b"two", headers={"n": "2"})
-    assert [(r.data, r.headers) for r in stub.responses] == [(b"one", {}), (b"two", {"n": "2"})]
-    assert stub.last_response.data == b"two"
+    await stub.respond(b"one", headers={"n": "1"})
+    with pytest.raises(AlreadyRespondedError, match="'x' was already responded to"):
+        await stub.respond(b"two")
+    assert [(r.data, r.headers) for r in stub.responses] == [(b"one", {"n": "1"})]
+    assert stub.last_response.data == b"one"
 
 
 async def test_bad_arguments_fail_loudly() -> None:

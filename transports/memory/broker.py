@@ -153,6 +153,11 @@ class MemoryBroker:
         """For ``MemoryTransport.handler_finished``."""
         self._handlers_running -= 1
 
+    @property
+    def handlers_running(self) -> int:
+        """Service handlers running in a task of their own (``max_concurrency > 1``) now."""
+        return self._handlers_running
+
     def connection_closed(self, connection: MemoryTransport) -> None:
         """For ``MemoryTransport.close``: forget ``connection``."""
         self._connections.pop(connection.cid, None)

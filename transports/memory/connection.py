@@ -36,6 +36,7 @@ from transports.base import (
     TransportEventKind,
 )
 from transports.events import EventListeners
+from transports.memory.gathering import MemoryReplies, publish_tracked
 from transports.memory.inbox import Nuid
 from transports.memory.routing import Router
 from transports.memory.subscription import MemorySubscription, ReplyInbox
@@ -95,6 +96,10 @@ class Broker(Protocol):
 
     def handler_finished(self) -> None:
         """That handler is done."""
+
+    @property
+    def handlers_running(self) -> int:
+        """Handlers announced by ``handler_started`` and not finished yet."""
 
     def connection_closed(self, connection: MemoryTransport) -> None:
         """``connection`` has closed: forget it."""
@@ -247,6 +252,22 @@ class MemoryTransport:
             self._hold(msg)
         else:
             self._router.dispatch(self, msg)
+
+    async def gather_replies(
+        self, subject: str, data: bytes = b"", *, headers: Headers | None = None
+    ) -> MemoryReplies:
+        """A request whose replies end once every receiver is done: the
+        ``transports.extensions.ReplyGatherer`` rule is in ``transports.memory.gathering``."""
+        limits = (DEFAULT_PENDING_MSGS_LIMIT, DEFAULT_PENDING_BYTES_LIMIT)
+        inbox = self._add_subscription(self.new_inbox(), None, *limits, None)
+        try:
+            msg = self._message(subject, data, inbox.subject, headers)
+            if self._offline:
+                self._hold(msg)
+        except BaseException:
+            inbox._close()
+            raise
+        return publish_tracked(self._router, self, inbox, msg, self._broker, not self._offline)
 
     async def subscribe(
         self,

@@ -162,6 +162,12 @@ class Router:
         with lock:
             return self._sublist.match(subject)
 
+    def receivers(self, subject: str) -> list[Receiver]:
+        """Every receiver a message published to ``subject`` may reach now: the plain ones
+        and every member of each matching queue group."""
+        plain, groups = self._match(subject)
+        return [*plain, *(member for members in groups for member in members)]
+
     def dispatch(self, origin: object, msg: Msg) -> None:
         """Route one message ``origin`` published: the single entry point for every publish
         reaching the broker; the :attr:`interceptor` takes it when set."""

@@ -273,6 +273,32 @@ class MemorySubscription:
         )
         return (len(self._buffer) if self._iterated or handling else 0), handling
 
+    @property
+    def routed(self) -> tuple[int, int]:
+        """``(received, dropped)`` so far: messages routed here, and those of them dropped as
+        a slow consumer (compared around one dispatch, they tell whether it came here)."""
+        return self._received, self._dropped
+
+    @property
+    def last_position(self) -> int:
+        """The position (1-based, in hand-out order) of the newest buffered message."""
+        return self._delivered + len(self._buffer)
+
+    def finished_with(self, position: int, caller: object) -> bool | None:
+        """Has the consumer finished with the message at ``position`` (see
+        :attr:`last_position`)?  True once it was discarded unread or its consumer loop
+        came back for another message (or its task ended, or it is ``caller``); ``None``
+        when this cannot be known: it was taken with ``next_msg``, by no consumer loop."""
+        if self._delivered < position:
+            return self._state == _ENDED  # not taken yet; or never will be: discarded
+        looped = self._iterated or self._holder is not None
+        if self._delivered > position and looped:
+            return True  # the loop came back for a later message
+        holder = self._holder
+        if holder is not None:
+            return holder is caller or not task_is_alive(holder)
+        return True if self._iterated else None
+
     # ------------------------------------------------------------------ consumer side
 
     def _take(self) -> Msg:
