@@ -40,13 +40,18 @@ SUBPROCESS_TIMEOUT = 60
 
 
 class Run:
-    """The outcome of one ``execute`` call."""
+    """The outcome of one ``execute`` call (the program named ``micro``): ``out_bytes``
+    is stdout exactly, ``out`` the same as text."""
 
     def __init__(self, argv: list[str], stdin: bytes = b"") -> None:
-        out, err = io.StringIO(), io.StringIO()
+        raw_out = io.BytesIO()
+        out = io.TextIOWrapper(raw_out, encoding="utf-8", newline="\n")
+        err = io.StringIO()
         fake_stdin = io.TextIOWrapper(io.BytesIO(stdin))
-        self.code = execute(argv, stdout=out, stderr=err, stdin=fake_stdin)
-        self.out = out.getvalue()
+        self.code = execute(argv, stdout=out, stderr=err, stdin=fake_stdin, prog="micro")
+        out.flush()
+        self.out_bytes = raw_out.getvalue()
+        self.out = self.out_bytes.decode("utf-8", errors="replace")
         self.err = err.getvalue()
 
     def json(self) -> Any:
@@ -57,6 +62,15 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _no_nats_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No nats CLI context or ``NATS_*`` variable of the machine leaks into a test."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    for name in list(os.environ):
+        if name.startswith("NATS_"):
+            monkeypatch.delenv(name)
 
 
 def _memory_url(name: str) -> str:
@@ -146,7 +160,7 @@ def test_demo_runs_in_process_and_shows_the_error_reply() -> None:
     assert "service error 400 from greeter.hello: a name is required" in run.out
     assert "Hello, world!" in run.out
     for command in ("ls", "ping greeter", "stats greeter"):
-        assert f"$ python -m micro {command}" in run.out
+        assert f"$ micro {command}" in run.out
     assert run.err == ""
 
 
@@ -209,7 +223,7 @@ async def test_commands_render_tables(demo_world: tuple[Client, list[Service]]) 
     out.seek(0)
     out.truncate()
     assert await run_request(client, inv, "greeter.hello", b"you", None) == 0
-    assert out.getvalue() == "Hello, you!\n"
+    assert out.getvalue() == "Hello, you!"  # the payload as is
     with pytest.raises(CommandError, match="service error 400") as caught:
         await run_request(client, inv, "greeter.hello", b"", None)
     assert caught.value.code == 1
@@ -237,7 +251,7 @@ async def test_commands_print_json(demo_world: tuple[Client, list[Service]]) -> 
     assert all(p["rtt_ms"] >= 0 for p in pings)
     assert len(pings) == 2
     reply = await documents(run_request, "greeter.echo", b"x", {"h": "1"})
-    assert (reply["data"], reply["headers"]) == ("x", {"h": "1"})
+    assert (reply["data"], reply["data_base64"], reply["headers"]) == ("x", "eA==", {"h": "1"})
     out.seek(0)
     out.truncate()
     with pytest.raises(CommandError):
@@ -306,9 +320,9 @@ class TestOnARealServer:
         assert ping.code == 0
         assert foreign_and_ours["theirs"] in ping.out
         reply = await _in_thread(["request", "work", "-s", url])
-        assert (reply.code, reply.out) == (0, "ok\n")
+        assert (reply.code, reply.out) == (0, "ok")
         piped = await _in_thread(["request", "greeter.echo", "-", "-s", url], b"from stdin")
-        assert (piped.code, piped.out) == (0, "from stdin\n")
+        assert (piped.code, piped.out) == (0, "from stdin")
         failed = await _in_thread(["request", "greeter.hello", "", "-s", url])
         assert failed.code == 1
         assert failed.err == (
@@ -354,6 +368,7 @@ def test_python_m_micro_demo_exits_0_and_prints_the_error_reply() -> None:
     result = _python_m_micro("demo")
     assert result.returncode == 0, result.stderr
     assert "service error 400 from greeter.hello: a name is required" in result.stdout
+    assert "$ python -m micro ls" in result.stdout  # the name it was invoked by
     assert result.stderr == ""
 
 
@@ -361,5 +376,5 @@ def test_python_m_micro_against_no_server_exits_1_without_traceback() -> None:
     url = f"nats://127.0.0.1:{_closed_port()}"
     result = _python_m_micro("ls", env={"NATS_URL": url})
     assert result.returncode == 1
-    assert result.stderr.startswith(f"micro: error: cannot connect to {url}")
+    assert result.stderr.startswith(f"python -m micro: error: cannot connect to {url}")
     assert result.stderr.count("\n") == 1, result.stderr
