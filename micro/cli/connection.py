@@ -220,7 +220,8 @@ def connect_target(args: argparse.Namespace, env: Mapping[str, str] | None = Non
 
     Raises :class:`CommandError` (code 2, a usage error) for an unknown or malformed
     context, a file flag naming no file, ``--tlscert`` without ``--tlskey``, TLS files that
-    do not load, or credentials/TLS flags with a server that is not NATS (``memory://``).
+    do not load, or credential/TLS flags with a server that is not NATS (``memory://``; a
+    context's credentials are not used for such a server).
     """
     environ = os.environ if env is None else env
     context = _context(args, environ)
@@ -268,8 +269,12 @@ def connect_target(args: argparse.Namespace, env: Mapping[str, str] | None = Non
         options["tls_handshake_first"] = True
     if context is not None and context.inbox_prefix:
         options["inbox_prefix"] = context.inbox_prefix
+    explicit = any(given[name] for name in (*_CREDENTIALS, "tlscert", "tlskey", "tlsca"))
+    explicit = explicit or bool(getattr(args, "tlsfirst", False))
     if _scheme(url.split(",")[0]) in _NATS_SCHEMES:
         options.update(connect_timeout=timeout, name=CONNECTION_NAME)
+    elif not explicit:  # a context's credentials do not apply to memory://
+        options = {}
     elif options:
         raise CommandError(
             f"credentials and TLS options apply to NATS servers only, not {target.shown_url!r}",

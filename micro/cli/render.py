@@ -121,7 +121,8 @@ def render_info(infos: Sequence[ServiceInfo]) -> str:
 
 
 def render_stats(all_stats: Sequence[ServiceStats]) -> str:
-    """A block per instance: identity and start time, then per-endpoint counters."""
+    """A block per instance: identity and start time, then per-endpoint counters; after
+    several instances, their totals (as the footer of ``nats micro stats``)."""
     blocks = []
     for stats in by_name_and_id(all_stats):
         started = stats.started.isoformat().replace("+00:00", "Z")
@@ -148,6 +149,16 @@ def render_stats(all_stats: Sequence[ServiceStats]) -> str:
             lines.append("")
             lines.extend("  " + row for row in table(header, rows, right=(2, 3, 4, 5)).splitlines())
         blocks.append("\n".join(lines))
+    if len(all_stats) > 1:
+        endpoints = [e for stats in all_stats for e in stats.endpoints]
+        requests = sum(e.num_requests for e in endpoints)
+        total = sum(e.processing_time for e in endpoints)
+        average = total / requests if requests else 0
+        blocks.append(
+            f"Total of {len(all_stats)} instances: {requests} requests, "
+            f"{sum(e.num_errors for e in endpoints)} errors, processing {format_duration(total)}"
+            f" (average {format_duration(average)})"
+        )
     return "\n\n".join(blocks)
 
 

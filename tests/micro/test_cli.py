@@ -159,6 +159,7 @@ def test_demo_runs_in_process_and_shows_the_error_reply() -> None:
     assert run.code == 0, run.err
     assert "service error 400 from greeter.hello: a name is required" in run.out
     assert "Hello, world!" in run.out
+    assert "Total of 2 instances: 3 requests, 1 errors" in run.out  # the stats footer
     for command in ("ls", "ping greeter", "stats greeter"):
         assert f"$ micro {command}" in run.out
     assert run.err == ""

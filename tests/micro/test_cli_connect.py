@@ -301,6 +301,7 @@ def test_context_files_are_read_as_natscli_writes_them(
     flagged = _target("--user", TOKEN)
     assert (flagged.options["token"], "user" in flagged.options) == (TOKEN, False)
     assert _target("--no-context").context is None
+    assert _target("-s", "memory://x").options == {}  # the context's credentials: NATS only
     # without $XDG_CONFIG_HOME: ~/.config/nats
     monkeypatch.delenv("XDG_CONFIG_HOME")
     write_context(tmp_path / "home" / ".config", "dev", url="devhost:1")
