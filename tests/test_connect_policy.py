@@ -98,6 +98,14 @@ def test_a_bad_server_list_error_hides_the_password() -> None:
         _assert_no_secret(str(caught.value))
 
 
+async def test_a_bad_servers_option_error_hides_the_password() -> None:
+    async with Context() as ctx:
+        with pytest.raises(ValueError, match="invalid servers option") as caught:
+            await ctx.connect({"servers": ["nats://bob:s3cret@h", ""]})
+    assert f"bob:{REDACTED}@h" in str(caught.value)
+    _assert_no_secret(str(caught.value))
+
+
 async def test_an_invalid_memory_url_error_hides_the_password() -> None:
     with pytest.raises(ValueError, match="invalid memory URL") as caught:
         await transports.connect("memory://bob:s3cret@broker")

@@ -23,6 +23,7 @@ from micro.cli.commands import (
     Invocation,
     parse_headers,
     run_info,
+    run_info_and_stats,
     run_ls,
     run_ping,
     run_request,
@@ -228,6 +229,31 @@ async def test_commands_render_tables(demo_world: tuple[Client, list[Service]]) 
     with pytest.raises(CommandError, match="service error 400") as caught:
         await run_request(client, inv, "greeter.hello", b"", None)
     assert caught.value.code == 1
+
+
+@pytest.mark.anyio
+async def test_ls_of_one_service_and_info_with_stats(
+    demo_world: tuple[Client, list[Service]],
+) -> None:
+    client, services = demo_world
+    out = io.StringIO()
+    inv = Invocation(out=out, json=True)
+    assert await run_ls(client, inv, "greeter") == 0
+    assert sorted(d["id"] for d in json.loads(out.getvalue())) == sorted(s.id for s in services)
+    out.seek(0)
+    out.truncate()
+    assert await run_info_and_stats(client, inv, "greeter", services[1].id) == 0
+    [document] = json.loads(out.getvalue())
+    assert document["info"]["id"] == document["stats"]["id"] == services[1].id
+    inv.json = False
+    out.seek(0)
+    out.truncate()
+    assert await run_info_and_stats(client, inv, "greeter", None) == 0
+    text = out.getvalue()
+    assert text.count("Service: greeter 1.0.0") == 2
+    assert text.count("ENDPOINT  SUBJECT        REQUESTS") == 2
+    with pytest.raises(CommandError, match="no service 'ghost' found"):
+        await run_info_and_stats(client, inv, "ghost", None)
 
 
 @pytest.mark.anyio
