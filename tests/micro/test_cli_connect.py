@@ -1,5 +1,6 @@
 """The command line's connection flags, nats CLI contexts and daily-use parity with
-``nats micro`` (issue 14, item 6), against real nats-servers with authentication and TLS.
+``nats micro`` (issue 14, item 6), against real nats-servers with authentication (user and
+password, token, nkey, a ``.creds`` file on an operator-mode server) and TLS (mutual too).
 
 Every run of the CLI here goes through :func:`cli`, which also checks that neither stdout
 nor stderr shows a password, a token or a seed -- whatever the outcome.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import io
 import json
 import os
@@ -16,6 +18,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -481,6 +484,78 @@ async def test_a_token(tmp_path: Path, config_home: Path) -> None:
         in_url = await acli("ls", "-s", server.url.replace("nats://", f"nats://{WRONG}@"))
         assert in_url.code == 1
         assert f"nats://{REDACTED}@" in in_url.err
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _keypair(prefix: int) -> tuple[Any, str, str]:
+    seed = nkeys.encode_seed(os.urandom(32), prefix)
+    pair = nkeys.from_seed(bytearray(seed))
+    return pair, pair.public_key.decode(), seed.decode()
+
+
+def _jwt(signer: Any, issuer: str, subject: str, nats: dict[str, Any]) -> str:
+    """A NATS JWT (v2 claims, ed25519-nkey), as nsc issues them."""
+    claims = {"jti": "", "iat": int(time.time()), "iss": issuer, "sub": subject, "nats": nats}
+    digest = hashlib.sha256(json.dumps(claims).encode()).digest()
+    claims["jti"] = base64.b32encode(digest).decode().rstrip("=")
+    head = _b64(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    body = _b64(json.dumps(claims).encode())
+    return f"{head}.{body}.{_b64(signer.sign(f'{head}.{body}'.encode()))}"
+
+
+def _operator_mode(directory: Path) -> tuple[str, Path, str]:
+    """A server configuration of decentralised auth (operator, account, memory resolver)
+    and a user's ``.creds`` file: ``(server config, creds path, the user's seed)``."""
+    operator, operator_public, _ = _keypair(nkeys.PREFIX_BYTE_OPERATOR)
+    account, account_public, _ = _keypair(nkeys.PREFIX_BYTE_ACCOUNT)
+    _user, user_public, user_seed = _keypair(nkeys.PREFIX_BYTE_USER)
+    unlimited = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1}
+    operator_jwt = _jwt(
+        operator, operator_public, operator_public, {"type": "operator", "version": 2}
+    )
+    account_jwt = _jwt(
+        operator,
+        operator_public,
+        account_public,
+        {"limits": {**unlimited, "wildcards": True, "conn": -1}, "type": "account", "version": 2},
+    )
+    user_claims = {"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1}
+    user_jwt = _jwt(
+        account, account_public, user_public, {**user_claims, "type": "user", "version": 2}
+    )
+    creds = directory / "user.creds"
+    creds.write_text(
+        f"-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n"
+        f"-----BEGIN USER NKEY SEED-----\n{user_seed}\n------END USER NKEY SEED------\n"
+    )
+    config = (
+        f'operator: "{operator_jwt}"\nresolver: MEMORY\n'
+        f'resolver_preload: {{\n  {account_public}: "{account_jwt}"\n}}\n'
+    )
+    return config, creds, user_seed
+
+
+@pytest.mark.nats
+@pytest.mark.anyio
+async def test_a_creds_file(tmp_path: Path, config_home: Path) -> None:
+    config, creds, seed = _operator_mode(tmp_path)
+    async with (
+        _server(tmp_path, config) as server,
+        demo_on(server.url, user_credentials=str(creds)) as instance,
+    ):
+        run = await acli("ls", "-s", _hostport(server.url), "--creds", str(creds))
+        assert run.code == 0, run.err
+        assert instance in run.out
+        write_context(config_home, "ngs", url=server.url, creds=str(creds))
+        by_context = await acli("stats", "greeter", "--context", "ngs")
+        assert by_context.code == 0, by_context.err
+        without = await acli("ls", "-s", server.url)
+        assert without.code == 1
+        for outcome in (run, by_context, without):
+            assert seed not in outcome.out + outcome.err
 
 
 @pytest.mark.nats
