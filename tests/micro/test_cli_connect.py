@@ -15,6 +15,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -331,6 +332,30 @@ def test_malformed_contexts_are_named_never_shown(
     assert (run.code, run.err.count("\n")) == (2, 1)
     assert "'broken'" in run.err
     assert str(path) in run.err
+
+
+@pytest.mark.timeout(20)
+def test_a_silent_server_fails_within_the_timeout() -> None:
+    """A port that accepts connections but never greets (a hung server): the connect is
+    bounded by ``--timeout``, then one line, exit 1."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever writes
+        port = silent.getsockname()[1]
+        run = cli(
+            "ls",
+            "-s",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "300ms",
+            "--user",
+            "u",
+            "--password",
+            PASSWORD,
+        )
+    assert run.code == 1
+    assert run.err.startswith(f"micro: error: cannot connect to nats://127.0.0.1:{port}")
+    assert run.err.count("\n") == 1
 
 
 # ---------------------------------------------------------------------- commands, memory
