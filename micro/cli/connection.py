@@ -195,16 +195,19 @@ def _existing_file(flag: str, path: str) -> str:
     return path
 
 
-def _tls_context(cert: str, key: str, ca: str) -> ssl.SSLContext | None:
+def _tls_context(cert: str, key: str, ca: str, label: Mapping[str, str]) -> ssl.SSLContext | None:
     if bool(cert) != bool(key):
-        raise CommandError("--tlscert and --tlskey go together: give both or neither", code=2)
+        raise CommandError(
+            f"{label['tlscert']} and {label['tlskey']} go together: give both or neither", code=2
+        )
     if not (cert or ca):
         return None
     try:
-        context = ssl.create_default_context(cafile=_existing_file("--tlsca", ca) if ca else None)
+        cafile = _existing_file(label["tlsca"], ca) if ca else None
+        context = ssl.create_default_context(cafile=cafile)
         if cert:
             context.load_cert_chain(
-                _existing_file("--tlscert", cert), _existing_file("--tlskey", key)
+                _existing_file(label["tlscert"], cert), _existing_file(label["tlskey"], key)
             )
     except (ssl.SSLError, OSError) as exc:
         raise CommandError(
@@ -241,6 +244,13 @@ def connect_target(args: argparse.Namespace, env: Mapping[str, str] | None = Non
 
     user, password, creds, nkey = (given[name] for name in _CREDENTIALS)
     token = ""
+    # where a file setting came from, for error messages: the flag, or the context's field
+    label = {dest: f"--{dest}" for dest in ("creds", "nkey", "tlscert", "tlskey", "tlsca")}
+    if context is not None:
+        fields = {"creds": "creds", "nkey": "nkey", "tlscert": "cert", "tlskey": "key"}
+        for dest, name in {**fields, "tlsca": "ca"}.items():
+            if not given[dest]:
+                label[dest] = f"{name!r} of context {context.name!r}"
     if context is not None and not any((user, password, creds, nkey)):
         user, password, creds, nkey = context.user, context.password, context.creds, context.nkey
         token = context.token
@@ -257,12 +267,12 @@ def connect_target(args: argparse.Namespace, env: Mapping[str, str] | None = Non
     elif password:
         raise CommandError("--password needs --user", code=2)
     elif creds:  # natscontext's order: user, creds, nkey, token
-        options["user_credentials"] = _existing_file("--creds", creds)
+        options["user_credentials"] = _existing_file(label["creds"], creds)
     elif nkey:
-        options["nkeys_seed"] = _existing_file("--nkey", nkey)
+        options["nkeys_seed"] = _existing_file(label["nkey"], nkey)
     elif token:
         options["token"] = token
-    tls = _tls_context(cert, key, ca)
+    tls = _tls_context(cert, key, ca, label)
     if tls is not None:
         options["tls"] = tls
     if tls_first:

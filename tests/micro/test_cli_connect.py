@@ -312,6 +312,13 @@ def test_context_files_are_read_as_natscli_writes_them(
     assert _target("--context", "dev").url == "nats://devhost:1"
 
 
+def test_a_missing_file_of_a_context_names_the_context(config_home: Path) -> None:
+    write_context(config_home, "old", creds="/nowhere/old.creds")
+    run = cli("ls", "--context", "old")
+    assert run.code == 2
+    assert "invalid 'creds' of context 'old' '/nowhere/old.creds': no such file" in run.err
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
