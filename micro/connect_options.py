@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from transports.base import TransportEventKind
+from transports.urls import redact_url
 
 __all__ = [
     "CALLBACK_OPTIONS",
@@ -112,7 +113,10 @@ def _servers_url(servers: object) -> str:
         and all(isinstance(s, str) and s for s in servers)
     ):
         return ",".join(servers)
-    raise ValueError(f"invalid servers option {servers!r}: must be a URL or a list of URLs")
+    shown: object = servers
+    if isinstance(servers, (list, tuple)):
+        shown = [redact_url(s) if isinstance(s, str) else s for s in servers]
+    raise ValueError(f"invalid servers option {shown!r}: must be a URL or a list of URLs")
 
 
 def resolve_options(options: Sequence[ConnectOption]) -> ResolvedOptions:

@@ -17,6 +17,13 @@ importing nats-py; :mod:`micro.connect_options` says how.  The connection callba
 them (``error_cb``, ``closed_cb``, ...) become :meth:`Context.add_error_callback` & co,
 driven by the transport's events.
 
+Connecting fails fast: the first connect tries each server once and raises one error
+(``ConnectFailedError``, ``AuthorizationError``), the URL in it without password or token.
+``retry_on_failed_connect=True`` (a keyword of :meth:`Context.connect`,
+:meth:`Context.run_forever` and :func:`run`) makes it retry as a reconnect would, with
+nats-py's ``max_reconnect_attempts`` and ``reconnect_time_wait``.  Once connected, a lost
+connection is re-established either way (docs/production.md, "Retrying and reconnecting").
+
 A context runs once, through the life cycle it shares with :class:`~micro.app.App`
 (:class:`micro._running.RunState`): entering it makes it ``RUNNING``, :meth:`Context.cancel`
 (or a trapped signal) makes it ``STOPPING``, leaving the ``async with`` block ``STOPPED``.
@@ -125,9 +132,14 @@ class Context:
         """Alias of :attr:`transport` (``nats_contrib.micro``'s attribute name)."""
         return self.transport
 
-    async def connect(self, *options: ConnectOption) -> None:
+    async def connect(self, *options: ConnectOption, retry_on_failed_connect: bool = False) -> None:
         """Connect (see the module docstring for ``options``); closed when the context exits.
 
+        The first connect tries each server once and fails with one error; with
+        ``retry_on_failed_connect=True`` it retries as a reconnect would (the transport
+        option of that name: nats-py's ``max_reconnect_attempts`` and
+        ``reconnect_time_wait`` apply; ``memory://`` ignores it).  It is not passed to a
+        nats-py client given to the context unconnected: nats-py's own behaviour applies.
         Does not raise when the context is cancelled meanwhile (check :meth:`cancelled`).
         Raises ``RuntimeError`` when the context is not entered or already connected,
         ``ValueError`` for an unknown option or URL, ``TypeError`` for an option of the
@@ -136,9 +148,13 @@ class Context:
         self._require_entered("connect()")
         if self._transport is not None and self._listening:
             raise RuntimeError("the context is already connected")
-        await self.wait_for(self._open(options))
+        if not isinstance(retry_on_failed_connect, bool):
+            raise TypeError(
+                f"retry_on_failed_connect must be a bool, got {retry_on_failed_connect!r}"
+            )
+        await self.wait_for(self._open(options, retry_on_failed_connect))
 
-    async def _open(self, options: tuple[ConnectOption, ...]) -> None:
+    async def _open(self, options: tuple[ConnectOption, ...], retry: bool) -> None:
         resolved = resolve_options(options)
         for kind, callbacks in resolved.callbacks.items():
             self._callbacks[kind].extend(callbacks)
@@ -161,6 +177,8 @@ class Context:
             return
         from transports import connect as connect_url
 
+        if retry:  # only when asked: a third-party transport need not know the option
+            kwargs["retry_on_failed_connect"] = True
         self._adopt(await connect_url(resolved.url(), **kwargs))
 
     def _adopt(self, transport: Transport) -> None:
@@ -405,8 +423,12 @@ class Context:
         /,
         *options: ConnectOption,
         trap_signals: bool | tuple[signal.Signals, ...] = False,
+        retry_on_failed_connect: bool = False,
     ) -> None:
         """Connect, run ``setup(ctx)``, then wait until cancelled; clean up on the way out.
+
+        ``options`` and ``retry_on_failed_connect`` are those of :meth:`connect`: by
+        default a server that cannot be reached fails the run within seconds.
 
         ``trap_signals``: ``True`` for SIGINT and SIGTERM, or a tuple of signals; they are
         installed before connecting.  Cancellation (by :meth:`cancel` or a signal) is not an
@@ -417,7 +439,7 @@ class Context:
         async with self as ctx:
             if trap_signals:
                 await ctx._require_entered("trap_signal()").start(ctx._watch_signals, signals)
-            await ctx.connect(*options)
+            await ctx.connect(*options, retry_on_failed_connect=retry_on_failed_connect)
             if ctx.cancelled():
                 return
             await ctx.wait_for(setup(ctx))
@@ -433,15 +455,25 @@ def run(
     trap_signals: bool | tuple[signal.Signals, ...] = False,
     client: Transport | Any | None = None,
     backend: str = "asyncio",
+    retry_on_failed_connect: bool = False,
 ) -> None:
-    """Run ``Context(client).run_forever(setup, *options, trap_signals=...)`` to completion.
+    """Run ``Context(client).run_forever(setup, *options, trap_signals=...,
+    retry_on_failed_connect=...)`` to completion.
 
     The synchronous entry point of a program: starts an event loop with
     ``anyio.run(..., backend=backend)`` (asyncio by default; ``"trio"`` works with
-    transports that support it, e.g. ``memory://``).
+    transports that support it, e.g. ``memory://``).  A server that cannot be reached
+    makes it raise within seconds (``ConnectFailedError``), unless
+    ``retry_on_failed_connect=True`` (see :meth:`Context.connect`).
     """
     context = Context(client=client)
     anyio.run(
-        partial(context.run_forever, setup, *options, trap_signals=trap_signals),
+        partial(
+            context.run_forever,
+            setup,
+            *options,
+            trap_signals=trap_signals,
+            retry_on_failed_connect=retry_on_failed_connect,
+        ),
         backend=backend,
     )

@@ -23,6 +23,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from transports.base import Transport
+from transports.urls import redact_url
 
 __all__ = ["ENTRY_POINT_GROUP", "TransportFactory", "connect", "known_schemes", "register_scheme"]
 
@@ -87,7 +88,7 @@ async def connect(url: str, **options: Any) -> Transport:
     factory = _factory_for(scheme) if scheme else None
     if factory is None:
         raise ValueError(
-            f"unknown transport URL {url!r}: the scheme must be one of "
+            f"unknown transport URL {redact_url(url)!r}: the scheme must be one of "
             f"{', '.join(s + '://' for s in known_schemes())}"
         )
     return await factory(url, **options)

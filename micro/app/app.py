@@ -42,12 +42,18 @@ from micro.app.tasks import Sleep
 from micro.service import Service
 from micro.validation import validate_metadata, validate_service_name, validate_version
 from transports.base import Transport
+from transports.urls import redact_url
 
 __all__ = ["DEFAULT_REQUEST_TIMEOUT", "App", "NatsFacade"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_REQUEST_TIMEOUT = 5.0
+
+
+def _shown(url: object) -> object:
+    """``url`` as it may appear in a message (credentials redacted)."""
+    return redact_url(url) if isinstance(url, str) else url
 
 
 class App(Calls):
@@ -86,7 +92,7 @@ class App(Calls):
         if (url is None) == (transport is None):
             raise ValueError(
                 "App needs exactly one of url (e.g. 'memory://' or 'nats://127.0.0.1:4222') "
-                f"or transport=, got url={url!r} and transport={transport!r}"
+                f"or transport=, got url={_shown(url)!r} and transport={transport!r}"
             )
         if url is not None and not isinstance(url, str):
             raise TypeError(f"url must be a str, got {type(url).__name__}")
@@ -121,7 +127,8 @@ class App(Calls):
 
     def __repr__(self) -> str:
         config = self._core.config
-        target = config.url if config.url is not None else type(config.given).__name__
+        given = type(config.given).__name__
+        target = redact_url(config.url) if config.url is not None else given
         return f"<App {config.label} {target} {self._core.life.phase.value}>"
 
     # ------------------------------------------------------------------ read-only views

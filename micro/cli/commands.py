@@ -2,45 +2,37 @@
 
 A command writes its result to ``out`` and returns the exit code (0 ok, 1 nothing found or
 a service error).  Expected failures are raised as :class:`CommandError` (one line, an exit
-code); :func:`connection` opens the transport the ``--server`` URL names.
+code); connecting is :mod:`micro.cli.connection`'s.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
-from urllib.parse import urlsplit
+
+import anyio
 
 from micro.cli import render
+from micro.cli.errors import CommandError
 from micro.client import Client
 from micro.discovery import Gathering
 from micro.errors import ServiceError
-from micro.models import PingInfo
-from transports.base import NoRespondersError, RequestTimeoutError, Transport
+from micro.models import PingInfo, ServiceInfo, ServiceStats
+from transports.base import NoRespondersError, RequestTimeoutError
 
 __all__ = [
     "CommandError",
     "Invocation",
-    "connection",
+    "parse_headers",
     "run_info",
+    "run_info_and_stats",
     "run_ls",
     "run_ping",
     "run_request",
     "run_stats",
 ]
-
-_NATS_SCHEMES = {"nats", "tls", "ws", "wss"}
-
-
-class CommandError(Exception):
-    """An expected failure: shown as one line on stderr, the process exits with ``code``."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -54,43 +46,21 @@ class Invocation:
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")
 
-
-def connect_options(url: str, timeout: float) -> dict[str, Any]:
-    """Transport options for a one-shot command: fail fast instead of retrying."""
-    scheme = urlsplit(url.split(",")[0].strip()).scheme.lower()
-    if scheme in _NATS_SCHEMES:
-        return {
-            "connect_timeout": timeout,
-            "allow_reconnect": False,
-            "max_reconnect_attempts": 0,
-            "name": "python -m micro",
-        }
-    return {}
-
-
-@asynccontextmanager
-async def connection(url: str, timeout: float) -> AsyncIterator[Transport]:
-    """A connection to ``url``, closed on exit; any failure to connect -> CommandError."""
-    from transports import connect
-
-    try:
-        transport = await connect(url, **connect_options(url, timeout))
-    except ValueError as exc:
-        raise CommandError(str(exc), code=2) from None
-    except Exception as exc:
-        text = str(exc)
-        if not text.startswith("cannot connect"):
-            text = f"cannot connect to {url}: {_reason(exc)}"
-        raise CommandError(text) from None
-    try:
-        yield transport
-    finally:
-        await transport.close()
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    def write_bytes(self, data: bytes) -> None:
+        """Write ``data`` exactly (a payload).  To a terminal a newline is added when
+        ``data`` does not end with one, so the prompt starts on its own line.  A text
+        stream without a binary buffer (``io.StringIO``) gets the bytes decoded as UTF-8,
+        undecodable ones as ``\\xNN``."""
+        tty = getattr(self.out, "isatty", lambda: False)()
+        if tty and not data.endswith(b"\n"):
+            data += b"\n"
+        buffer = getattr(self.out, "buffer", None)
+        if buffer is None:
+            self.out.write(render.render_reply_data(data))
+            return
+        self.out.flush()
+        buffer.write(data)
+        buffer.flush()
 
 
 def _what(name: str | None, instance_id: str | None) -> str:
@@ -122,15 +92,16 @@ def _nothing_found(inv: Invocation, name: str | None, instance_id: str | None) -
     raise CommandError(f"no {_what(name, instance_id)} found" if name else "no services found")
 
 
-async def run_ls(client: Client, inv: Invocation) -> int:
-    """``ls``: every instance (INFO), sorted by name then id; ``[]``/a note when none."""
-    infos = await _collect(client.info_iter(max_wait=inv.timeout))
+async def run_ls(client: Client, inv: Invocation, name: str | None = None) -> int:
+    """``ls [NAME]``: every instance (of service ``NAME``), by INFO, sorted by name then
+    id; ``[]`` or a note when none (exit 0: an empty list is an answer)."""
+    infos = await _collect(_scoped(client, "info", name, None, inv.timeout))
     if inv.json:
         inv.print(render.dumps([info.as_dict() for info in render.by_name_and_id(infos)]))
     elif infos:
         inv.print(render.render_ls(infos))
     else:
-        inv.print("no services found")
+        inv.print(f"no {_what(name, None)} found" if name else "no services found")
     return 0
 
 
@@ -159,6 +130,37 @@ async def run_stats(
         inv.print(render.dumps([stats.as_dict() for stats in render.by_name_and_id(all_stats)]))
     else:
         inv.print(render.render_stats(all_stats))
+    return 0
+
+
+async def run_info_and_stats(
+    client: Client, inv: Invocation, name: str | None, instance_id: str | None
+) -> int:
+    """``info --stats`` / ``stats --info``: each instance's INFO and STATS together (as
+    ``nats micro info`` shows them), gathered at once.  JSON: a list of
+    ``{"info": INFO, "stats": STATS or null}`` (natscli's document, one per instance).
+    Exit 1 when no instance answered."""
+    infos: list[ServiceInfo] = []
+    all_stats: list[ServiceStats] = []
+
+    async def gather(verb: str, into: list[Any]) -> None:
+        into.extend(await _collect(_scoped(client, verb, name, instance_id, inv.timeout)))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(gather, "info", infos)
+        group.start_soon(gather, "stats", all_stats)
+    if not infos:
+        return _nothing_found(inv, name, instance_id)
+    by_key = {(s.name, s.id): s for s in all_stats}
+    pairs = [(info, by_key.get((info.name, info.id))) for info in render.by_name_and_id(infos)]
+    if inv.json:
+        documents = [
+            {"info": info.as_dict(), "stats": stats.as_dict() if stats else None}
+            for info, stats in pairs
+        ]
+        inv.print(render.dumps(documents))
+    else:
+        inv.print(render.render_info_and_stats(pairs))
     return 0
 
 
@@ -198,14 +200,18 @@ async def run_request(
     data: bytes,
     headers: Mapping[str, str] | None,
 ) -> int:
-    """``request SUBJECT [DATA]``: print the reply; an error reply -> stderr line, exit 1."""
+    """``request SUBJECT [DATA]``: write the reply payload, byte for byte (see
+    :meth:`Invocation.write_bytes`), or with ``--json`` a document whose ``data`` is the
+    payload as text (``null`` when it is not UTF-8) and ``data_base64`` always the exact
+    bytes.  An error reply: its payload (or document) on stdout, one line on stderr,
+    exit 1."""
     try:
         reply = await client.request(subject, data, headers, timeout=inv.timeout)
     except ServiceError as error:
         if inv.json:
-            inv.print(render.dumps(_error_document(subject, error)))
+            inv.print(render.dumps(render.error_document(subject, error)))
         elif error.data:
-            inv.print(render.render_reply_data(error.data))
+            inv.write_bytes(error.data)
         raise CommandError(render.render_service_error(error)) from None
     except NoRespondersError:
         raise CommandError(f"no responders on subject {subject!r}") from None
@@ -214,14 +220,5 @@ async def run_request(
     if inv.json:
         inv.print(render.dumps(render.msg_document(reply)))
     else:
-        inv.print(render.render_reply(reply))
+        inv.write_bytes(reply.data)
     return 0
-
-
-def _error_document(subject: str, error: ServiceError) -> dict[str, Any]:
-    return {
-        "subject": subject,
-        "headers": dict(error.headers),
-        "data": render.render_reply_data(error.data),
-        "error": {"code": error.code, "description": error.description},
-    }

@@ -1,7 +1,8 @@
 """``python -m micro demo``: a sample service, discovered and called, with no server needed.
 
 By default everything runs on a private in-process broker (``transports.memory``); with
-``--server URL`` the same happens on a real nats-server.  The demo starts two instances of
+``--server URL`` (or any connection flag, or a nats CLI context named with ``--context``)
+the same happens on a real nats-server.  The demo starts two instances of
 the sample service ``greeter`` (endpoints ``greeter.hello`` and ``greeter.echo``; ``hello``
 answers an empty name with the error reply ``400: a name is required``), then shows what
 ``ls``, ``ping``, ``request`` (one of them failing with that error reply), ``info`` and
@@ -16,13 +17,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from micro.cli.commands import (
     CommandError,
     Invocation,
-    connection,
     run_info,
     run_ls,
     run_ping,
     run_request,
     run_stats,
 )
+from micro.cli.connection import ConnectTarget, open_connection
 from micro.client import Client
 from micro.request import Request
 from micro.service import Service, add_service
@@ -65,11 +66,9 @@ async def start_demo_service(transport: Transport) -> Service:
 
 
 @asynccontextmanager
-async def _transports(
-    server: str | None, count: int, timeout: float
-) -> AsyncIterator[list[Transport]]:
+async def _transports(target: ConnectTarget | None, count: int) -> AsyncIterator[list[Transport]]:
     async with AsyncExitStack() as stack:
-        if server is None:
+        if target is None:
             from transports.memory import MemoryBroker
 
             broker = MemoryBroker()
@@ -80,17 +79,20 @@ async def _transports(
                 made.append(transport)
             yield made
         else:
-            yield [
-                await stack.enter_async_context(connection(server, timeout)) for _ in range(count)
-            ]
+            yield [await stack.enter_async_context(open_connection(target)) for _ in range(count)]
 
 
-async def run_demo(inv: Invocation, server: str | None = None) -> int:
-    """Run the demo, writing to ``inv.out``; 0 when everything behaved as shown."""
-    where = f"--server {server}" if server else "(in-memory broker, no server needed)"
-    option = f" --server {server}" if server else ""
+async def run_demo(
+    inv: Invocation, target: ConnectTarget | None = None, prog: str = "python -m micro"
+) -> int:
+    """Run the demo, writing to ``inv.out`` (commands shown as ``prog ...``); on
+    ``target``'s server, else on a private in-memory broker.  0 when everything behaved as
+    shown."""
+    shown = target.shown_url if target is not None else None
+    where = f"on {shown}" if shown else "(in-memory broker, no server needed)"
+    option = f" --server {shown}" if shown else ""
     inv.json = False
-    async with _transports(server, INSTANCES + 1, inv.timeout) as connections:
+    async with _transports(target, INSTANCES + 1) as connections:
         *service_connections, client_connection = connections
         services = [await start_demo_service(t) for t in service_connections]
         try:
@@ -101,7 +103,7 @@ async def run_demo(inv: Invocation, server: str | None = None) -> int:
 
             def step(command: str) -> None:
                 inv.print()
-                inv.print(f"$ python -m micro {command}{option}")
+                inv.print(f"$ {prog} {command}{option}")
 
             step("ls")
             await run_ls(client, inv)

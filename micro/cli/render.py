@@ -7,6 +7,7 @@ any tool that reads ``nats micro`` documents).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -18,10 +19,12 @@ from transports.base import Msg
 __all__ = [
     "by_name_and_id",
     "dumps",
+    "error_document",
     "format_duration",
     "format_metadata",
     "msg_document",
     "render_info",
+    "render_info_and_stats",
     "render_ls",
     "render_ping",
     "render_reply",
@@ -118,7 +121,8 @@ def render_info(infos: Sequence[ServiceInfo]) -> str:
 
 
 def render_stats(all_stats: Sequence[ServiceStats]) -> str:
-    """A block per instance: identity and start time, then per-endpoint counters."""
+    """A block per instance: identity and start time, then per-endpoint counters; after
+    several instances, their totals (as the footer of ``nats micro stats``)."""
     blocks = []
     for stats in by_name_and_id(all_stats):
         started = stats.started.isoformat().replace("+00:00", "Z")
@@ -144,6 +148,30 @@ def render_stats(all_stats: Sequence[ServiceStats]) -> str:
             header = ("ENDPOINT", "SUBJECT", "REQUESTS", "ERRORS", "AVERAGE", "TOTAL", "LAST ERROR")
             lines.append("")
             lines.extend("  " + row for row in table(header, rows, right=(2, 3, 4, 5)).splitlines())
+        blocks.append("\n".join(lines))
+    if len(all_stats) > 1:
+        endpoints = [e for stats in all_stats for e in stats.endpoints]
+        requests = sum(e.num_requests for e in endpoints)
+        total = sum(e.processing_time for e in endpoints)
+        average = total / requests if requests else 0
+        blocks.append(
+            f"Total of {len(all_stats)} instances: {requests} requests, "
+            f"{sum(e.num_errors for e in endpoints)} errors, processing {format_duration(total)}"
+            f" (average {format_duration(average)})"
+        )
+    return "\n\n".join(blocks)
+
+
+def render_info_and_stats(pairs: Sequence[tuple[ServiceInfo, ServiceStats | None]]) -> str:
+    """Per instance, its INFO block then the counters of its STATS block (``Statistics:
+    no reply`` when its STATS did not come in time)."""
+    blocks = []
+    for info, stats in pairs:
+        lines = render_info([info]).splitlines()
+        if stats is None:
+            lines += ["", "  Statistics: no reply"]
+        else:
+            lines += ["", *render_stats([stats]).splitlines()[1:]]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -174,12 +202,32 @@ def render_service_error(error: ServiceError) -> str:
     return f"service error {error.code}{where}: {error.description}"
 
 
+def payload_fields(data: bytes) -> dict[str, Any]:
+    """``{"data": text or None, "data_base64": ...}``: the payload as UTF-8 text when it is
+    valid UTF-8 (else ``None``), and always its exact bytes in base64 -- never ambiguous."""
+    try:
+        text: str | None = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {"data": text, "data_base64": base64.b64encode(data).decode("ascii")}
+
+
 def msg_document(msg: Msg) -> dict[str, Any]:
-    """A JSON-ready view of a reply: subject, headers, payload as text."""
+    """A JSON-ready view of a reply: subject, headers, payload (:func:`payload_fields`)."""
     return {
         "subject": msg.subject,
         "headers": dict(msg.headers) if msg.headers else {},
-        "data": _text(msg.data),
+        **payload_fields(msg.data),
+    }
+
+
+def error_document(subject: str, error: ServiceError) -> dict[str, Any]:
+    """A JSON-ready view of an error reply: as :func:`msg_document`, plus ``error``."""
+    return {
+        "subject": subject,
+        "headers": dict(error.headers),
+        **payload_fields(error.data),
+        "error": {"code": error.code, "description": error.description},
     }
 
 

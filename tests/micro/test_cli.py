@@ -23,6 +23,7 @@ from micro.cli.commands import (
     Invocation,
     parse_headers,
     run_info,
+    run_info_and_stats,
     run_ls,
     run_ping,
     run_request,
@@ -40,13 +41,18 @@ SUBPROCESS_TIMEOUT = 60
 
 
 class Run:
-    """The outcome of one ``execute`` call."""
+    """The outcome of one ``execute`` call (the program named ``micro``): ``out_bytes``
+    is stdout exactly, ``out`` the same as text."""
 
     def __init__(self, argv: list[str], stdin: bytes = b"") -> None:
-        out, err = io.StringIO(), io.StringIO()
+        raw_out = io.BytesIO()
+        out = io.TextIOWrapper(raw_out, encoding="utf-8", newline="\n")
+        err = io.StringIO()
         fake_stdin = io.TextIOWrapper(io.BytesIO(stdin))
-        self.code = execute(argv, stdout=out, stderr=err, stdin=fake_stdin)
-        self.out = out.getvalue()
+        self.code = execute(argv, stdout=out, stderr=err, stdin=fake_stdin, prog="micro")
+        out.flush()
+        self.out_bytes = raw_out.getvalue()
+        self.out = self.out_bytes.decode("utf-8", errors="replace")
         self.err = err.getvalue()
 
     def json(self) -> Any:
@@ -57,6 +63,15 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _no_nats_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No nats CLI context or ``NATS_*`` variable of the machine leaks into a test."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    for name in list(os.environ):
+        if name.startswith("NATS_"):
+            monkeypatch.delenv(name)
 
 
 def _memory_url(name: str) -> str:
@@ -145,8 +160,9 @@ def test_demo_runs_in_process_and_shows_the_error_reply() -> None:
     assert run.code == 0, run.err
     assert "service error 400 from greeter.hello: a name is required" in run.out
     assert "Hello, world!" in run.out
+    assert "Total of 2 instances: 3 requests, 1 errors" in run.out  # the stats footer
     for command in ("ls", "ping greeter", "stats greeter"):
-        assert f"$ python -m micro {command}" in run.out
+        assert f"$ micro {command}" in run.out
     assert run.err == ""
 
 
@@ -209,10 +225,35 @@ async def test_commands_render_tables(demo_world: tuple[Client, list[Service]]) 
     out.seek(0)
     out.truncate()
     assert await run_request(client, inv, "greeter.hello", b"you", None) == 0
-    assert out.getvalue() == "Hello, you!\n"
+    assert out.getvalue() == "Hello, you!"  # the payload as is
     with pytest.raises(CommandError, match="service error 400") as caught:
         await run_request(client, inv, "greeter.hello", b"", None)
     assert caught.value.code == 1
+
+
+@pytest.mark.anyio
+async def test_ls_of_one_service_and_info_with_stats(
+    demo_world: tuple[Client, list[Service]],
+) -> None:
+    client, services = demo_world
+    out = io.StringIO()
+    inv = Invocation(out=out, json=True)
+    assert await run_ls(client, inv, "greeter") == 0
+    assert sorted(d["id"] for d in json.loads(out.getvalue())) == sorted(s.id for s in services)
+    out.seek(0)
+    out.truncate()
+    assert await run_info_and_stats(client, inv, "greeter", services[1].id) == 0
+    [document] = json.loads(out.getvalue())
+    assert document["info"]["id"] == document["stats"]["id"] == services[1].id
+    inv.json = False
+    out.seek(0)
+    out.truncate()
+    assert await run_info_and_stats(client, inv, "greeter", None) == 0
+    text = out.getvalue()
+    assert text.count("Service: greeter 1.0.0") == 2
+    assert text.count("ENDPOINT  SUBJECT        REQUESTS") == 2
+    with pytest.raises(CommandError, match="no service 'ghost' found"):
+        await run_info_and_stats(client, inv, "ghost", None)
 
 
 @pytest.mark.anyio
@@ -237,7 +278,7 @@ async def test_commands_print_json(demo_world: tuple[Client, list[Service]]) -> 
     assert all(p["rtt_ms"] >= 0 for p in pings)
     assert len(pings) == 2
     reply = await documents(run_request, "greeter.echo", b"x", {"h": "1"})
-    assert (reply["data"], reply["headers"]) == ("x", {"h": "1"})
+    assert (reply["data"], reply["data_base64"], reply["headers"]) == ("x", "eA==", {"h": "1"})
     out.seek(0)
     out.truncate()
     with pytest.raises(CommandError):
@@ -306,9 +347,9 @@ class TestOnARealServer:
         assert ping.code == 0
         assert foreign_and_ours["theirs"] in ping.out
         reply = await _in_thread(["request", "work", "-s", url])
-        assert (reply.code, reply.out) == (0, "ok\n")
+        assert (reply.code, reply.out) == (0, "ok")
         piped = await _in_thread(["request", "greeter.echo", "-", "-s", url], b"from stdin")
-        assert (piped.code, piped.out) == (0, "from stdin\n")
+        assert (piped.code, piped.out) == (0, "from stdin")
         failed = await _in_thread(["request", "greeter.hello", "", "-s", url])
         assert failed.code == 1
         assert failed.err == (
@@ -354,6 +395,7 @@ def test_python_m_micro_demo_exits_0_and_prints_the_error_reply() -> None:
     result = _python_m_micro("demo")
     assert result.returncode == 0, result.stderr
     assert "service error 400 from greeter.hello: a name is required" in result.stdout
+    assert "$ python -m micro ls" in result.stdout  # the name it was invoked by
     assert result.stderr == ""
 
 
@@ -361,5 +403,5 @@ def test_python_m_micro_against_no_server_exits_1_without_traceback() -> None:
     url = f"nats://127.0.0.1:{_closed_port()}"
     result = _python_m_micro("ls", env={"NATS_URL": url})
     assert result.returncode == 1
-    assert result.stderr.startswith(f"micro: error: cannot connect to {url}")
+    assert result.stderr.startswith(f"python -m micro: error: cannot connect to {url}")
     assert result.stderr.count("\n") == 1, result.stderr

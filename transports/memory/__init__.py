@@ -60,6 +60,7 @@ from transports.memory.faults import FaultRule
 from transports.memory.recording import RecordedMessage, Recording, Traffic
 from transports.memory.subscription import MemorySubscription
 from transports.memory.unmodelled import NotModelledError
+from transports.urls import redact_url
 
 __all__ = [
     "FaultRule",
@@ -94,9 +95,12 @@ async def connect_url(url: str, **options: Any) -> MemoryTransport:
     """Connect to the broker a ``memory://`` URL names.
 
     ``memory://`` -> the default broker, ``memory://name`` -> the broker ``name``.
-    ``options`` go to :meth:`MemoryBroker.connect` (e.g. ``name=`` for the connection).
+    ``options`` go to :meth:`MemoryBroker.connect` (e.g. ``name=`` for the connection),
+    except ``retry_on_failed_connect`` (the NATS transport's option), accepted and ignored:
+    connecting to an in-process broker does not fail, so the same options serve both.
     Raises ``ValueError`` naming the URL when it is not of that form.
     """
+    options.pop("retry_on_failed_connect", None)
     if not isinstance(url, str):
         raise ValueError(f"invalid memory URL {url!r}: must be a str")
     parts = urlsplit(url)
@@ -108,6 +112,7 @@ async def connect_url(url: str, **options: Any) -> MemoryTransport:
         or any(c in parts.netloc for c in "@:,")
     ):
         raise ValueError(
-            f"invalid memory URL {url!r}: expected 'memory://' or 'memory://<broker name>'"
+            f"invalid memory URL {redact_url(url)!r}: "
+            "expected 'memory://' or 'memory://<broker name>'"
         )
     return await get_broker(parts.netloc).connect(**options)

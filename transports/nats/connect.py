@@ -1,10 +1,13 @@
 """Connecting ``NatsTransport``: its options, its server list, and when a first connect fails.
 
-nats-py alone retries a first connect forever (with ``allow_reconnect``) and treats rejected
-credentials or a failed TLS handshake like any dropped connection.  :class:`ConnectAttempt`
-decides when to stop it (our ``error_cb`` raises :class:`ConnectAborted`), and
-:func:`connect_client` turns the failure into one :class:`ConnectFailedError` naming the
-servers and the reason.
+nats-py alone retries a first connect as it reconnects (``max_reconnect_attempts`` per
+server, ``reconnect_time_wait`` apart: two minutes with its defaults) and treats rejected
+credentials or a failed TLS handshake like any dropped connection.  Here a first connect
+tries each server once and fails, unless ``retry_on_failed_connect=True`` (our option, named
+after nats.go's and nats.c's: the first connect then retries with the reconnect options).
+:class:`ConnectAttempt` decides when to stop nats-py (our ``error_cb`` raises
+:class:`ConnectAborted`), and :func:`connect_client` turns the failure into one
+:class:`ConnectFailedError` naming the servers (credentials redacted) and the reason.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from nats.aio.client import Client
 
 from transports.base import AuthorizationError, ConnectFailedError, TransportError
 from transports.nats.errors import map_nats_error
+from transports.urls import redact_url, redact_urls
 
 __all__ = [
     "CALLBACKS",
     "CONNECT_OPTIONS",
+    "RETRY_OPTION",
     "ConnectAborted",
     "ConnectAttempt",
     "connect_client",
@@ -36,6 +41,9 @@ __all__ = [
 CALLBACKS = ("error_cb", "disconnected_cb", "reconnected_cb", "closed_cb")
 """nats-py's callback options: ``NatsTransport`` puts its own first and calls the user's after."""
 CONNECT_OPTIONS = frozenset(inspect.signature(Client.connect).parameters) - {"self", "servers"}
+RETRY_OPTION = "retry_on_failed_connect"
+"""Our connect option (not nats-py's): ``True`` makes a first connect that fails retry as a
+reconnect would; ``False`` (the default) tries each server once."""
 _CLEANUP_LIMIT = 0.5
 """Seconds a failed connect may spend freeing its socket (nats-py's close can hang after a
 failed TLS handshake: the stream's close waiter is never told)."""
@@ -52,7 +60,12 @@ def server_list(servers: str | Sequence[str]) -> list[str]:
     items = servers.split(",") if isinstance(servers, str) else list(servers)
     result = [item.strip() for item in items if isinstance(item, str) and item.strip()]
     if not result or len(result) != len(items):
-        raise ValueError(f"servers must be URLs (a list or comma-separated), got {servers!r}")
+        shown = (
+            redact_url(servers)
+            if isinstance(servers, str)
+            else [redact_url(s) if isinstance(s, str) else s for s in servers]
+        )
+        raise ValueError(f"servers must be URLs (a list or comma-separated), got {shown!r}")
     return result
 
 
@@ -63,7 +76,8 @@ def pop_callbacks(options: dict[str, Any]) -> dict[str, Callable[..., Any] | Non
     unknown = sorted(set(options) - CONNECT_OPTIONS)
     if unknown:
         raise TypeError(
-            f"unknown nats-py connect option(s) {unknown}; known: {sorted(CONNECT_OPTIONS)}"
+            f"unknown nats-py connect option(s) {unknown}; "
+            f"known: {sorted(CONNECT_OPTIONS | {RETRY_OPTION})}"
         )
     callbacks: dict[str, Callable[..., Any] | None] = {}
     for name in CALLBACKS:
@@ -121,12 +135,17 @@ class ConnectAttempt:
         self.abort_reason: TransportError | None = None
 
     @classmethod
-    def for_options(cls, urls: Sequence[str], options: dict[str, Any]) -> ConnectAttempt:
-        """The attempt nats-py's ``options`` ask for: with ``allow_reconnect=False`` or
-        ``max_reconnect_attempts=0`` each of ``urls`` is tried once (nats-py alone would
-        retry forever)."""
+    def for_options(
+        cls, urls: Sequence[str], options: dict[str, Any], *, retry: bool = False
+    ) -> ConnectAttempt:
+        """The attempt ``options`` (nats-py's) and ``retry`` (``retry_on_failed_connect``)
+        ask for: each of ``urls`` is tried once, unless ``retry`` is true and nats-py's
+        options allow reconnecting (``allow_reconnect``, ``max_reconnect_attempts`` not 0):
+        then nats-py's ``max_reconnect_attempts`` and ``reconnect_time_wait`` decide."""
         fail_fast = (
-            not options.get("allow_reconnect", True) or options.get("max_reconnect_attempts") == 0
+            not retry
+            or not options.get("allow_reconnect", True)
+            or options.get("max_reconnect_attempts") == 0
         )
         tls = options.get("tls") is not None or all(u.startswith("tls://") for u in urls)
         return cls(len(urls), len(urls) if fail_fast else None, tls=tls)
@@ -149,10 +168,11 @@ class ConnectAttempt:
 
     def failure(self, fallback: TransportError, urls: Sequence[str]) -> ConnectFailedError:
         """The error to raise: why the attempt failed (the reason it was given up for, else
-        the last error, else ``fallback``), as a :class:`ConnectFailedError` naming ``urls``."""
+        the last error, else ``fallback``), as a :class:`ConnectFailedError` naming ``urls``
+        (redacted: no password or token is shown)."""
         reason = self.abort_reason or (self.errors[-1] if self.errors else fallback)
         error_class = type(reason) if isinstance(reason, ConnectFailedError) else ConnectFailedError
-        return error_class(f"cannot connect to {', '.join(urls)}: {reason}")
+        return error_class(f"cannot connect to {', '.join(redact_urls(urls))}: {reason}")
 
 
 async def connect_client(

@@ -33,6 +33,7 @@ from transports.events import EventListeners
 from transports.nats.barrier import PingBarrier, queue_commands
 from transports.nats.connect import (
     CALLBACKS,
+    RETRY_OPTION,
     ConnectAttempt,
     connect_client,
     pop_callbacks,
@@ -56,6 +57,7 @@ from transports.subjects import (
     validate_queue,
     validate_subject_list,
 )
+from transports.urls import redact_url
 
 CLOSE_UNSUBSCRIBE_WAIT = 2.0
 """Longest ``close()`` waits for the server to acknowledge the connection's unsubscribes."""
@@ -114,25 +116,37 @@ class NatsTransport:
     async def connect(
         cls, servers: str | Sequence[str] = "nats://127.0.0.1:4222", **options: Any
     ) -> NatsTransport:
-        """Connect to NATS; ``options`` are nats-py's ``Client.connect`` options, all of them.
+        """Connect to NATS; ``options`` are nats-py's ``Client.connect`` options, all of them,
+        plus ``retry_on_failed_connect``.
 
         ``servers`` is one URL, a comma-separated string or a list.  User callbacks among
-        the options (``error_cb``, ``closed_cb``, ...) are still called.  With
-        ``allow_reconnect=False`` or ``max_reconnect_attempts=0`` each server is tried once
-        (nats-py alone would retry forever).  Rejected credentials or a failed TLS handshake
-        on every server end the attempt at once (:class:`AuthorizationError`,
-        :class:`ConnectFailedError`), whatever the reconnect options: retrying cannot help.
-        Raises ``TypeError`` for an unknown option or a callback that is not an
-        ``async def``, ``ValueError`` for bad ``servers``, and :class:`TransportError`
-        naming the servers and the reason when connecting fails.
+        the options (``error_cb``, ``closed_cb``, ...) are still called.
+
+        The first connect tries each server once (each attempt bounded by nats-py's
+        ``connect_timeout``, 2 s by default) and then fails with one error: nats-py alone
+        would retry ``max_reconnect_attempts`` times per server, ``reconnect_time_wait``
+        apart.  With ``retry_on_failed_connect=True`` it does retry so (as nats.go's
+        ``RetryOnFailedConnect``; ``max_reconnect_attempts=-1`` retries until cancelled).
+        Once connected, a lost connection is re-established according to nats-py's options
+        (``allow_reconnect`` and the rest) either way.  Rejected credentials or a failed TLS
+        handshake on every server end the attempt at once (:class:`AuthorizationError`,
+        :class:`ConnectFailedError`), whatever the options: retrying cannot help.
+
+        Raises ``TypeError`` for an unknown option, a non-bool ``retry_on_failed_connect``
+        or a callback that is not an ``async def``, ``ValueError`` for bad ``servers``, and
+        :class:`TransportError` naming the servers (credentials redacted) and the reason
+        when connecting fails.
         """
+        retry = options.pop(RETRY_OPTION, False)
+        if not isinstance(retry, bool):
+            raise TypeError(f"{RETRY_OPTION} must be a bool, got {retry!r}")
         user_callbacks = pop_callbacks(options)
         urls = server_list(servers)
         self = cls.__new__(cls)
         self._setup(Client(), user_callbacks)
         options.update(self._handlers())
         options.setdefault("skip_subject_validation", True)  # ours ran first, and is stricter
-        self._attempt = ConnectAttempt.for_options(urls, options)
+        self._attempt = ConnectAttempt.for_options(urls, options, retry=retry)
         try:
             await connect_client(self._nc, urls, options, self._attempt)
         finally:
@@ -164,7 +178,9 @@ class NatsTransport:
 
     def __repr__(self) -> str:
         state = "closed" if self.is_closed else "connected" if self.is_connected else "down"
-        return f"<NatsTransport {state} {self._nc.connected_url!r}>"
+        url = self._nc.connected_url
+        shown = redact_url(url.geturl()) if url is not None else None
+        return f"<NatsTransport {state} {shown!r}>"
 
     def new_inbox(self) -> str:
         """A fresh unique reply subject (``_INBOX.<nuid>`` unless ``inbox_prefix`` is set).
@@ -442,12 +458,13 @@ class NatsTransport:
     def _emit(self, kind: TransportEventKind, error: TransportError | None = None) -> None:
         if self._listeners:
             self._listeners.emit(TransportEvent(kind, error))
-        elif (
-            error is not None
-            and (self._attempt is None or self._attempt.budget is None)
-            and not self._user_callbacks.get("error_cb")
-        ):  # reported nowhere else (a fail-fast connect raises it instead)
+        elif error is None or self._user_callbacks.get("error_cb"):
+            return
+        elif self._attempt is None:  # reported nowhere else
             _logger.error("NATS connection error: %s", error)
+        elif self._attempt.budget is None:  # retry_on_failed_connect: one line per attempt
+            _logger.warning("NATS connect attempt failed (retrying): %s", error)
+        # else: a fail-fast first connect raises the error instead
 
     async def _call_user(self, name: str, *args: object) -> None:
         callback = self._user_callbacks.get(name)
