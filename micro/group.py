@@ -19,7 +19,13 @@ from typing import Protocol
 
 from micro.endpoint import Endpoint
 from micro.errors import ValidationError
-from micro.middleware import Middleware, check_middlewares, compose
+from micro.middleware import (
+    EndpointScope,
+    Middleware,
+    bind_middlewares,
+    check_middlewares,
+    compose,
+)
 from micro.request import Handler
 from micro.validation import (
     validate_endpoint_name,
@@ -132,6 +138,11 @@ class EndpointSite(Protocol):
         ...
 
     @property
+    def identity(self) -> tuple[str, str, str]:
+        """The service's name, version and instance id (for :class:`EndpointScope`)."""
+        ...
+
+    @property
     def clock(self) -> Callable[[], int]:
         """Monotonic nanoseconds, for the endpoints' processing times."""
         ...
@@ -199,6 +210,8 @@ def build_endpoint(
         middlewares=middlewares,
         what=what,
     )
+    service, version, service_id = site.identity
+    scope = EndpointScope(service, version, service_id, name, full_subject, own.queue_group)
     return Endpoint(
         site.transport,
         name=name,
@@ -206,7 +219,7 @@ def build_endpoint(
         queue_group=own.queue_group,
         metadata=copied,
         handler=handler,
-        chain=compose(handler, own.middlewares),
+        chain=compose(handler, bind_middlewares(own.middlewares, scope)),
         pending_msgs_limit=own.pending_msgs_limit,
         pending_bytes_limit=own.pending_bytes_limit,
         max_concurrency=max_concurrency,
