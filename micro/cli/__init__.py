@@ -1,9 +1,9 @@
 """``python -m micro``: discover and call NATS micro-services from a shell.
 
 Commands: ``ls``, ``info [NAME [ID]]``, ``stats [NAME [ID]]``, ``ping [NAME [ID]]``,
-``request SUBJECT [DATA]`` and ``demo``.  Every command takes ``--server URL`` (default
-``$NATS_URL`` or ``nats://127.0.0.1:4222``; ``memory://`` works too), ``--json`` and
-``--timeout SECONDS``.
+``request SUBJECT [DATA]``, ``demo`` and ``exporter`` (:mod:`micro.cli.exporter`).  Every
+command takes ``--server URL`` (default ``$NATS_URL`` or ``nats://127.0.0.1:4222``;
+``memory://`` works too), ``--json`` and ``--timeout SECONDS``.
 
 Exit codes: 0 success; 1 a service error reply, nothing found where something was asked
 for, or a connection failure; 2 a usage error.  Expected failures are one line on stderr
@@ -33,6 +33,7 @@ from micro.cli.commands import (
     run_request,
     run_stats,
 )
+from micro.cli.exporter import add_exporter_parser, run_exporter
 from micro.client import Client
 from micro.errors import ValidationError
 from transports.base import TransportError
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="run a sample service and show discovery and requests (no server needed)",
     )
+    add_exporter_parser(commands, common)
     return parser
 
 
@@ -143,6 +145,8 @@ async def _dispatch(args: argparse.Namespace, inv: Invocation, stdin: Any) -> in
         headers = parse_headers(args.header)
         data = stdin.buffer.read() if args.data == "-" else args.data.encode()
     async with connection(url, inv.timeout) as transport:
+        if args.command == "exporter":
+            return await run_exporter(transport, inv, args)
         client = Client(transport)
         if args.command == "ls":
             return await run_ls(client, inv)
