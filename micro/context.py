@@ -50,6 +50,7 @@ from micro.connect_options import (
     is_raw_nats_client,
     resolve_options,
 )
+from micro.event_loop import backend_options
 from micro.service import Service, add_service
 from transports.base import (
     ConnectionClosedError,
@@ -433,15 +434,19 @@ def run(
     trap_signals: bool | tuple[signal.Signals, ...] = False,
     client: Transport | Any | None = None,
     backend: str = "asyncio",
+    use_uvloop: bool | None = None,
 ) -> None:
     """Run ``Context(client).run_forever(setup, *options, trap_signals=...)`` to completion.
 
     The synchronous entry point of a program: starts an event loop with
     ``anyio.run(..., backend=backend)`` (asyncio by default; ``"trio"`` works with
-    transports that support it, e.g. ``memory://``).
+    transports that support it, e.g. ``memory://``).  ``use_uvloop`` (default: the
+    ``MICRO_UVLOOP`` environment variable) runs asyncio on uvloop, see
+    :mod:`micro.event_loop`.
     """
     context = Context(client=client)
     anyio.run(
         partial(context.run_forever, setup, *options, trap_signals=trap_signals),
         backend=backend,
+        backend_options=backend_options(backend, use_uvloop=use_uvloop),
     )

@@ -10,7 +10,6 @@ then serves until interrupted.  The metrics are those of :mod:`micro.metrics`.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from typing import Any
 
 import anyio
@@ -55,11 +54,15 @@ def add_exporter_parser(commands: Any, common: argparse.ArgumentParser) -> None:
 async def run_exporter(transport: Transport, inv: Invocation, args: argparse.Namespace) -> int:
     """Serve until cancelled (Ctrl-C); ``CommandError`` when the extra is missing or the
     options are bad (exit code 2) or the address cannot be bound (1)."""
-    if importlib.util.find_spec("prometheus_client") is None:
-        raise CommandError(
-            "the exporter needs prometheus-client: pip install 'micro-nats[prometheus]'", code=2
+    try:
+        from micro.metrics import (
+            DEFAULT_FORGET_AFTER,
+            StatsExporter,
+            parse_listen,
+            serve_exporter,
         )
-    from micro.metrics import DEFAULT_FORGET_AFTER, StatsExporter, parse_listen, serve_exporter
+    except ImportError as exc:  # the message names the extra to install
+        raise CommandError(str(exc), code=2) from None
 
     try:
         parse_listen(args.listen)
