@@ -60,7 +60,7 @@ from micro.app.middleware import Middleware as AppMiddleware
 from micro.client import Client
 from micro.errors import ServiceError
 from micro.middleware import EndpointScope, Middleware
-from micro.request import Handler, Request
+from micro.request import Handler, Request, TransportRequest
 from micro.service import Service, add_service
 from transports.base import Msg, Transport
 
@@ -145,6 +145,11 @@ class Tracing:
     @property
     def tracer(self) -> trace.Tracer:
         return self._tracer
+
+    @property
+    def propagator(self) -> TextMapPropagator | None:
+        """The propagator given (``None``: the global one, looked up on each use)."""
+        return self._propagator
 
     @property
     def middleware(self) -> ServiceTracingMiddleware:
@@ -247,15 +252,31 @@ class ServiceTracingMiddleware:
 
 
 def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]) -> Middleware:
+    # the per-request path: everything it can look up once is looked up here
     server, consumer = SpanKind.SERVER, SpanKind.CONSUMER
+    start_span = tracing.tracer.start_span
+    attach, detach = otel_context.attach, otel_context.detach
+    in_context = trace.set_span_in_context
+    propagator = tracing.propagator
 
     async def traced(request: Request, next: Handler) -> None:
-        headers = request.headers()
-        parent = tracing.extract(headers) if headers else None
-        own = dict(attributes)
-        own[DESTINATION_NAME] = request.subject()
-        own[BODY_SIZE] = len(request.data())
-        span, token = tracing.start(name, server if request.reply() else consumer, own, parent)
+        if isinstance(request, TransportRequest):  # read the message as is: no copies
+            msg = request.msg
+            headers: Mapping[str, str] | None = msg.headers
+            subject, size, reply = msg.subject, len(msg.data), msg.reply
+        else:
+            headers = request.headers()
+            subject, size, reply = request.subject(), len(request.data()), request.reply()
+        parent = (
+            (propagator or propagate.get_global_textmap()).extract(headers) if headers else None
+        )
+        span = start_span(
+            name,
+            parent,
+            server if reply else consumer,
+            {**attributes, DESTINATION_NAME: subject, BODY_SIZE: size},
+        )
+        token = attach(in_context(span, parent))
         try:
             await next(request)
         except ServiceError as exc:
@@ -270,7 +291,8 @@ def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]
             if problem is not None:
                 _error_reply(span, problem if isinstance(problem, str) else str(problem))
         finally:
-            tracing.finish(span, token)
+            detach(token)
+            span.end()
 
     return traced
 
