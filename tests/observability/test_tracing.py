@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 import pytest
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -245,3 +247,40 @@ async def test_app_listeners_publish_and_request_continue_the_trace(
         SpanKind.PRODUCER,
         SpanKind.CONSUMER,
     ]
+
+
+@pytest.mark.micro_both_transports
+async def test_tracestate_and_baggage_travel_to_the_handler(
+    micro_connect: Connect, tracing: Tracing, exporter: InMemorySpanExporter
+) -> None:
+    seen: list[tuple[object, str]] = []
+
+    async def handler(request: Request) -> None:
+        state = trace.get_current_span().get_span_context().trace_state
+        seen.append((baggage.get_baggage("tenant"), state.to_header()))
+        await request.respond(b"ok")
+
+    service = tracing.add_service(await micro_connect(), "bag", "1.0.0")
+    client = tracing.client(await micro_connect())
+    caller = trace.NonRecordingSpan(
+        trace.SpanContext(
+            trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+            span_id=0xB7AD6B7169203331,
+            is_remote=True,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+            trace_state=trace.TraceState([("vendor", "v1")]),
+        )
+    )
+    context = baggage.set_baggage("tenant", "acme", trace.set_span_in_context(caller))
+    async with service:
+        await service.add_endpoint("bag", handler)
+        token = otel_context.attach(context)
+        try:
+            await client.request("bag", b"", timeout=WAIT)
+        finally:
+            otel_context.detach(token)
+    assert seen == [("acme", "vendor=v1")]
+    spans = _by_name(exporter.get_finished_spans())
+    assert spans["request bag"].context is not None
+    assert spans["request bag"].context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert _parent_of(spans["request bag"]) == 0xB7AD6B7169203331
