@@ -15,7 +15,8 @@ interleaved rounds and compares them within the run.
 * ``tracing``: requests over NATS to an echo service in its own child process (one per
   case), from a client in this process, both ends uninstrumented, instrumented with a no-op
   tracer provider, or with the SDK's ``TracerProvider`` + ``BatchSpanProcessor`` (an
-  exporter that drops the batches: the SDK's work without the I/O); sequential and 50 in
+  exporter that drops the batches: the SDK's work without the I/O), and with the SDK
+  sampling 10 % of traces (``ParentBased(TraceIdRatioBased(0.1))``); sequential and 50 in
   flight.  Rates in requests/s; ratios to uninstrumented.
 * ``uvloop``: the request round trip through a service on the memory transport and over
   NATS, each on a fresh asyncio loop and on a fresh uvloop loop, alternating.
@@ -40,6 +41,7 @@ import anyio
 import nats
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NoOpTracerProvider
 
 from bench._harness import Result, run_interleaved, table
@@ -187,7 +189,9 @@ def _tracing_for(mode: str) -> tuple[Tracing | None, TracerProvider | None]:
         return None, None
     if mode == "noop":
         return Tracing(tracer_provider=NoOpTracerProvider()), None
-    sdk = TracerProvider()
+    # "sdk": every trace recorded; "sdk10": 10 % of new traces (callers' decisions followed)
+    sampler = ParentBased(TraceIdRatioBased(0.1)) if mode == "sdk10" else None
+    sdk = TracerProvider(sampler=sampler)
     sdk.add_span_processor(BatchSpanProcessor(_DropExporter()))
     return Tracing(tracer_provider=sdk), sdk
 
@@ -216,6 +220,7 @@ MODES = {
     "none": "uninstrumented",
     "noop": "no-op tracer provider",
     "sdk": "SDK + BatchSpanProcessor",
+    "sdk10": "SDK, 10 % of traces sampled",
 }
 
 
@@ -292,7 +297,7 @@ async def tracing_section(url: str, rounds: int) -> None:
     print()
     for mode in ("sequential", "50 in flight"):
         base = results[f"uninstrumented, {mode}"]
-        for name in ("no-op tracer provider", "SDK + BatchSpanProcessor"):
+        for name in list(MODES.values())[1:]:
             traced = results[f"{name}, {mode}"]
             print(
                 f"- {name} / uninstrumented, {mode}: {traced.median / base.median:.3f} "
