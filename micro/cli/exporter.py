@@ -4,7 +4,10 @@ Needs the ``prometheus`` extra.  Takes the connection options of every command (
 and friends) and ``--timeout`` (how long one scrape waits for STATS replies), plus
 ``--listen HOST:PORT`` (default ``127.0.0.1:9464``), ``--api-prefix PREFIX`` (repeatable;
 default ``$SRV``) and ``--forget-after SECONDS``.  It prints the scrape URL on one line,
-then serves until interrupted.  The metrics are those of :mod:`micro.metrics`.
+then serves until interrupted -- or until its connection closes (the server went away: the
+commands' connections do not reconnect), which ends it with exit code 1 and a message, so a
+supervisor can restart it rather than it answering every scrape with an error.  The metrics
+are those of :mod:`micro.metrics`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import anyio
 
 from micro.cli.commands import CommandError, Invocation
-from transports.base import Transport
+from transports.base import Transport, TransportEvent, TransportEventKind
 
 __all__ = ["DEFAULT_LISTEN", "add_exporter_parser", "run_exporter"]
 
@@ -53,7 +56,8 @@ def add_exporter_parser(commands: Any, common: argparse.ArgumentParser) -> None:
 
 async def run_exporter(transport: Transport, inv: Invocation, args: argparse.Namespace) -> int:
     """Serve until cancelled (Ctrl-C); ``CommandError`` when the extra is missing or the
-    options are bad (exit code 2) or the address cannot be bound (1)."""
+    options are bad (exit code 2), when the address cannot be bound or the connection
+    closes (1)."""
     try:
         from micro.metrics import (
             DEFAULT_FORGET_AFTER,
@@ -74,11 +78,20 @@ async def run_exporter(transport: Transport, inv: Invocation, args: argparse.Nam
         )
     except (TypeError, ValueError) as exc:
         raise CommandError(str(exc), code=2) from None
+    closed = anyio.Event()
+
+    def on_event(event: TransportEvent) -> None:
+        if event.kind is TransportEventKind.CLOSED:
+            closed.set()
+
+    remove_listener = transport.add_event_listener(on_event)
     try:
         async with serve_exporter(exporter, args.listen) as server:
             inv.print(f"serving {server.url} (api prefixes: {', '.join(exporter.api_prefixes)})")
             inv.out.flush()
-            await anyio.sleep_forever()
+            await closed.wait()
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.listen}: {exc}") from None
-    return 0  # pragma: no cover - sleep_forever only ends by cancellation
+    finally:
+        remove_listener()
+    raise CommandError("the connection to the server closed: the exporter stops")

@@ -288,6 +288,43 @@ class TestTheCommand:
         assert code == 130
 
 
+def test_micro_exporter_stops_when_its_server_goes_away() -> None:
+    from testing.nats_server import NatsServer
+
+    with NatsServer() as server:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "micro",
+                "exporter",
+                "--server",
+                server.url,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().startswith("serving http://")
+        except BaseException:
+            process.kill()
+            process.communicate(timeout=WAIT)
+            raise
+    try:
+        _, err = process.communicate(timeout=WAIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=WAIT)
+    assert process.returncode == 1
+    assert "micro: error: the connection to the server closed: the exporter stops" in err
+
+
 def test_micro_exporter_refuses_a_bad_listen_address() -> None:
     from micro.cli import execute
 
