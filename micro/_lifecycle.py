@@ -94,7 +94,8 @@ class Lifecycle:
 
     ``owner`` (the service) is what the ``done_handler`` and ``error_handler`` receive and
     what messages name; ``name`` is the service name for logs, ``label`` names the task
-    host.  ``clock`` and ``expose_exception_text`` are the settings the service's endpoints
+    host, ``identity`` is the service's (name, version, instance id) for endpoint-bound
+    middlewares.  ``clock`` and ``expose_exception_text`` are the settings the service's endpoints
     are built with (see :class:`~micro.group.EndpointSite`).
     """
 
@@ -117,6 +118,7 @@ class Lifecycle:
         "endpoints",
         "error",
         "expose_exception_text",
+        "identity",
         "state",
         "transport",
     )
@@ -132,8 +134,10 @@ class Lifecycle:
         expose_exception_text: bool,
         error_handler: Callable[..., object] | None,
         done_handler: Callable[..., object] | None,
+        identity: tuple[str, str, str] = ("", "", ""),
     ) -> None:
         self._owner = owner
+        self.identity = identity
         self.transport = transport
         self._name = name
         self.clock = clock

@@ -57,6 +57,7 @@ from micro.connect_options import (
     is_raw_nats_client,
     resolve_options,
 )
+from micro.event_loop import backend_options
 from micro.service import Service, add_service
 from transports.base import (
     ConnectionClosedError,
@@ -456,6 +457,7 @@ def run(
     client: Transport | Any | None = None,
     backend: str = "asyncio",
     retry_on_failed_connect: bool = False,
+    use_uvloop: bool | None = None,
 ) -> None:
     """Run ``Context(client).run_forever(setup, *options, trap_signals=...,
     retry_on_failed_connect=...)`` to completion.
@@ -464,7 +466,9 @@ def run(
     ``anyio.run(..., backend=backend)`` (asyncio by default; ``"trio"`` works with
     transports that support it, e.g. ``memory://``).  A server that cannot be reached
     makes it raise within seconds (``ConnectFailedError``), unless
-    ``retry_on_failed_connect=True`` (see :meth:`Context.connect`).
+    ``retry_on_failed_connect=True`` (see :meth:`Context.connect`).  ``use_uvloop``
+    (default: the ``MICRO_UVLOOP`` environment variable) runs asyncio on uvloop, see
+    :mod:`micro.event_loop`.
     """
     context = Context(client=client)
     anyio.run(
@@ -476,4 +480,5 @@ def run(
             retry_on_failed_connect=retry_on_failed_connect,
         ),
         backend=backend,
+        backend_options=backend_options(backend, use_uvloop=use_uvloop),
     )

@@ -19,7 +19,13 @@ from typing import Protocol
 
 from micro.endpoint import Endpoint
 from micro.errors import ValidationError
-from micro.middleware import Middleware, check_middlewares, compose
+from micro.middleware import (
+    EndpointScope,
+    Middleware,
+    bind_middlewares,
+    check_middlewares,
+    compose,
+)
 from micro.request import Handler, as_async_handler
 from micro.validation import (
     validate_endpoint_name,
@@ -134,6 +140,10 @@ class EndpointSite(Protocol):
     @property
     def service_name(self) -> str:
         """The service's name (endpoints name it in their log records)."""
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """The service's name, version and instance id (for :class:`EndpointScope`)."""
         ...
 
     @property
@@ -207,6 +217,8 @@ def build_endpoint(
         middlewares=middlewares,
         what=what,
     )
+    service, version, service_id = site.identity
+    scope = EndpointScope(service, version, service_id, name, full_subject, own.queue_group)
     return Endpoint(
         site.transport,
         name=name,
@@ -214,7 +226,7 @@ def build_endpoint(
         queue_group=own.queue_group,
         metadata=copied,
         handler=handler,
-        chain=compose(as_async_handler(handler), own.middlewares),
+        chain=compose(as_async_handler(handler), bind_middlewares(own.middlewares, scope)),
         pending_msgs_limit=own.pending_msgs_limit,
         pending_bytes_limit=own.pending_bytes_limit,
         max_concurrency=max_concurrency,

@@ -13,18 +13,60 @@ Composition order, fixed once when the endpoint is added (never per message):
 4. the handler.
 
 Within one level, list order: the first middleware is the outermost.
+
+A middleware that needs to know which endpoint it wraps (to label traces or metrics, say)
+also offers ``bind_endpoint(scope: EndpointScope) -> Middleware``: when an endpoint is
+added, such a middleware is replaced in that endpoint's chain by what ``bind_endpoint``
+returns (once per endpoint, never per message).  ``micro.tracing`` uses this.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from micro.request import Handler, Request
 
-__all__ = ["Middleware", "check_middlewares", "compose"]
+__all__ = ["EndpointScope", "Middleware", "bind_middlewares", "check_middlewares", "compose"]
 
 Middleware = Callable[[Request, Handler], Awaitable[None]]
 """``async def middleware(request, next) -> None``: wraps the rest of the chain."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointScope:
+    """The endpoint a middleware is bound to (see ``bind_endpoint`` above).
+
+    ``service``, ``version`` and ``service_id`` identify the service instance;
+    ``endpoint`` is the endpoint name, ``subject`` its subscribed subject (group prefixes
+    applied, wildcards kept) and ``queue_group`` its queue group (``None``: disabled).
+    """
+
+    service: str
+    version: str
+    service_id: str
+    endpoint: str
+    subject: str
+    queue_group: str | None
+
+
+def bind_middlewares(
+    middlewares: Iterable[Middleware], scope: EndpointScope
+) -> tuple[Middleware, ...]:
+    """``middlewares`` with each one offering ``bind_endpoint`` replaced by
+    ``middleware.bind_endpoint(scope)``; ``TypeError`` if that returns a non-callable."""
+    bound: list[Middleware] = []
+    for middleware in middlewares:
+        bind = getattr(middleware, "bind_endpoint", None)
+        if bind is not None:
+            middleware = bind(scope)
+            if not callable(middleware):
+                raise TypeError(
+                    f"bind_endpoint() of a middleware of endpoint {scope.endpoint!r} must "
+                    f"return a callable (async def mw(request, next)), got {middleware!r}"
+                )
+        bound.append(middleware)
+    return tuple(bound)
 
 
 def check_middlewares(

@@ -214,6 +214,7 @@ class Service(Level):
             expose_exception_text=expose_exception_text,
             error_handler=error_handler,
             done_handler=done_handler,
+            identity=(name, version, instance_id),
         )
         self._monitoring = Monitoring(
             self, transport, stats_handler=stats_handler, report_error=self._life.report_error

@@ -28,7 +28,8 @@ and trio when installed) and on a real nats-server (asyncio only: nats-py is asy
 The test must use ``micro_transport`` and/or ``micro_connect`` (and may read ``micro_leg``);
 broker-only features (``micro_broker``) fail on the NATS leg.  The NATS leg carries the
 marker ``micro_nats`` (deselect it with ``-m "not micro_nats"``).  ``trio=False`` in the
-marker drops the trio leg.
+marker drops the trio leg.  With ``--micro-uvloop`` (or ``MICRO_UVLOOP=1``) the asyncio legs
+run on uvloop (the ``fast`` extra; see ``micro.event_loop``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,25 @@ BOTH_TRANSPORTS = "micro_both_transports"
 ConnectFactory = Callable[..., Awaitable["Transport"]]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--micro-uvloop",
+        action="store_true",
+        default=False,
+        help=f"run the asyncio legs of @pytest.mark.{BOTH_TRANSPORTS} on uvloop "
+        "(also: MICRO_UVLOOP=1; needs micro-nats[fast])",
+    )
+
+
+def _asyncio_backend(config: pytest.Config) -> Any:
+    """``"asyncio"``, or ``("asyncio", {"use_uvloop": True})`` when uvloop is asked for."""
+    from micro.event_loop import backend_options  # only for marked tests: the plugin stays cheap
+
+    asked = True if config.getoption("micro_uvloop", False) else None
+    options = backend_options("asyncio", use_uvloop=asked)
+    return ("asyncio", options) if options else "asyncio"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for line in (
         f"{BOTH_TRANSPORTS}(trio=True): run the test on the memory broker (asyncio and trio) "
@@ -89,13 +109,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             f"{metafunc.definition.nodeid}: @pytest.mark.{BOTH_TRANSPORTS} needs the test to "
             "use the fixture micro_transport or micro_connect"
         )
-    legs = [pytest.param(MEMORY, "asyncio", id="memory-asyncio")]
+    asyncio_backend = _asyncio_backend(metafunc.config)
+    legs = [pytest.param(MEMORY, asyncio_backend, id="memory-asyncio")]
     if marker.kwargs.get("trio", True) and importlib.util.find_spec("trio") is not None:
         legs.append(pytest.param(MEMORY, "trio", id="memory-trio"))
     nats_marks = [pytest.mark.micro_nats]
     if _marker_registered(metafunc.config, "nats"):  # this project's own "never skip" marker
         nats_marks.append(pytest.mark.nats)
-    legs.append(pytest.param(NATS, "asyncio", id="nats", marks=nats_marks))
+    legs.append(pytest.param(NATS, asyncio_backend, id="nats", marks=nats_marks))
     metafunc.parametrize(("micro_leg", "anyio_backend"), legs)
 
 

@@ -32,6 +32,7 @@ import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from micro.app.errors import AppError, AppNotRunningError, SyncCallInLoopError
+from micro.event_loop import backend_options as resolve_backend_options
 
 __all__ = ["Home"]
 
@@ -89,7 +90,8 @@ class Home:
         with self._lock:
             if self._kind is not None:
                 return False
-            cm = start_blocking_portal(backend, backend_options, name=f"micro-app-{self._label}")
+            options = resolve_backend_options(backend, backend_options)  # uvloop when asked
+            cm = start_blocking_portal(backend, options, name=f"micro-app-{self._label}")
             portal = cm.__enter__()
             self._thread_cm = cm
             self._portal = portal

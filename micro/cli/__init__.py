@@ -3,7 +3,8 @@ as ``nats micro`` does.
 
 Commands: ``ls [NAME]`` (alias ``list``), ``info [NAME [ID]]``, ``stats [NAME [ID]]``
 (either with ``--stats``/``--info`` shows both together, as ``nats micro info`` does),
-``ping [NAME [ID]]``, ``request SUBJECT [DATA]`` and ``demo``.  Every command takes the
+``ping [NAME [ID]]``, ``request SUBJECT [DATA]``, ``demo`` and ``exporter``
+(:mod:`micro.cli.exporter`).  Every command takes the
 connection flags of :mod:`micro.cli.connection` (natscli's: ``-s``, ``--user``,
 ``--password``, ``--creds``, ``--nkey``, ``--tls*``, ``--context``, ``--timeout``, and their
 ``NATS_*`` variables), ``--json`` and ``-v``, before or after the command name.
@@ -43,6 +44,7 @@ from micro.cli.connection import (
     open_connection,
 )
 from micro.cli.errors import CommandError
+from micro.cli.exporter import add_exporter_parser, run_exporter
 from micro.client import Client
 from micro.errors import ValidationError
 from transports.base import TransportError
@@ -188,6 +190,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="request header (repeatable)",
     )
     command("demo", "run a sample service and show discovery and requests (no server needed)")
+    add_exporter_parser(commands, parents)
     return parser
 
 
@@ -205,6 +208,8 @@ async def _dispatch(args: argparse.Namespace, inv: Invocation, stdin: Any, prog:
         headers = parse_headers(args.header)
         data = stdin.buffer.read() if args.data == "-" else args.data.encode()
     async with open_connection(target) as transport:
+        if args.command == "exporter":
+            return await run_exporter(transport, inv, args)
         client = Client(transport)
         if args.command in ("ls", "list"):
             return await run_ls(client, inv, args.name)

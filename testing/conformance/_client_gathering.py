@@ -21,11 +21,12 @@ import pytest
 
 from micro.client import Client
 from micro.discovery import request_many_iter
-from ._service_support import STALL, ServiceEnv, ServiceSuiteBase
-from ._suite_base import WAIT
 from transports._protocols import implements
 from transports.base import Msg, Subscription, Transport
 from transports.extensions import ReplyGatherer
+
+from ._service_support import STALL, ServiceEnv, ServiceSuiteBase
+from ._suite_base import WAIT
 
 __all__ = ["GatheringCases"]
 

@@ -21,6 +21,8 @@ import pytest
 
 from micro.errors import ValidationError
 from micro.request import UNANSWERED_ERROR, AlreadyRespondedError, Request
+from transports.base import RequestTimeoutError
+
 from ._service_support import (
     ServiceEnv,
     ServiceSuiteBase,
@@ -28,7 +30,6 @@ from ._service_support import (
     endpoint_entries,
 )
 from ._suite_base import QUIET, WAIT, assert_no_responders
-from transports.base import RequestTimeoutError
 
 __all__ = ["HandlerMistakeCases"]
 

@@ -1,0 +1,396 @@
+"""Observability benchmark (issue 15): exporter scrape, tracing overhead, uvloop; one run.
+
+Run: ``python bench/observability_bench.py [--rounds 5] [--sections exporter,tracing,uvloop]``
+(needs ``pip install -e '.[dev]'``: the SDK, prometheus-client and uvloop are dev deps).
+Prints markdown tables; copy them into ``bench/RESULTS.md``.  Every section runs its cases in
+interleaved rounds and compares them within the run.
+
+* ``exporter``: 10 services x 3 instances (ours, in a child process, each instance on its own
+  connection) on a loopback nats-server.  A full scrape of the exporter over HTTP (``GET
+  /metrics``: gather every ``$SRV.STATS`` reply, build and render the metrics) against a raw
+  nats-py gather of ``$SRV.STATS`` (subscribe an inbox, publish, read replies) that ends on
+  the same rule -- the first silence of ``window`` seconds, as neither knows how many
+  instances exist -- and against a raw gather that knows the count (stops at the 30th reply).
+  Windows: 0.3 s (the default) and 0.05 s (makes the exporter's own work visible).
+* ``tracing``: requests over NATS to an echo service in its own child process (one per
+  case), from a client in this process, both ends uninstrumented, instrumented with a no-op
+  tracer provider, or with the SDK's ``TracerProvider`` + ``BatchSpanProcessor`` (an
+  exporter that drops the batches: the SDK's work without the I/O), and with the SDK
+  sampling 10 % of traces (``ParentBased(TraceIdRatioBased(0.1))``); sequential and 50 in
+  flight.  Rates in requests/s; ratios to uninstrumented.
+* ``uvloop``: the request round trip through a service on the memory transport and over
+  NATS, each on a fresh asyncio loop and on a fresh uvloop loop, alternating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import anyio
+import nats
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import NoOpTracerProvider
+
+from bench._harness import Result, run_interleaved, table
+from micro import Client, Request, add_service
+from micro.metrics import StatsExporter, serve_exporter
+from micro.tracing import Tracing
+from testing.nats_server import NatsServer
+from transports.memory import MemoryBroker
+from transports.nats import NatsTransport
+
+SERVICES = 10
+INSTANCES = 3
+
+
+# --------------------------------------------------------------------------- exporter
+
+
+async def _serve_instances(url: str) -> None:
+    """Child process: 10 services x 3 instances until stdin closes."""
+
+    async def ok(request: Request) -> None:
+        await request.respond(b"ok")
+
+    services = []
+    for index in range(SERVICES):
+        for _ in range(INSTANCES):
+            service = add_service(await NatsTransport.connect(url), f"svc{index}", "1.0.0")
+            await service.start()
+            for endpoint in ("a", "b"):
+                await service.add_endpoint(endpoint, ok, subject=f"svc{index}.{endpoint}")
+            services.append(service)
+    print("ready", flush=True)
+    await anyio.to_thread.run_sync(sys.stdin.read)
+    for service in services:
+        await service.stop()
+        await service.transport.close()
+
+
+async def exporter_section(url: str, rounds: int) -> None:
+    child = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
+        [sys.executable, __file__, "--serve-instances", url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    if child.stdout.readline().strip() != "ready":
+        raise RuntimeError("the services process did not start")
+    expected = SERVICES * INSTANCES
+    raw = await nats.connect(url)
+    transport = await NatsTransport.connect(url)
+    servers = AsyncExitStack()
+    try:
+        cases: dict[str, Callable[[], Awaitable[float]]] = {}
+        for window in (0.3, 0.05):
+            exporter = StatsExporter(transport, max_wait=5, max_interval=window)
+            server = await servers.enter_async_context(serve_exporter(exporter, "127.0.0.1:0"))
+
+            def scrape_case(
+                server_url: str = server.url,
+            ) -> Callable[[], Awaitable[float]]:
+                async def case() -> float:
+                    def get() -> bytes:
+                        with urllib.request.urlopen(server_url, timeout=10) as response:
+                            return bytes(response.read())
+
+                    start = time.perf_counter()
+                    body = await anyio.to_thread.run_sync(get)
+                    elapsed = (time.perf_counter() - start) * 1e3
+                    found = body.count(b"nats_service_up{")
+                    if found != expected:
+                        raise AssertionError(f"scrape saw {found} instances, not {expected}")
+                    return elapsed
+
+                return case
+
+            def raw_case(
+                window: float = window, known: bool = False
+            ) -> Callable[[], Awaitable[float]]:
+                async def case() -> float:
+                    start = time.perf_counter()
+                    inbox = raw.new_inbox()
+                    sub = await raw.subscribe(inbox)
+                    await raw.publish("$SRV.STATS", b"", reply=inbox)
+                    replies = []
+                    while True:
+                        if known and len(replies) == expected:
+                            break
+                        try:
+                            replies.append(await sub.next_msg(timeout=window if not known else 5))
+                        except nats.errors.TimeoutError:
+                            break
+                    await sub.unsubscribe()
+                    elapsed = (time.perf_counter() - start) * 1e3
+                    if len(replies) != expected:
+                        raise AssertionError(f"raw gather got {len(replies)}, not {expected}")
+                    return elapsed
+
+                return case
+
+            cases[f"exporter scrape over HTTP, {window} s window"] = scrape_case()
+            cases[f"raw nats-py $SRV.STATS gather, {window} s window"] = raw_case()
+        cases["raw nats-py $SRV.STATS gather, stops at the 30th reply"] = raw_case(known=True)
+        results = await run_interleaved(cases, rounds=rounds)
+    finally:
+        await servers.aclose()
+        await raw.close()
+        await transport.close()
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+    print(f"## Exporter scrape, {SERVICES} services x {INSTANCES} instances (ms per scrape)\n")
+    print(table(results, "ms/scrape"))
+    print()
+    for window in (0.3, 0.05):
+        scrape = results[f"exporter scrape over HTTP, {window} s window"]
+        gather = results[f"raw nats-py $SRV.STATS gather, {window} s window"]
+        print(
+            f"- scrape / raw gather, {window} s window: {scrape.median / gather.median:.3f} "
+            f"(medians), {_paired(scrape, gather):.3f} (median of per-round ratios)"
+        )
+    print()
+
+
+def _paired(slow: Result, fast: Result) -> float:
+    return statistics.median(s / f for s, f in zip(slow.samples, fast.samples, strict=True))
+
+
+# --------------------------------------------------------------------------- tracing
+
+
+class _DropExporter(SpanExporter):
+    """The SDK's export path without the I/O: batches are accepted and dropped."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+def _tracing_for(mode: str) -> tuple[Tracing | None, TracerProvider | None]:
+    if mode == "none":
+        return None, None
+    if mode == "noop":
+        return Tracing(tracer_provider=NoOpTracerProvider()), None
+    # "sdk": every trace recorded; "sdk10": 10 % of new traces (callers' decisions followed)
+    sampler = ParentBased(TraceIdRatioBased(0.1)) if mode == "sdk10" else None
+    sdk = TracerProvider(sampler=sampler)
+    sdk.add_span_processor(BatchSpanProcessor(_DropExporter()))
+    return Tracing(tracer_provider=sdk), sdk
+
+
+async def _serve_echo(url: str, mode: str) -> None:
+    """Child process: one echo service instrumented as ``mode`` until stdin closes."""
+    tracing, sdk = _tracing_for(mode)
+
+    async def echo(request: Request) -> None:
+        await request.respond(request.data())
+
+    transport = await NatsTransport.connect(url)
+    middlewares = [tracing.middleware] if tracing else []
+    service = add_service(transport, "echo", "1.0.0", middlewares=middlewares)
+    await service.start()
+    await service.add_endpoint("echo", echo, subject=f"echo.{mode}", max_concurrency=64)
+    print("ready", flush=True)
+    await anyio.to_thread.run_sync(sys.stdin.read)
+    await service.stop()
+    await transport.close()
+    if sdk is not None:
+        sdk.shutdown()
+
+
+MODES = {
+    "none": "uninstrumented",
+    "noop": "no-op tracer provider",
+    "sdk": "SDK + BatchSpanProcessor",
+    "sdk10": "SDK, 10 % of traces sampled",
+}
+
+
+async def tracing_section(url: str, rounds: int) -> None:
+    children = {}
+    for mode in MODES:
+        child = subprocess.Popen(  # noqa: ASYNC220 - once, before anything is measured
+            [sys.executable, __file__, "--serve-echo", url, mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the {mode} echo service did not start")
+        children[mode] = child
+    clients: dict[str, Client] = {}
+    providers = []
+    for mode in MODES:
+        tracing, sdk = _tracing_for(mode)
+        caller = await NatsTransport.connect(url)
+        clients[mode] = tracing.client(caller) if tracing else Client(caller)
+        if sdk is not None:
+            providers.append(sdk)
+
+    def sequential(mode: str, count: int = 1000) -> Callable[[], Awaitable[float]]:
+        client, subject = clients[mode], f"echo.{mode}"
+
+        async def case() -> float:
+            start = time.perf_counter()
+            for _ in range(count):
+                await client.request(subject, b"x" * 64, timeout=5)
+            return count / (time.perf_counter() - start)
+
+        return case
+
+    def in_flight(mode: str, count: int = 3000, width: int = 50) -> Callable[[], Awaitable[float]]:
+        client, subject = clients[mode], f"echo.{mode}"
+
+        async def worker(share: int) -> None:
+            for _ in range(share):
+                await client.request(subject, b"x" * 64, timeout=5)
+
+        async def case() -> float:
+            start = time.perf_counter()
+            async with anyio.create_task_group() as group:
+                for _ in range(width):
+                    group.start_soon(worker, count // width)
+            return count / (time.perf_counter() - start)
+
+        return case
+
+    cases = {}
+    for mode, name in MODES.items():
+        cases[f"{name}, sequential"] = sequential(mode)
+    for mode, name in MODES.items():
+        cases[f"{name}, 50 in flight"] = in_flight(mode)
+    try:
+        results = await run_interleaved(cases, rounds=rounds)
+    finally:
+        for client in clients.values():
+            await client.transport.close()
+        for sdk in providers:
+            sdk.shutdown()
+        for child in children.values():
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=30)
+    print("## Tracing overhead over NATS: service and client each in its own process (req/s)\n")
+    lines = ["| case | req/s, max / median |", "|---|---|"]
+    for result in results.values():
+        lines.append(f"| {result.name} | {max(result.samples):,.0f} / {result.median:,.0f} |")
+    print("\n".join(lines))
+    print()
+    for mode in ("sequential", "50 in flight"):
+        base = results[f"uninstrumented, {mode}"]
+        for name in list(MODES.values())[1:]:
+            traced = results[f"{name}, {mode}"]
+            print(
+                f"- {name} / uninstrumented, {mode}: {traced.median / base.median:.3f} "
+                f"(medians), {_paired(traced, base):.3f} (median of per-round ratios)"
+            )
+    print()
+
+
+# --------------------------------------------------------------------------- uvloop
+
+
+async def _round_trips(url: str | None, count: int) -> float:
+    async def echo(request: Request) -> None:
+        await request.respond(request.data())
+
+    if url is None:
+        broker = MemoryBroker()
+        server_side, client_side = await broker.connect(), await broker.connect()
+    else:
+        server_side, client_side = (
+            await NatsTransport.connect(url),
+            await NatsTransport.connect(url),
+        )
+    service = add_service(server_side, "echo", "1.0.0")
+    await service.start()
+    await service.add_endpoint("echo", echo)
+    for _ in range(200):  # warm-up
+        await client_side.request("echo", b"x", timeout=5)
+    start = time.perf_counter()
+    for _ in range(count):
+        await client_side.request("echo", b"x", timeout=5)
+    rate = count / (time.perf_counter() - start)
+    await service.stop()
+    await server_side.close()
+    await client_side.close()
+    return rate
+
+
+def uvloop_section(url: str, rounds: int) -> None:
+    cases = {
+        "memory, asyncio": (None, False, 20000),
+        "memory, uvloop": (None, True, 20000),
+        "NATS, asyncio": (url, False, 3000),
+        "NATS, uvloop": (url, True, 3000),
+    }
+    results = {name: Result(name) for name in cases}
+    for _ in range(rounds):
+        for name, (target, use_uvloop, count) in cases.items():
+            rate = anyio.run(
+                _round_trips, target, count, backend_options={"use_uvloop": use_uvloop}
+            )
+            results[name].samples.append(rate)
+    print("## uvloop: sequential round trips through a service (requests/s, max / median)\n")
+    lines = ["| case | req/s, max / median |", "|---|---|"]
+    for result in results.values():
+        lines.append(f"| {result.name} | {max(result.samples):,.0f} / {result.median:,.0f} |")
+    print("\n".join(lines))
+    print()
+    for where in ("memory", "NATS"):
+        fast, base = results[f"{where}, uvloop"], results[f"{where}, asyncio"]
+        print(
+            f"- {where}: uvloop / asyncio {fast.median / base.median:.3f} (medians), "
+            f"{_paired(fast, base):.3f} (median of per-round ratios)"
+        )
+    print()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sections", default="exporter,tracing,uvloop")
+    parser.add_argument("--serve-instances", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-echo", nargs=2, metavar=("URL", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_instances:
+        anyio.run(_serve_instances, args.serve_instances)
+        return
+    if args.serve_echo:
+        anyio.run(_serve_echo, *args.serve_echo)
+        return
+    sections = set(args.sections.split(","))
+    with open("/proc/loadavg") as load:
+        print(f"load average at start: {load.read().split()[:3]}\n")
+    with NatsServer() as server:
+        if "exporter" in sections:
+            anyio.run(exporter_section, server.url, args.rounds)
+        if "tracing" in sections:
+            anyio.run(tracing_section, server.url, args.rounds)
+        if "uvloop" in sections:
+            uvloop_section(server.url, args.rounds)
+    with open("/proc/loadavg") as load:
+        print(f"load average at end: {load.read().split()[:3]}")
+
+
+if __name__ == "__main__":
+    main()
