@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import anyio
+
 from micro.endpoint import Endpoint
 from micro.errors import ValidationError
 from micro.middleware import Middleware, check_middlewares, compose
@@ -169,6 +171,7 @@ def build_endpoint(
     middlewares: Sequence[Middleware] | None,
     disable_queue_group: bool,
     max_concurrency: int,
+    concurrency_pool: anyio.Semaphore | None = None,
 ) -> Endpoint:
     """Validate an endpoint's configuration against its parent's defaults and build it.
 
@@ -189,6 +192,11 @@ def build_endpoint(
         )
     if max_concurrency < 1:
         raise ValidationError(f"invalid {what} max_concurrency {max_concurrency!r}: must be >= 1")
+    if concurrency_pool is not None and not isinstance(concurrency_pool, anyio.Semaphore):
+        raise TypeError(
+            f"{what} concurrency_pool must be an anyio.Semaphore shared by the endpoints it "
+            f"bounds, got {concurrency_pool!r}"
+        )
     copied = None if metadata is None else validate_metadata(metadata, f"{what} metadata")
     own = parent.child(
         name="",
@@ -212,6 +220,7 @@ def build_endpoint(
         max_concurrency=max_concurrency,
         clock=site.clock,
         expose_exception_text=site.expose_exception_text,
+        concurrency_pool=concurrency_pool,
     )
 
 
@@ -270,13 +279,16 @@ class Level:
         *,
         disable_queue_group: bool = False,
         max_concurrency: int = 1,
+        concurrency_pool: anyio.Semaphore | None = None,
     ) -> Endpoint:
         """Add an endpoint serving ``<prefix>.<subject or name>`` with ``handler``.
 
         Before start, it is subscribed by ``start()``; after start, it is subscribed (live)
         before this returns and appears in INFO/STATS.  ``queue_group`` ``None``/``""``
         inherits; ``disable_queue_group`` makes a plain subscription.  ``max_concurrency``
-        bounds concurrent requests (default 1: one at a time).
+        bounds concurrent requests (default 1: one at a time); ``concurrency_pool``, a
+        semaphore shared by several endpoints, bounds them together as well (a request
+        waits for one of its slots before it is handled; e.g. a service-wide bound).
 
         Raises :class:`ValidationError` (bad name, subject, queue group, metadata, limits),
         :class:`~micro.errors.ServiceStoppedError` once the service is stopping or stopped,
@@ -297,6 +309,7 @@ class Level:
             middlewares=middlewares,
             disable_queue_group=disable_queue_group,
             max_concurrency=max_concurrency,
+            concurrency_pool=concurrency_pool,
         )
         await site.attach(endpoint)
         return endpoint

@@ -33,7 +33,7 @@ from micro.app.errors import AppNotRunningError
 from micro.app.listeners import INSIDE_APP
 from micro.app.message import Message
 from micro.app.middleware import PUBLISH, REQUEST
-from micro.app.registry import check_listener_options, make_listener_spec
+from micro.app.registry import SERVICE_QUEUE, Queue, check_listener_options
 from micro.endpoint import Endpoint
 from micro.errors import ServiceError, ServiceStoppedError
 from micro.service import Service
@@ -223,9 +223,11 @@ class Calls:
         subject: str,
         callback: Callback,
         *,
-        queue: str | None = None,
+        queue: Queue = SERVICE_QUEUE,
         data_type: DataType = None,
         name: str | None = None,
+        max_concurrency: int | None = None,
+        ordered: bool = False,
     ) -> str:
         """Add a listener while the app runs; returns its subscription id (ssid).
 
@@ -239,9 +241,16 @@ class Calls:
         stopping = f"app {core.label!r} is stopping: cannot subscribe"
         if core.life.phase is not Phase.RUNNING:
             raise AppNotRunningError(stopping)
-        codec = check_listener_options(subject, queue, data_type, name)
-        spec = make_listener_spec(
-            core.new_ssid, subject, callback, queue=queue, codec=codec, name=name
+        if not isinstance(subject, str):
+            raise TypeError(
+                f"subscribe_new_subject() takes one subject (a str), got {subject!r}; "
+                "call it once per subject"
+            )
+        subjects, codec, own_bound = check_listener_options(
+            subject, queue, data_type, name, max_concurrency, ordered
+        )
+        (spec,) = core.listener_specs(
+            subjects, callback, queue=queue, codec=codec, name=name, max_concurrency=own_bound
         )
         try:
             await core.add_listener(spec)

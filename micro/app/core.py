@@ -37,18 +37,27 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
 import transports
 from micro._running import Phase, RunState, signal_reason
 from micro.app.config import AppConfig
+from micro.app.data_types import Codec
 from micro.app.errors import AppError, AppFailedError, AppNotRunningError
 from micro.app.home import Home
 from micro.app.listeners import INSIDE_APP, make_handler
+from micro.app.message import Message
 from micro.app.middleware import MiddlewareStack
-from micro.app.registry import ListenerSpec, TaskSpec
+from micro.app.registry import (
+    SERVICE_QUEUE,
+    ListenerSpec,
+    Queue,
+    TaskSpec,
+    endpoint_name,
+    make_listener_spec,
+)
 from micro.app.tasks import run_tasks
 from micro.endpoint import Endpoint
 from micro.errors import ServiceStoppedError
@@ -82,6 +91,8 @@ class AppCore:
     transport: Transport | None = None
     service: Service | None = None
     failure: BaseException | None = None
+    pool: anyio.Semaphore | None = None
+    """Bounds the messages the app's listeners handle at once (``max_concurrency``)."""
 
     def __post_init__(self) -> None:
         label = self.config.label
@@ -99,6 +110,48 @@ class AppCore:
 
     def new_ssid(self) -> str:
         return str(next(self._ssids))
+
+    def listener_specs(
+        self,
+        subjects: list[str],
+        callback: Callable[[Message], Any],
+        *,
+        queue: Queue,
+        codec: Codec,
+        name: str | None,
+        max_concurrency: int | None,
+    ) -> list[ListenerSpec]:
+        """One spec per subject for ``callback`` (``TypeError`` unless callable).
+
+        Endpoint names: an explicit ``name`` for one subject is used as given (a name the
+        service already has is then an error from the service); otherwise the name (the
+        callback's ``__name__`` by default) gets ``_2``, ``_3``... when this app already
+        has a listener of that name, so a list of subjects makes one endpoint each.
+        """
+        base = name if name is not None else endpoint_name(callback)
+        taken = {spec.name for spec in self.specs}
+        taken.update(endpoint.name for endpoint in self.listeners.values())
+        specs = []
+        for subject in subjects:
+            own = base
+            if name is None or len(subjects) > 1:
+                number = 1
+                while own in taken:
+                    number += 1
+                    own = f"{base}_{number}"
+            taken.add(own)
+            specs.append(
+                make_listener_spec(
+                    self.new_ssid,
+                    subject,
+                    callback,
+                    queue=queue,
+                    codec=codec,
+                    name=own,
+                    max_concurrency=max_concurrency,
+                )
+            )
+        return specs
 
     # ------------------------------------------------------------------ checks
 
@@ -163,6 +216,7 @@ class AppCore:
             config.url or "", **config.connect_options
         )
         self._remove_event_listener = transport.add_event_listener(self._on_event)
+        self.pool = anyio.Semaphore(config.max_concurrency)
         self.service = add_service(
             transport,
             config.service_name or config.label,
@@ -179,13 +233,20 @@ class AppCore:
 
     async def add_listener(self, spec: ListenerSpec) -> None:
         """Add ``spec`` as an endpoint of the app's service (live on return once started)."""
-        assert self.service is not None
+        assert self.service is not None and self.pool is not None
+        queue = spec.queue
+        if queue is SERVICE_QUEUE:  # the service's queue group, if the app is a service
+            queue_group, plain = None, self.config.service_name is None
+        else:
+            queue_group, plain = queue, queue is None
         self.listeners[spec.ssid] = await self.service.add_endpoint(
             spec.name,
             make_handler(spec, self.middlewares, self),
             subject=spec.subject,
-            queue_group=spec.queue,
-            disable_queue_group=spec.queue is None,
+            queue_group=queue_group,
+            disable_queue_group=plain,
+            max_concurrency=spec.max_concurrency or self.config.max_concurrency,
+            concurrency_pool=self.pool,
         )
 
     async def _fail_start(self, exc: BaseException) -> None:

@@ -77,7 +77,7 @@ def test_publish_sync_has_handed_the_message_over_when_it_returns(echo_app: App)
     def collect(msg: Message) -> None:  # a plain function: runs in a worker thread
         got.put((msg.subject, msg.data, msg.reply))
 
-    ssid = app.subscribe_new_subject_sync("collected", collect)
+    ssid = app.subscribe_new_subject_sync("collected", collect, ordered=True)
     assert app.subscriptions[ssid] == "collected"
     app.publish_sync(subject="collected", message={"n": 1}, force=True)
     app.nats.publish_sync("collected", {"n": 2}, reply_to="replies.here")
