@@ -46,7 +46,7 @@ from micro._running import Phase, RunState, signal_reason
 from micro.app.config import AppConfig
 from micro.app.data_types import Codec
 from micro.app.errors import AppError, AppFailedError, AppNotRunningError
-from micro.app.home import Home
+from micro.app.home import Home, Outbox, Send
 from micro.app.listeners import INSIDE_APP, make_handler
 from micro.app.message import Message
 from micro.app.middleware import MiddlewareStack
@@ -97,6 +97,7 @@ class AppCore:
     def __post_init__(self) -> None:
         label = self.config.label
         self.home = Home(label)
+        self.outbox = Outbox(label)
         self.host = TaskHost(f"micro app {label}", _log)
         self._at_exit: Callable[[], None] | None = None  # registered while a thread home exists
         self._ssids = itertools.count(1)
@@ -233,7 +234,8 @@ class AppCore:
 
     async def add_listener(self, spec: ListenerSpec) -> None:
         """Add ``spec`` as an endpoint of the app's service (live on return once started)."""
-        assert self.service is not None and self.pool is not None
+        assert self.service is not None
+        assert self.pool is not None
         queue = spec.queue
         if queue is SERVICE_QUEUE:  # the service's queue group, if the app is a service
             queue_group, plain = None, self.config.service_name is None
@@ -314,6 +316,8 @@ class AppCore:
         try:
             if self._tasks_done is not None:
                 await self._tasks_done.wait()
+            with anyio.move_on_after(self.config.shutdown_timeout):
+                await self.outbox.wait_empty()  # what was handed over goes out first
             if self.service is not None:
                 await self.service.stop(grace_period=self.config.shutdown_timeout)
             self.listeners.clear()
@@ -390,14 +394,44 @@ class AppCore:
 
         return self.home.call(method, async_method, as_the_caller)
 
+    def hand_over(self, method: str, what: str, send: Send) -> None:
+        """``app.<method>(...)`` that does not wait: queue ``send`` in the app's outbox
+        (run in the app's loop, in hand-over order; a failure is logged as ``what``).
+
+        From the loop's own thread the send is started by the app's task host; from any
+        other thread through the portal (an app that has not started is first started in
+        a thread of its own, as by a blocking call).  Raises
+        :class:`~micro.app.errors.AppNotRunningError` at once when the app is stopping or
+        gone.
+        """
+        phase = self.life.phase
+        if phase is Phase.STOPPING or phase is Phase.STOPPED:
+            raise AppNotRunningError(f"app.{method}(): the app {self.label!r} is {phase.value}")
+        if self.home.in_loop_thread():
+            self.outbox.put(what, send, self.host.start_soon)
+            return
+        if phase in (Phase.NEW, Phase.STARTING) and self.home.kind != "loop":
+            self.ensure_thread_home()
+        portal = self.home.portal(method)
+        try:
+            self.outbox.put(what, send, portal.start_task_soon)
+        except RuntimeError as exc:
+            raise AppNotRunningError(
+                f"app.{method}(): the app {self.label!r} has been disconnected"
+            ) from exc
+
     def stop_blocking(self, disconnect: Callable[[], Awaitable[None]]) -> None:
         """``app.disconnect_sync()``: ``await disconnect()`` in the app's loop, then end the
         app's own thread (if it has one).
 
         An app that never started is simply over (no thread is started for it).  From a
-        worker thread of one of the app's listeners or tasks the stop is only begun.
+        worker thread of one of the app's listeners or tasks, or from the app's loop itself
+        (where waiting would block the loop), the stop is only begun.
         """
-        self.home.check_not_in_loop("disconnect_sync", "disconnect")
+        if self.home.in_loop_thread():
+            if not self.life.abandon() and self.life.phase is not Phase.STOPPED:
+                self.request_stop(None)
+            return
         if self.home.kind is None and self.life.abandon():
             return
         if self.life.phase is not Phase.STOPPED:

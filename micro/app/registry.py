@@ -38,6 +38,7 @@ __all__ = [
     "make_task_spec",
 ]
 
+
 class _QueueDefault(enum.Enum):
     SERVICE_QUEUE = "the service's queue group"
 

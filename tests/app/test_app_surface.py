@@ -44,6 +44,7 @@ def test_codecs_module_exports() -> None:
         "codec_for",
         "decode",
         "encode",
+        "is_custom_codec",
     ]
 
 

@@ -232,7 +232,7 @@ class TestTasks:
         def blocking_task() -> None:
             threads.append(threading.get_ident())
             app.publish_sync("from.thread", 1)
-            got.append(app.request_sync("from.thread", 2))
+            got.append(app.request_sync("from.thread", 2, response_data_type=str))
             app.disconnect_sync()  # from inside the app: starts the stop, returns
 
         with anyio.fail_after(WAIT):
