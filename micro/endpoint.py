@@ -21,8 +21,9 @@ up to ``N`` requests are handled at once in child tasks of the loop, each runnin
 ``_handle``.  A ``concurrency_pool`` (a semaphore shared by several endpoints, e.g. every
 listener of an App) bounds them together as well: after taking a message, the loop waits
 for one of the pool's slots before handling it, so while the pool is full the messages stay
-buffered in the subscription and the wait never counts as processing time.  (Inlining ``_handle`` in the serial loop saved ~0.2-0.3 µs per message,
-about 1 % of a memory-transport round trip through a service: not worth a second copy.)
+buffered in the subscription and the wait never counts as processing time.  (Inlining
+``_handle`` in the serial loop saved ~0.2-0.3 µs per message, about 1 % of a
+memory-transport round trip through a service: not worth a second copy.)
 """
 
 from __future__ import annotations
@@ -70,13 +71,13 @@ class Endpoint:
         "_handler",
         "_last_error",
         "_max_concurrency",
-        "_pool",
         "_metadata",
         "_name",
         "_num_errors",
         "_num_requests",
         "_pending_bytes_limit",
         "_pending_msgs_limit",
+        "_pool",
         "_processing_time",
         "_queue_group",
         "_subject",

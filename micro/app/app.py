@@ -236,8 +236,9 @@ class App(Calls):
 
         The interval is measured from the start of each run; runs never overlap (a run
         longer than the interval is followed by the next at once).  ``on_error``:
-        ``"log"`` (default; log and go on) or ``"stop"`` (log and stop the app, whose ``run``/``start`` then raise ``AppFailedError``).  The function
-        takes no argument; ``async def`` runs in the loop, ``def`` in a worker thread.
+        ``"log"`` (default; log and go on) or ``"stop"`` (log and stop the app, whose
+        ``run``/``start`` then raise ``AppFailedError``).  The function takes no argument;
+        ``async def`` runs in the loop, ``def`` in a worker thread.
         """
         self._check_new("task", "tasks are registered before the app starts")
         seconds = check_task_options(interval, on_error, name)
