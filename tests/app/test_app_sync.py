@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -440,18 +441,24 @@ def test_publish_from_another_thread_returns_at_once_and_keeps_the_order(url: st
         app.disconnect_sync()
 
 
-def test_two_apps_each_on_its_own_thread_talk_to_each_other(url: str) -> None:
+@pytest.mark.parametrize("where", ["memory", "nats"])
+def test_two_apps_each_on_its_own_thread_talk_to_each_other(
+    url: str, where: str, request: pytest.FixtureRequest
+) -> None:
     """Two apps on one broker URL, each started in a thread of its own (its own event
     loop): requests between them are answered, on memory as on a real server."""
+    if where == "nats":
+        url = request.getfixturevalue("micro_nats_server").url
     server, client = App(url), App(url)
+    subject = f"two.apps.{uuid.uuid4().hex[:8]}"
 
-    @server.listen(subject="two.apps.greet")
+    @server.listen(subject=subject)
     async def greet(msg: Message) -> Any:
         return {"hello": msg.data["name"]}
 
     try:
         server.publish_sync("two.apps.warm-up", {})  # starts it: its listener is live
-        reply = client.request_sync("two.apps.greet", {"name": "you"}, timeout=WAIT)
+        reply = client.request_sync(subject, {"name": "you"}, timeout=WAIT)
         assert reply == {"hello": "you"}
         assert len(_app_threads()) == 2  # one thread (and event loop) each
     finally:
