@@ -275,14 +275,22 @@ class Endpoint:
         receive = subscription.__anext__
         async with anyio.create_task_group() as group:
             while True:
-                await slots.acquire()  # a free slot first: waiting messages stay buffered
+                # a free slot first: waiting messages stay buffered.  (anyio's acquire()
+                # always yields to the loop; acquire_nowait() first saves that turn.)
+                try:
+                    slots.acquire_nowait()
+                except anyio.WouldBlock:
+                    await slots.acquire()
                 try:
                     msg = await receive()
                 except StopAsyncIteration:
                     slots.release()
                     break
-                if pool is not None:
-                    await pool.acquire()  # the one message taken waits here, unhandled
+                if pool is not None:  # the one message taken waits here, unhandled
+                    try:
+                        pool.acquire_nowait()
+                    except anyio.WouldBlock:
+                        await pool.acquire()
                 if tracker is not None:
                     tracker.handler_started()  # a test broker's wait_idle waits for it
                 group.start_soon(handle_and_release, msg)
