@@ -63,8 +63,8 @@ def build(url: str) -> App:
 
 
 def _ask_from_a_thread(app: App) -> Any:
-    """Plain code in another thread uses the blocking twin of ``request``."""
-    return app.request_from_another_thread("greeter.hello", Greeting("thread"))
+    """Plain code in another thread (no event loop there) uses the blocking ``request_sync``."""
+    return app.request_sync("greeter.hello", Greeting("thread"))
 
 
 def main(argv: list[str]) -> int:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import anyio
+
 from micro.endpoint import Endpoint
 from micro.errors import ValidationError
 from micro.middleware import (
@@ -185,6 +187,7 @@ def build_endpoint(
     middlewares: Sequence[Middleware] | None,
     disable_queue_group: bool,
     max_concurrency: int,
+    concurrency_pool: anyio.Semaphore | None = None,
 ) -> Endpoint:
     """Validate an endpoint's configuration against its parent's defaults and build it.
 
@@ -207,6 +210,11 @@ def build_endpoint(
         )
     if max_concurrency < 1:
         raise ValidationError(f"invalid {what} max_concurrency {max_concurrency!r}: must be >= 1")
+    if concurrency_pool is not None and not isinstance(concurrency_pool, anyio.Semaphore):
+        raise TypeError(
+            f"{what} concurrency_pool must be an anyio.Semaphore shared by the endpoints it "
+            f"bounds, got {concurrency_pool!r}"
+        )
     copied = None if metadata is None else validate_metadata(metadata, f"{what} metadata")
     own = parent.child(
         name="",
@@ -233,6 +241,7 @@ def build_endpoint(
         clock=site.clock,
         expose_exception_text=site.expose_exception_text,
         service=site.service_name,
+        concurrency_pool=concurrency_pool,
     )
 
 
@@ -291,6 +300,7 @@ class Level:
         *,
         disable_queue_group: bool = False,
         max_concurrency: int = 1,
+        concurrency_pool: anyio.Semaphore | None = None,
     ) -> Endpoint:
         """Add an endpoint serving ``<prefix>.<subject or name>`` with ``handler``.
 
@@ -300,6 +310,8 @@ class Level:
         bounds concurrent requests (default 1: one at a time).  ``handler`` is best an
         ``async def``; a plain ``def`` runs in a worker thread (see
         :data:`~micro.request.Handler`).  Endpoint names are unique within a service.
+        ``concurrency_pool``, a semaphore shared by several endpoints, bounds them together
+        as well (a request waits for one of its slots before it is handled).
 
         The handler answers each request exactly once: a second response raises
         :class:`~micro.request.AlreadyRespondedError`, and returning without responding to
@@ -326,6 +338,7 @@ class Level:
             middlewares=middlewares,
             disable_queue_group=disable_queue_group,
             max_concurrency=max_concurrency,
+            concurrency_pool=concurrency_pool,
         )
         await site.attach(endpoint)
         return endpoint

@@ -32,10 +32,11 @@ from micro.app.data_types import DataType
 from micro.app.errors import AppError, AppNotRunningError
 from micro.app.middleware import Middleware, check_middleware_class
 from micro.app.registry import (
+    SERVICE_QUEUE,
     OnError,
+    Queue,
     check_listener_options,
     check_task_options,
-    make_listener_spec,
     make_task_spec,
 )
 from micro.app.tasks import Sleep
@@ -44,11 +45,14 @@ from micro.validation import validate_metadata, validate_service_name, validate_
 from transports.base import Transport
 from transports.urls import redact_url
 
-__all__ = ["DEFAULT_REQUEST_TIMEOUT", "App", "NatsFacade"]
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "DEFAULT_REQUEST_TIMEOUT", "App", "NatsFacade"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_REQUEST_TIMEOUT = 5.0
+
+DEFAULT_MAX_CONCURRENCY = 1000
+"""How many messages an app's listeners handle at once, together, unless told otherwise."""
 
 
 def _shown(url: object) -> object:
@@ -68,6 +72,9 @@ class App(Calls):
     own thread (blocking use, :meth:`start`).  ``sleep`` is how periodic tasks wait
     (inject a fake for tests).  ``stop_signals`` are handled by :meth:`run` and
     :meth:`start` in the main thread.  ``shutdown_timeout`` bounds draining at stop.
+    ``max_concurrency`` bounds how many messages the listeners handle at once, all
+    together (each message is its own task; more wait, buffered, in their subscriptions);
+    it is also each listener's own bound unless ``@app.listen`` says otherwise.
 
     Raises ``ValueError``/``ValidationError``/``TypeError`` naming any bad argument.
     """
@@ -88,6 +95,7 @@ class App(Calls):
         sleep: Sleep | None = None,
         stop_signals: Sequence[int] = DEFAULT_STOP_SIGNALS,
         shutdown_timeout: float = 30.0,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     ) -> None:
         if (url is None) == (transport is None):
             raise ValueError(
@@ -104,6 +112,12 @@ class App(Calls):
         if service_name is not None and service_version is not None:
             validate_service_name(service_name)
             validate_version(service_version)
+        if (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
+            raise ValueError(f"invalid max_concurrency {max_concurrency!r}: must be an int >= 1")
         if sleep is not None and not callable(sleep):
             raise TypeError(f"sleep must be an async callable, got {sleep!r}")
         config = AppConfig(
@@ -121,6 +135,7 @@ class App(Calls):
             backend_options=dict(backend_options) if backend_options else None,
             sleep=sleep or anyio.sleep,
             stop_signals=tuple(stop_signals),
+            max_concurrency=max_concurrency,
         )
         self._core = AppCore(config)
         self._nats = NatsFacade(self, self._core)
@@ -177,29 +192,44 @@ class App(Calls):
 
     def listen(
         self,
-        subject: str,
+        subject: str | Sequence[str],
         *,
-        queue: str | None = None,
+        queue: Queue = SERVICE_QUEUE,
         data_type: DataType = None,
         name: str | None = None,
+        max_concurrency: int | None = None,
+        ordered: bool = False,
     ) -> Callable[[F], F]:
-        """Decorator: call the function for every message on ``subject`` (wildcards allowed).
+        """Decorator: call the function for every message on ``subject`` (wildcards
+        allowed), or on each subject of a list (one endpoint per subject).
 
-        ``queue`` joins a queue group (one member gets each message); ``data_type``
-        decodes the body (default: any JSON value); ``name`` is the endpoint name
-        (default: the function's name).  For a request, a returned value other than
-        ``None`` is the reply.  The function may be ``async def`` (run in the loop) or
-        ``def`` (run in a worker thread).  Returns the function unchanged.
+        ``queue``: by default the service's queue group when the app has a
+        ``service_name`` (replicas share the messages, as ADR-32 endpoints do) and none
+        otherwise; ``None`` for a plain subscription, or a queue group name.
+        ``data_type`` decodes the body (default: any JSON value); ``name`` is the endpoint
+        name (default: the function's name, made unique in the app).  Messages are handled
+        concurrently, each in its own task, up to ``max_concurrency`` at once (default:
+        the app's); ``ordered=True`` handles them one at a time, in order.  For a request,
+        a returned value other than ``None`` is the reply, encoded by its type.  The
+        function may be ``async def`` (run in the loop) or ``def`` (run in a worker
+        thread).  Returns the function unchanged.
         """
         self._check_new("listen", "use 'await app.subscribe_new_subject(...)' while it runs")
-        codec = check_listener_options(subject, queue, data_type, name)
+        subjects, codec, own_bound = check_listener_options(
+            subject, queue, data_type, name, max_concurrency, ordered
+        )
 
         def register(callback: F) -> F:
             self._check_new("listen", "use 'await app.subscribe_new_subject(...)'")
             core = self._core
-            core.specs.append(
-                make_listener_spec(
-                    core.new_ssid, subject, callback, queue=queue, codec=codec, name=name
+            core.specs.extend(
+                core.listener_specs(
+                    subjects,
+                    callback,
+                    queue=queue,
+                    codec=codec,
+                    name=name,
+                    max_concurrency=own_bound,
                 )
             )
             return callback
@@ -211,10 +241,11 @@ class App(Calls):
     ) -> Callable[[F], F]:
         """Decorator: run the function once when the app starts, or every ``interval`` s.
 
-        Periodic runs never overlap: the next starts ``interval`` s after the previous
-        finished.  ``on_error``: ``"log"`` (default; log and go on) or ``"stop"`` (log and
-        stop the app, whose ``run``/``start`` then raise ``AppFailedError``).  The function
-        takes no argument; ``async def`` runs in the loop, ``def`` in a worker thread.
+        The interval is measured from the start of each run; runs never overlap (a run
+        longer than the interval is followed by the next at once).  ``on_error``:
+        ``"log"`` (default; log and go on) or ``"stop"`` (log and stop the app, whose
+        ``run``/``start`` then raise ``AppFailedError``).  The function takes no argument;
+        ``async def`` runs in the loop, ``def`` in a worker thread.
         """
         self._check_new("task", "tasks are registered before the app starts")
         seconds = check_task_options(interval, on_error, name)

@@ -1,18 +1,26 @@
 """The calls of the App Functions page, shared by ``App`` and its ``app.nats`` facade.
 
 Each call is defined once, as the ``async`` method that does the work in the app's event
-loop (``await app.publish(...)``).  Its blocking forms are generated from that definition
-by :func:`blocking`:
+loop (``await app.publish(...)``).  Its other forms are generated from that definition:
 
-* ``app.X_sync(...)`` -- a plain function: ``await app.X(...)`` run in the app's loop
-  through the app's one blocking portal (see ``micro.app.home``); usable from any thread
-  except the app loop's own (there it raises ``SyncCallInLoopError``).  On an app that
-  has not started yet, the first blocking call starts it in a thread of its own;
-* ``app.X_from_another_thread(...)`` (``publish``, ``request``) -- the same blocking call
-  under the page's other name.
+* ``app.X_sync(...)`` (:func:`blocking`) -- a plain function: ``await app.X(...)`` run in
+  the app's loop through the app's one blocking portal (see ``micro.app.home``), from any
+  thread.  On an app that has not started yet, the first blocking call starts it in a
+  thread of its own.  In the app loop's own thread, where waiting would block the loop,
+  ``publish_sync`` hands the message over and returns (as Panini's does),
+  ``disconnect_sync`` begins the stop, and the calls whose result must be waited for
+  (``request_sync``, ``subscribe_new_subject_sync``, ``unsubscribe_*_sync``) raise
+  ``SyncCallInLoopError`` naming the ``await`` form to use;
+* ``app.publish_from_another_thread(...)`` (:func:`handed_over`) -- a plain function that
+  does not wait: the publish is queued in the app's outbox and sent in the app's loop,
+  in hand-over order; a failure is logged (``micro.app``);
+* ``await app.request_from_another_thread(...)`` (:func:`from_another_loop`) -- a
+  coroutine for code running in *another* event loop (another thread's): the request
+  runs in the app's loop while the caller's loop stays free (it waits in a worker
+  thread).  Plain threads without a loop use ``request_sync``.
 
 A generated form has the async method's parameters (for mypy, ``inspect.signature`` and
-``help()``) and its docstring, introduced as the blocking form.  ``app.nats`` offers every
+``help()``) and its docstring, introduced as its form.  ``app.nats`` offers every
 one of these names too: the page uses both spellings.
 """
 
@@ -26,6 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
+import anyio.to_thread
 
 from micro._running import Phase
 from micro.app.data_types import DataType, codec_for, encode
@@ -33,7 +42,7 @@ from micro.app.errors import AppNotRunningError
 from micro.app.listeners import INSIDE_APP
 from micro.app.message import Message
 from micro.app.middleware import PUBLISH, REQUEST
-from micro.app.registry import check_listener_options, make_listener_spec
+from micro.app.registry import SERVICE_QUEUE, Queue, check_listener_options
 from micro.endpoint import Endpoint
 from micro.errors import ServiceError, ServiceStoppedError
 from micro.service import Service
@@ -41,7 +50,7 @@ from micro.service import Service
 if TYPE_CHECKING:
     from micro.app.core import AppCore
 
-__all__ = ["Calls", "blocking", "blocking_stop"]
+__all__ = ["Calls", "blocking", "blocking_stop", "from_another_loop", "handed_over"]
 
 Callback = Callable[[Message], Any]
 
@@ -50,36 +59,108 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _as_blocking_form(
-    call: Callable[..., Any], method: Callable[..., Any], name: str, note: str
-) -> None:
-    """Give ``call`` the identity of ``method``'s blocking form ``name``."""
+def _describe(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+    """``name(subject=...)`` for the log record of a handed-over call that failed."""
+    subject = args[0] if args else kwargs.get("subject")
+    return f"{name}(subject={subject!r})"
+
+
+def _as_form(call: Callable[..., Any], method: Callable[..., Any], name: str, summary: str) -> None:
+    """Give ``call`` the identity of ``method``'s form ``name``, introduced by ``summary``."""
     functools.update_wrapper(call, method)  # __wrapped__: inspect.signature shows method's
     call.__name__ = name
     call.__qualname__ = f"{method.__qualname__.rpartition('.')[0]}.{name}"
-    summary = (
-        f"Blocking form of :meth:`{method.__name__}` (a plain function: do not ``await`` "
-        f"it): ``await app.{method.__name__}(...)`` run in the app's event loop through its "
-        "portal, returning its result or raising its error.  Call it from any thread but "
-        f"the app loop's own (there it raises ``SyncCallInLoopError``).  {note}"
-    )
     call.__doc__ = f"{textwrap.fill(summary, 88)}\n\n{inspect.cleandoc(method.__doc__ or '')}"
 
 
+def _as_blocking_form(
+    call: Callable[..., Any], method: Callable[..., Any], name: str, note: str
+) -> None:
+    summary = (
+        f"Blocking form of :meth:`{method.__name__}` (a plain function: do not ``await`` "
+        f"it): ``await app.{method.__name__}(...)`` run in the app's event loop through its "
+        f"portal, returning its result or raising its error.  {note}"
+    )
+    _as_form(call, method, name, summary)
+
+
 def blocking(
-    method: Callable[Concatenate[S, P], Awaitable[T]], name: str | None = None
+    method: Callable[Concatenate[S, P], Awaitable[T]], *, hand_over_in_loop: bool = False
 ) -> Callable[Concatenate[S, P], T]:
-    """The blocking form of the async call ``method`` (named ``name``, default
-    ``<method>_sync``): see the module docstring and ``AppCore.call_blocking``."""
+    """The blocking form ``<method>_sync`` of the async call ``method``: see the module
+    docstring and ``AppCore.call_blocking``.  ``hand_over_in_loop`` (calls whose result
+    is ``None``): in the app loop's own thread, queue the call and return instead of
+    raising ``SyncCallInLoopError``."""
     async_name = method.__name__
-    blocking_name = name or f"{async_name}_sync"
+    blocking_name = f"{async_name}_sync"
 
     def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
         work = functools.partial(method, self, *args, **kwargs)
-        return self._core.call_blocking(blocking_name, async_name, work)
+        core = self._core
+        if hand_over_in_loop and core.home.in_loop_thread():
+            core.hand_over(blocking_name, _describe(blocking_name, args, kwargs), work)
+            return None  # type: ignore[return-value]  # only for calls returning None
+        return core.call_blocking(blocking_name, async_name, work)
 
-    note = "On an app that has not started, it first starts it in a thread of its own."
+    if hand_over_in_loop:
+        where = (
+            "In the app loop's own thread it does not wait: the call is queued and runs "
+            "in the loop soon after (in order; a failure is logged on 'micro.app')."
+        )
+    else:
+        where = (
+            "In the app loop's own thread it raises ``SyncCallInLoopError``: use ``await "
+            f"app.{async_name}(...)`` there."
+        )
+    note = f"{where}  On an app that has not started, it first starts it in a thread of its own."
     _as_blocking_form(call, method, blocking_name, note)
+    return call
+
+
+def handed_over(
+    method: Callable[Concatenate[S, P], Awaitable[None]], name: str
+) -> Callable[Concatenate[S, P], None]:
+    """A plain function ``name`` that queues ``await method(...)`` in the app's outbox and
+    returns at once, from any thread (``AppCore.hand_over``)."""
+
+    def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> None:
+        work = functools.partial(method, self, *args, **kwargs)
+        self._core.hand_over(name, _describe(name, args, kwargs), work)
+
+    summary = (
+        f"Non-waiting form of :meth:`{method.__name__}` (a plain function, from any "
+        "thread): the call is queued and runs in the app's event loop soon after, in the "
+        "order of the calls; it returns at once.  Its errors cannot reach the caller: they "
+        "are logged on the 'micro.app' logger.  Raises ``AppNotRunningError`` at once once "
+        "the app is stopping; an app that has not started is first started in a thread of "
+        "its own."
+    )
+    _as_form(call, method, name, summary)
+    return call
+
+
+def from_another_loop(
+    method: Callable[Concatenate[S, P], Awaitable[T]], name: str
+) -> Callable[Concatenate[S, P], Awaitable[T]]:
+    """A coroutine function ``name`` for code in another event loop: ``await method(...)``
+    runs in the app's loop while the caller's loop waits in a worker thread."""
+    async_name = method.__name__
+
+    async def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        work = functools.partial(method, self, *args, **kwargs)
+        core = self._core
+        if core.home.in_loop_thread():
+            return await work()
+        return await anyio.to_thread.run_sync(core.call_blocking, name, async_name, work)
+
+    summary = (
+        f"Form of :meth:`{method.__name__}` for coroutines of another event loop (another "
+        f"thread's): ``await app.{name}(...)`` runs the call in the app's loop and returns "
+        "its result or raises its error, while the calling loop stays responsive (it waits "
+        "in a worker thread).  In the app's own loop it is the call itself.  From a plain "
+        f"thread without an event loop use ``app.{async_name}_sync(...)``."
+    )
+    _as_form(call, method, name, summary)
     return call
 
 
@@ -149,8 +230,8 @@ class Calls:
         if force:
             await transport.flush()
 
-    publish_sync = blocking(publish)
-    publish_from_another_thread = blocking(publish, "publish_from_another_thread")
+    publish_sync = blocking(publish, hand_over_in_loop=True)
+    publish_from_another_thread = handed_over(publish, "publish_from_another_thread")
 
     # ------------------------------------------------------------------ request
 
@@ -214,7 +295,7 @@ class Calls:
         return codec.decode(reply.data)
 
     request_sync = blocking(request)
-    request_from_another_thread = blocking(request, "request_from_another_thread")
+    request_from_another_thread = from_another_loop(request, "request_from_another_thread")
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -223,9 +304,11 @@ class Calls:
         subject: str,
         callback: Callback,
         *,
-        queue: str | None = None,
+        queue: Queue = SERVICE_QUEUE,
         data_type: DataType = None,
         name: str | None = None,
+        max_concurrency: int | None = None,
+        ordered: bool = False,
     ) -> str:
         """Add a listener while the app runs; returns its subscription id (ssid).
 
@@ -239,9 +322,16 @@ class Calls:
         stopping = f"app {core.label!r} is stopping: cannot subscribe"
         if core.life.phase is not Phase.RUNNING:
             raise AppNotRunningError(stopping)
-        codec = check_listener_options(subject, queue, data_type, name)
-        spec = make_listener_spec(
-            core.new_ssid, subject, callback, queue=queue, codec=codec, name=name
+        if not isinstance(subject, str):
+            raise TypeError(
+                f"subscribe_new_subject() takes one subject (a str), got {subject!r}; "
+                "call it once per subject"
+            )
+        subjects, codec, own_bound = check_listener_options(
+            subject, queue, data_type, name, max_concurrency, ordered
+        )
+        (spec,) = core.listener_specs(
+            subjects, callback, queue=queue, codec=codec, name=name, max_concurrency=own_bound
         )
         try:
             await core.add_listener(spec)

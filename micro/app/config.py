@@ -30,6 +30,7 @@ class AppConfig:
     backend_options: dict[str, Any] | None
     sleep: Sleep
     stop_signals: tuple[int, ...]
+    max_concurrency: int = 1000
 
 
 def positive_seconds(what: str, value: object) -> float:

@@ -37,18 +37,27 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
 import transports
 from micro._running import Phase, RunState, signal_reason
 from micro.app.config import AppConfig
+from micro.app.data_types import Codec
 from micro.app.errors import AppError, AppFailedError, AppNotRunningError
-from micro.app.home import Home
+from micro.app.home import Home, Outbox, Send
 from micro.app.listeners import INSIDE_APP, make_handler
+from micro.app.message import Message
 from micro.app.middleware import MiddlewareStack
-from micro.app.registry import ListenerSpec, TaskSpec
+from micro.app.registry import (
+    SERVICE_QUEUE,
+    ListenerSpec,
+    Queue,
+    TaskSpec,
+    endpoint_name,
+    make_listener_spec,
+)
 from micro.app.tasks import run_tasks
 from micro.endpoint import Endpoint
 from micro.errors import ServiceStoppedError
@@ -82,10 +91,13 @@ class AppCore:
     transport: Transport | None = None
     service: Service | None = None
     failure: BaseException | None = None
+    pool: anyio.Semaphore | None = None
+    """Bounds the messages the app's listeners handle at once (``max_concurrency``)."""
 
     def __post_init__(self) -> None:
         label = self.config.label
         self.home = Home(label)
+        self.outbox = Outbox(label)
         self.host = TaskHost(f"micro app {label}", _log)
         self._at_exit: Callable[[], None] | None = None  # registered while a thread home exists
         self._ssids = itertools.count(1)
@@ -99,6 +111,48 @@ class AppCore:
 
     def new_ssid(self) -> str:
         return str(next(self._ssids))
+
+    def listener_specs(
+        self,
+        subjects: list[str],
+        callback: Callable[[Message], Any],
+        *,
+        queue: Queue,
+        codec: Codec,
+        name: str | None,
+        max_concurrency: int | None,
+    ) -> list[ListenerSpec]:
+        """One spec per subject for ``callback`` (``TypeError`` unless callable).
+
+        Endpoint names: an explicit ``name`` for one subject is used as given (a name the
+        service already has is then an error from the service); otherwise the name (the
+        callback's ``__name__`` by default) gets ``_2``, ``_3``... when this app already
+        has a listener of that name, so a list of subjects makes one endpoint each.
+        """
+        base = name if name is not None else endpoint_name(callback)
+        taken = {spec.name for spec in self.specs}
+        taken.update(endpoint.name for endpoint in self.listeners.values())
+        specs = []
+        for subject in subjects:
+            own = base
+            if name is None or len(subjects) > 1:
+                number = 1
+                while own in taken:
+                    number += 1
+                    own = f"{base}_{number}"
+            taken.add(own)
+            specs.append(
+                make_listener_spec(
+                    self.new_ssid,
+                    subject,
+                    callback,
+                    queue=queue,
+                    codec=codec,
+                    name=own,
+                    max_concurrency=max_concurrency,
+                )
+            )
+        return specs
 
     # ------------------------------------------------------------------ checks
 
@@ -163,6 +217,7 @@ class AppCore:
             config.url or "", **config.connect_options
         )
         self._remove_event_listener = transport.add_event_listener(self._on_event)
+        self.pool = anyio.Semaphore(config.max_concurrency)
         self.service = add_service(
             transport,
             config.service_name or config.label,
@@ -180,20 +235,20 @@ class AppCore:
     async def add_listener(self, spec: ListenerSpec) -> None:
         """Add ``spec`` as an endpoint of the app's service (live on return once started)."""
         assert self.service is not None
-        # Endpoint names are unique within a service: a listener whose name is taken (the
-        # same function or two lambdas on several subjects) gets the first free "name-N".
-        taken = {endpoint.name for endpoint in self.service.endpoints}
-        name = spec.name
-        number = 1
-        while name in taken:
-            number += 1
-            name = f"{spec.name}-{number}"
+        assert self.pool is not None
+        queue = spec.queue
+        if queue is SERVICE_QUEUE:  # the service's queue group, if the app is a service
+            queue_group, plain = None, self.config.service_name is None
+        else:
+            queue_group, plain = queue, queue is None
         self.listeners[spec.ssid] = await self.service.add_endpoint(
-            name,
+            spec.name,
             make_handler(spec, self.middlewares, self),
             subject=spec.subject,
-            queue_group=spec.queue,
-            disable_queue_group=spec.queue is None,
+            queue_group=queue_group,
+            disable_queue_group=plain,
+            max_concurrency=spec.max_concurrency or self.config.max_concurrency,
+            concurrency_pool=self.pool,
         )
 
     async def _fail_start(self, exc: BaseException) -> None:
@@ -261,6 +316,8 @@ class AppCore:
         try:
             if self._tasks_done is not None:
                 await self._tasks_done.wait()
+            with anyio.move_on_after(self.config.shutdown_timeout):
+                await self.outbox.wait_empty()  # what was handed over goes out first
             if self.service is not None:
                 await self.service.stop(grace_period=self.config.shutdown_timeout)
             self.listeners.clear()
@@ -337,14 +394,44 @@ class AppCore:
 
         return self.home.call(method, async_method, as_the_caller)
 
+    def hand_over(self, method: str, what: str, send: Send) -> None:
+        """``app.<method>(...)`` that does not wait: queue ``send`` in the app's outbox
+        (run in the app's loop, in hand-over order; a failure is logged as ``what``).
+
+        From the loop's own thread the send is started by the app's task host; from any
+        other thread through the portal (an app that has not started is first started in
+        a thread of its own, as by a blocking call).  Raises
+        :class:`~micro.app.errors.AppNotRunningError` at once when the app is stopping or
+        gone.
+        """
+        phase = self.life.phase
+        if phase is Phase.STOPPING or phase is Phase.STOPPED:
+            raise AppNotRunningError(f"app.{method}(): the app {self.label!r} is {phase.value}")
+        if self.home.in_loop_thread():
+            self.outbox.put(what, send, self.host.start_soon)
+            return
+        if phase in (Phase.NEW, Phase.STARTING) and self.home.kind != "loop":
+            self.ensure_thread_home()
+        portal = self.home.portal(method)
+        try:
+            self.outbox.put(what, send, portal.start_task_soon)
+        except RuntimeError as exc:
+            raise AppNotRunningError(
+                f"app.{method}(): the app {self.label!r} has been disconnected"
+            ) from exc
+
     def stop_blocking(self, disconnect: Callable[[], Awaitable[None]]) -> None:
         """``app.disconnect_sync()``: ``await disconnect()`` in the app's loop, then end the
         app's own thread (if it has one).
 
         An app that never started is simply over (no thread is started for it).  From a
-        worker thread of one of the app's listeners or tasks the stop is only begun.
+        worker thread of one of the app's listeners or tasks, or from the app's loop itself
+        (where waiting would block the loop), the stop is only begun.
         """
-        self.home.check_not_in_loop("disconnect_sync", "disconnect")
+        if self.home.in_loop_thread():
+            if not self.life.abandon() and self.life.phase is not Phase.STOPPED:
+                self.request_stop(None)
+            return
         if self.home.kind is None and self.life.abandon():
             return
         if self.life.phase is not Phase.STOPPED:

@@ -46,6 +46,7 @@ __all__ = [
     "codec_for",
     "decode",
     "encode",
+    "is_custom_codec",
 ]
 
 DataType = Any
@@ -308,6 +309,11 @@ def codec_for(data_type: DataType) -> Codec:
             _by_class[data_type] = codec
             return codec
     raise TypeError(f"unsupported data_type {data_type!r}: use {_SUPPORTED}")
+
+
+def is_custom_codec(codec: Codec) -> bool:
+    """True for a :class:`Codec` made outside this module (a user's own codec)."""
+    return not isinstance(codec, (_BytesCodec, _StrCodec, _JsonCodec, _ClassCodec))
 
 
 def _infer(value: Any) -> Callable[[Any], bytes]:

@@ -18,12 +18,18 @@ The home is one of two kinds, fixed by how the app is first driven:
 A blocking call from the home loop's own thread would wait for the loop it blocks; it
 raises :class:`~micro.app.errors.SyncCallInLoopError` instead.  Blocking calls made after
 the portal stopped raise :class:`~micro.app.errors.AppNotRunningError`.
+
+Calls that do not wait (``publish_from_another_thread`` anywhere, ``publish_sync`` in the
+loop's own thread) go through the app's :class:`Outbox`: handed over in one order, sent in
+that order by one task in the loop, a failure logged (its caller is gone by then).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import Any, Literal, TypeVar
@@ -34,7 +40,9 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from micro.app.errors import AppError, AppNotRunningError, SyncCallInLoopError
 from micro.event_loop import backend_options as resolve_backend_options
 
-__all__ = ["Home"]
+__all__ = ["Home", "Outbox"]
+
+_log = logging.getLogger("micro.app")
 
 T = TypeVar("T")
 
@@ -167,3 +175,66 @@ def wait_future(future: concurrent.futures.Future[T], what: str) -> T:
         if not future.done():
             future.cancel()
         raise
+
+
+Send = Callable[[], Awaitable[object]]
+Spawn = Callable[[Callable[[], Awaitable[None]]], object]
+
+
+class Outbox:
+    """Sends handed over without waiting, run in hand-over order in the app's loop.
+
+    :meth:`put` (any thread) queues a send and, unless one is already running, starts the
+    one task that runs the queue (through ``spawn``: the portal from another thread, the
+    app's task host in the loop).  Each send is awaited in turn, so two publishes handed
+    over one after the other reach the connection in that order; a send that fails is
+    logged on ``micro.app`` with its description and the next one runs.
+    """
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._lock = threading.Lock()
+        self._items: deque[tuple[str, Send]] = deque()
+        self._running = False
+        self._idle: anyio.Event | None = None  # loop thread only
+
+    def put(self, what: str, send: Send, spawn: Spawn) -> None:
+        """Queue ``send`` (described as ``what`` in a failure's log record).
+
+        Raises what ``spawn`` raises when the queue's task cannot start (the send is then
+        dropped from the queue, so the caller knows at once it was not handed over).
+        """
+        with self._lock:
+            self._items.append((what, send))
+            if self._running:
+                return
+            self._running = True
+        try:
+            spawn(self._run)
+        except BaseException:
+            with self._lock:
+                self._running = False
+                self._items.clear()
+            raise
+
+    async def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._items:
+                    self._running = False
+                    break
+                what, send = self._items.popleft()
+            try:
+                await send()
+            except Exception as exc:
+                _log.error("app %r: %s failed: %r", self._label, what, exc, exc_info=exc)
+        if self._idle is not None:
+            self._idle.set()
+            self._idle = None
+
+    async def wait_empty(self) -> None:
+        """Return once every send handed over so far has run (in the app's loop)."""
+        while self._running:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()

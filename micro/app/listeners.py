@@ -9,12 +9,13 @@ as an endpoint of the app's service (see ``micro.app.core``):
 2. a :class:`~micro.app.Message` is built and passed through the app's middlewares
    (``listen_request`` when it has a reply subject, ``listen_publish`` otherwise) to the
    callback (a coroutine function in the loop; a plain function in a worker thread);
-3. for a request, a returned value other than ``None`` is the reply.  It is encoded with
-   the listener's own data type when the value fits it (a listener replies in the format
-   it listens in: a JSON listener returning ``"x"`` replies the JSON string ``"x"``), and
-   by the value's type otherwise (``bytes`` raw, ``str`` as text, ``dict`` as JSON...).
-   ``None`` sends nothing (the listener may have answered through
-   ``app.publish(msg.reply, ...)`` or left it to another service).
+3. for a request, a returned value other than ``None`` is the reply, encoded by what it
+   is -- the rule of every body the app sends: ``str`` as UTF-8 text, ``bytes`` as is,
+   ``dict``/``list``/numbers as JSON, dataclass and model instances as JSON objects --
+   whatever the listener's ``data_type`` (which says how requests decode).  A listener
+   given its own :class:`~micro.app.data_types.Codec` replies through it.  ``None`` sends
+   nothing (the listener may have answered through ``app.publish(msg.reply, ...)`` or
+   left it to another service).
 
 What a raising callback does is the endpoint's rule (:mod:`micro.endpoint`), with or
 without a service name: a :class:`~micro.errors.ServiceError` becomes an error reply with
@@ -29,7 +30,7 @@ import contextvars
 import logging
 from typing import Any
 
-from micro.app.data_types import DecodeError, EncodeError, encode
+from micro.app.data_types import DecodeError, encode, is_custom_codec
 from micro.app.message import Message
 from micro.app.middleware import PUBLISH, REQUEST, MiddlewareStack
 from micro.app.registry import ListenerSpec, call_user
@@ -60,6 +61,7 @@ def make_handler(spec: ListenerSpec, middlewares: MiddlewareStack, app: object) 
     callback = spec.callback
     is_async = spec.is_async
     ssid = spec.ssid
+    encode_reply = codec.encode if is_custom_codec(codec) else encode
 
     async def final(msg: Message) -> Any:
         return await call_user(callback, is_async, msg)
@@ -80,11 +82,10 @@ def make_handler(spec: ListenerSpec, middlewares: MiddlewareStack, app: object) 
             result = await chain(msg)
         else:
             result = await final(msg)
-        if reply and result is not None:
-            try:
-                payload = codec.encode(result)
-            except EncodeError:
-                payload = encode(result)
-            await request.respond(payload)
+        if reply:
+            if result is not None:
+                await request.respond(encode_reply(result))
+            else:  # the listener answered itself (app.publish(msg.reply)) or left it to others
+                request.answered_elsewhere()
 
     return handle

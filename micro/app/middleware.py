@@ -12,7 +12,9 @@ Subclass :class:`Middleware` and override any of the hooks; register the class w
   ``listen_any`` (likewise for the listen hooks).
 
 A hook continues the chain by awaiting the function it was given (with the same or
-changed arguments) and returns its result; it may also answer by itself, or raise.
+changed arguments) and returns its result; it may also answer by itself, or raise.  A
+listen hook may change the message it is handed (``msg.data = ...``, ``msg.context[...]``):
+the listener gets that same object.
 ``params`` are the keyword arguments of the call (``publish``: ``reply_to``, ``force``,
 ``data_type``, ``headers``; ``request``: ``timeout``, ``data_type``,
 ``response_data_type``, ``headers``).  Listen hooks see the :class:`~micro.app.Message`
@@ -56,7 +58,16 @@ _KINDS = (PUBLISH, REQUEST)
 
 
 class Middleware:
-    """Base class of app middlewares; every hook passes through unchanged by default."""
+    """Base class of app middlewares; every hook passes through unchanged by default.
+
+    Hook names, arguments and order are Panini's, so a Panini middleware ports by changing
+    its import (``from micro.app import Middleware``).  Like Panini's base class, the
+    constructor accepts and ignores any arguments, so subclasses that pass theirs up with
+    ``super().__init__(*args, **kwargs)`` keep working.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Accept and ignore ``args``/``kwargs`` (a subclass stores what it needs)."""
 
     async def send_publish(
         self, subject: str, message: Any, publish_func: SendFunc, **params: Any

@@ -7,10 +7,11 @@ naming the value and the rule -- not later, when the app starts.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,16 +24,37 @@ from transports.subjects import validate_pattern, validate_queue
 
 __all__ = [
     "ON_ERROR_CHOICES",
+    "SERVICE_QUEUE",
     "ListenerSpec",
+    "Queue",
     "OnError",
     "TaskSpec",
     "call_user",
     "check_listener_options",
     "check_task_options",
+    "endpoint_name",
     "is_async_callable",
     "make_listener_spec",
     "make_task_spec",
 ]
+
+
+class _QueueDefault(enum.Enum):
+    SERVICE_QUEUE = "the service's queue group"
+
+    def __repr__(self) -> str:
+        return "SERVICE_QUEUE"
+
+
+SERVICE_QUEUE = _QueueDefault.SERVICE_QUEUE
+"""The default ``queue`` of a listener: the queue group of the app's service (ADR-32's
+``q`` unless changed) when the app has a ``service_name``, so replicas share the work like
+any service's endpoints; no queue group otherwise (every app instance gets every message,
+as in Panini).  ``queue=None`` always means a plain subscription, ``queue="name"`` that
+queue group."""
+
+Queue = str | None | _QueueDefault
+"""What ``queue=`` takes: a queue group name, ``None`` (none) or :data:`SERVICE_QUEUE`."""
 
 OnError = Literal["log", "stop"]
 ON_ERROR_CHOICES: tuple[str, ...] = ("log", "stop")
@@ -64,7 +86,7 @@ def _callable_name(func: Callable[..., Any]) -> str:
     return str(getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or func)
 
 
-def _endpoint_name(func: Callable[..., Any]) -> str:
+def endpoint_name(func: Callable[..., Any]) -> str:
     """A valid endpoint name from a callable's ``__name__`` (invalid characters -> ``_``)."""
     raw = str(getattr(func, "__name__", "") or "listener")
     return _NOT_NAME_CHAR.sub("_", raw).strip("_") or "listener"
@@ -80,10 +102,12 @@ class ListenerSpec:
     ssid: str
     subject: str
     callback: Callable[[Message], Any]
-    queue: str | None
+    queue: Queue
     codec: Codec
     name: str
     is_async: bool
+    max_concurrency: int | None = None
+    """At most this many of its messages at once (``None``: the app's ``max_concurrency``)."""
 
     @property
     def description(self) -> str:
@@ -91,25 +115,65 @@ class ListenerSpec:
 
 
 def check_listener_options(
-    subject: str, queue: str | None, data_type: DataType, name: str | None
-) -> Codec:
-    """Validate what a listener is given besides its callback; returns its codec.
+    subject: str | Sequence[str],
+    queue: Queue,
+    data_type: DataType,
+    name: str | None,
+    max_concurrency: int | None = None,
+    ordered: bool = False,
+) -> tuple[list[str], Codec, int | None]:
+    """Validate what a listener is given besides its callback.
 
-    Raises ``BadSubjectError`` / ``BadQueueError`` (transport subject rules; wildcards
-    allowed), ``TypeError`` for a callable passed as the subject or an unsupported data
-    type, and ``ValidationError`` for a bad endpoint ``name``.
+    Returns its subjects (one, or each of a list/tuple), its codec and its own concurrency
+    bound (``1`` when ``ordered``; ``None``: the app's).  Raises ``BadSubjectError`` /
+    ``BadQueueError`` (transport subject rules; wildcards allowed), ``TypeError`` for a
+    callable passed as the subject or an unsupported data type, ``ValueError`` for an
+    empty subject list, a bad ``max_concurrency`` or one that contradicts ``ordered``, and
+    ``ValidationError`` for a bad endpoint ``name``.
     """
     if callable(subject) and not isinstance(subject, str):
         raise TypeError(
             "listen() needs the subject: write @app.listen(subject='a.b') (with parentheses), "
             f"got the callable {subject!r}"
         )
-    validate_pattern(subject)
-    validate_queue(queue)
+    subjects = [subject] if isinstance(subject, str) else _subject_list(subject)
+    for each in subjects:
+        validate_pattern(each)
+    if not isinstance(queue, _QueueDefault):
+        validate_queue(queue)
     codec = codec_for(data_type)
     if name is not None:
         validate_endpoint_name(name)
-    return codec
+    return subjects, codec, _concurrency(max_concurrency, ordered)
+
+
+def _subject_list(subject: object) -> list[str]:
+    if not isinstance(subject, (list, tuple)):
+        raise TypeError(
+            f"listen() subject must be a str or a list of str, got {type(subject).__name__}"
+        )
+    if not subject:
+        raise ValueError("listen() got an empty list of subjects: give at least one")
+    if len(set(subject)) != len(subject):
+        raise ValueError(f"listen() got a subject twice in {list(subject)!r}")
+    return list(subject)
+
+
+def _concurrency(max_concurrency: int | None, ordered: bool) -> int | None:
+    if not isinstance(ordered, bool):
+        raise TypeError(f"ordered must be True or False, got {ordered!r}")
+    if max_concurrency is None:
+        return 1 if ordered else None
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise TypeError(f"max_concurrency must be an int >= 1 or None, got {max_concurrency!r}")
+    if max_concurrency < 1:
+        raise ValueError(f"invalid max_concurrency {max_concurrency!r}: must be >= 1")
+    if ordered and max_concurrency != 1:
+        raise ValueError(
+            f"ordered=True handles one message at a time; it contradicts "
+            f"max_concurrency={max_concurrency} (give one or the other)"
+        )
+    return max_concurrency
 
 
 def make_listener_spec(
@@ -117,9 +181,10 @@ def make_listener_spec(
     subject: str,
     callback: Callable[[Message], Any],
     *,
-    queue: str | None,
+    queue: Queue,
     codec: Codec,
     name: str | None,
+    max_concurrency: int | None = None,
 ) -> ListenerSpec:
     """Record a listener whose options passed :func:`check_listener_options`.
 
@@ -134,8 +199,9 @@ def make_listener_spec(
         callback=callback,
         queue=queue,
         codec=codec,
-        name=_endpoint_name(callback) if name is None else name,
+        name=endpoint_name(callback) if name is None else name,
         is_async=is_async_callable(callback),
+        max_concurrency=max_concurrency,
     )
 
 

@@ -48,3 +48,18 @@ def test_every_call_named_in_the_table_exists() -> None:
     app = App("memory://docs-table")
     for name in sorted(names):
         assert hasattr(app, name) or hasattr(app.nats, name), name
+
+
+def test_every_row_of_the_panini_table_is_pinned_by_a_test() -> None:
+    """Each row of "Coming from Panini" names the tests that pin its claim: they exist."""
+    section = DOC.read_text().split("## Coming from Panini", 1)[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) >= 15
+    defined = set()
+    for path in (ROOT / "tests" / "app").glob("test_*.py"):
+        defined |= set(re.findall(r"^\s*(?:async )?def (test_\w+)", path.read_text(), re.M))
+    for row in rows[1:]:  # the header row names no test
+        pinned = re.findall(r"`(test_\w+)`", row.rsplit("|", 2)[1])
+        assert pinned, f"row without a pinning test: {row[:60]}"
+        missing = [name for name in pinned if name not in defined]
+        assert not missing, f"{missing} named in the Panini table are not tests"

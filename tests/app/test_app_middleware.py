@@ -134,7 +134,7 @@ async def test_fallback_hooks_serve_both_kinds(url: str) -> None:
 
     app.add_middleware(Fallbacks, log)
     async with app:
-        assert await app.request("svc", 1) == "answer"
+        assert await app.request("svc", 1, response_data_type=str) == "answer"
         await app.publish("svc", 2)
         with anyio.fail_after(WAIT):
             await seen.wait()
@@ -155,7 +155,7 @@ async def test_middlewares_apply_to_listeners_added_before_and_after(url: str) -
         return "early"
 
     async with app:
-        assert await app.request("early", None) == "early"
+        assert await app.request("early", None, response_data_type=str) == "early"
         assert log == []
         app.add_middleware(Recorder, "late", log)
 
@@ -163,8 +163,8 @@ async def test_middlewares_apply_to_listeners_added_before_and_after(url: str) -
             return "later"
 
         await app.subscribe_new_subject("later", later)
-        await app.request("early", 1)
-        await app.request("later", 2)
+        await app.request("early", 1, response_data_type=str)
+        await app.request("later", 2, response_data_type=str)
     listened = [entry for entry in log if entry.startswith("late>listen_request")]
     assert listened == ["late>listen_request 1", "late>listen_request 2"]
 
@@ -205,7 +205,7 @@ async def test_middlewares_can_change_calls_and_answer_themselves(url: str) -> N
     async with app:
         assert await app.request("cached", 1) == "from cache"  # nobody listens there
         assert await app.request("stamped", {"cmd": "deny"}) == {"denied": True}
-        assert await app.request("stamped", {"cmd": "ok"}) == "served"
+        assert await app.request("stamped", {"cmd": "ok"}, response_data_type=str) == "served"
         await app.publish("stamped", 5)
         with anyio.fail_after(WAIT):
             await done.wait()
@@ -268,7 +268,7 @@ async def test_timing_middleware_measures_with_an_injected_clock(url: str) -> No
     timing = app.add_middleware(TimingMiddleware, clock=lambda: float(next(ticks)))
     assert isinstance(timing, TimingMiddleware)
     async with app:
-        assert await app.request("timed", 1) == "ok"
+        assert await app.request("timed", 1, response_data_type=str) == "ok"
         with pytest.raises(Exception, match="500"):
             await app.request("timed", {"fail": True})
         await app.publish("timed", 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import threading
@@ -105,19 +106,33 @@ async def test_threads_call_into_an_app_in_the_test_loop(
     micro_nats_server: NatsServer, prefix: str
 ) -> None:
     app = App(micro_nats_server.url)
+    handed: list[Any] = []
+    got_it = anyio.Event()
 
     @app.listen(subject=f"{prefix}.echo")
     async def echo(msg: Message) -> Any:
-        with pytest.raises(SyncCallInLoopError):
-            app.publish_sync(f"{prefix}.x", 1)
+        with pytest.raises(SyncCallInLoopError, match=r"await app\.request"):
+            app.request_sync(f"{prefix}.x", 1)  # must wait for a result: refused in the loop
+        app.publish_sync(f"{prefix}.handed", msg.data)  # queued, sent after this returns
         return msg.data
+
+    @app.listen(subject=f"{prefix}.handed")
+    async def handed_over(msg: Message) -> None:
+        handed.append(msg.data)
+        got_it.set()
+
+    def in_a_thread_with_its_own_loop() -> Any:
+        call = functools.partial(
+            app.request_from_another_thread, f"{prefix}.echo", [1, 2], timeout=WAIT
+        )
+        return anyio.run(call)
 
     with anyio.fail_after(WAIT):
         async with app:
-            reply = await anyio.to_thread.run_sync(
-                lambda: app.request_from_another_thread(f"{prefix}.echo", [1, 2], timeout=WAIT)
-            )
+            reply = await anyio.to_thread.run_sync(in_a_thread_with_its_own_loop)
             assert reply == [1, 2]
+            await got_it.wait()
+            assert handed == [[1, 2]]
             await anyio.to_thread.run_sync(
                 lambda: app.nats.publish_from_another_thread(f"{prefix}.echo", 3, force=True)
             )
@@ -134,7 +149,9 @@ def test_every_blocking_call_on_nats(micro_nats_server: NatsServer, prefix: str)
     try:
         assert app.request_sync(f"{prefix}.echo", {"a": 1}, timeout=WAIT) == {"a": 1}
         assert app.nats.request_sync(f"{prefix}.echo", 2, timeout=WAIT) == 2
-        ssid = app.subscribe_new_subject_sync(f"{prefix}.collect", lambda msg: got.put(msg.data))
+        ssid = app.subscribe_new_subject_sync(
+            f"{prefix}.collect", lambda msg: got.put(msg.data), ordered=True
+        )
         app.publish_sync(f"{prefix}.collect", {"n": 1}, force=True)
         app.nats.publish_sync(f"{prefix}.collect", {"n": 2}, force=True)
         app.publish_from_another_thread(f"{prefix}.collect", {"n": 3}, force=True)
@@ -154,7 +171,11 @@ def test_every_blocking_call_on_nats(micro_nats_server: NatsServer, prefix: str)
         threads = [
             threading.Thread(
                 target=lambda n=n: results.put(
-                    app.request_from_another_thread(f"{prefix}.echo", n, timeout=WAIT)
+                    anyio.run(
+                        functools.partial(
+                            app.request_from_another_thread, f"{prefix}.echo", n, timeout=WAIT
+                        )
+                    )
                 )
             )
             for n in range(5)

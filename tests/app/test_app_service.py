@@ -64,7 +64,7 @@ async def test_the_app_answers_srv_ping_info_and_stats(url: str, client: Transpo
         info = await _srv(client, f"$SRV.INFO.orders.{service_id}")
         assert info["description"] == "takes orders"
         assert [(e["name"], e["subject"], e["queue_group"]) for e in info["endpoints"]] == [
-            ("create", "orders.create", ""),
+            ("create", "orders.create", "q"),  # a service's listener: the service's queue group
             ("audit", "orders.events", "auditors"),
         ]
 
@@ -117,7 +117,7 @@ async def test_endpoint_names_come_from_the_function(url: str, client: Transport
 
     async with app:
         info = await _srv(client, "$SRV.INFO.names")
-    assert [e["name"] for e in info["endpoints"]] == ["lambda", "lambda-2", "h_llo_w_rld"]
+    assert [e["name"] for e in info["endpoints"]] == ["lambda", "lambda_2", "h_llo_w_rld"]
 
 
 async def test_an_app_without_service_name_is_not_discoverable(url: str, client: Transport) -> None:

@@ -15,6 +15,7 @@ def test_micro_app_exports() -> None:
         "AppError",
         "AppFailedError",
         "AppNotRunningError",
+        "DEFAULT_MAX_CONCURRENCY",
         "DEFAULT_REQUEST_TIMEOUT",
         "DecodeError",
         "EncodeError",
@@ -22,6 +23,7 @@ def test_micro_app_exports() -> None:
         "Message",
         "Middleware",
         "NatsFacade",
+        "SERVICE_QUEUE",
         "SyncCallInLoopError",
         "Timing",
         "TimingMiddleware",
@@ -42,6 +44,7 @@ def test_codecs_module_exports() -> None:
         "codec_for",
         "decode",
         "encode",
+        "is_custom_codec",
     ]
 
 

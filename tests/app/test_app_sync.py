@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,8 @@ def test_blocking_calls_start_the_app_in_its_own_thread(echo_app: App) -> None:
     assert app.is_running
     assert any(name == "micro-app-app" for name in _app_threads())
     assert app.nats.request_sync("echo", [1], timeout=WAIT) == [1]
-    assert app.request_from_another_thread("echo", "x", data_type="json") == "x"  # JSON "x"
-    assert app.nats.request_from_another_thread("echo", 2, headers={"H": "v"}) == 2
+    assert app.request_sync("echo", "x", data_type="json", response_data_type=str) == "x"
+    assert app.nats.request_sync("echo", 2, headers={"H": "v"}) == 2
     app.disconnect_sync()
     assert not app.is_running
     assert "micro-app-app" not in _app_threads()
@@ -77,7 +78,7 @@ def test_publish_sync_has_handed_the_message_over_when_it_returns(echo_app: App)
     def collect(msg: Message) -> None:  # a plain function: runs in a worker thread
         got.put((msg.subject, msg.data, msg.reply))
 
-    ssid = app.subscribe_new_subject_sync("collected", collect)
+    ssid = app.subscribe_new_subject_sync("collected", collect, ordered=True)
     assert app.subscriptions[ssid] == "collected"
     app.publish_sync(subject="collected", message={"n": 1}, force=True)
     app.nats.publish_sync("collected", {"n": 2}, reply_to="replies.here")
@@ -131,9 +132,12 @@ def test_many_threads_call_in_concurrently(echo_app: App) -> None:
     app = echo_app
     results: queue.Queue[Any] = queue.Queue()
 
-    def worker(number: int) -> None:
-        for i in range(10):
-            results.put(app.request_from_another_thread("echo", [number, i]))
+    def worker(number: int) -> None:  # a thread with an event loop of its own
+        async def ask() -> None:
+            for i in range(10):
+                results.put(await app.request_from_another_thread("echo", [number, i]))
+
+        anyio.run(ask)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
     for thread in threads:
@@ -170,7 +174,7 @@ def test_start_runs_until_a_task_disconnects(url: str) -> None:
 
     @app.task()
     async def work() -> None:
-        log.append(await app.request("ping", None))
+        log.append(await app.request("ping", None, response_data_type=str))
         await app.disconnect()
 
     app.start()
@@ -222,7 +226,7 @@ def test_a_thread_home_can_run_trio(url: str) -> None:
         return sniffio.current_async_library()
 
     try:
-        assert app.request_sync("which", None) == "trio"
+        assert app.request_sync("which", None, response_data_type=str) == "trio"
     finally:
         app.disconnect_sync()
 
@@ -301,18 +305,20 @@ async def test_other_threads_call_into_an_app_running_in_their_loop(url: str) ->
         return msg.data
 
     async with app:
-        assert await anyio.to_thread.run_sync(
-            lambda: app.request_from_another_thread("echo", {"t": 1})
-        ) == {"t": 1}
+        assert await anyio.to_thread.run_sync(lambda: app.request_sync("echo", {"t": 1})) == {
+            "t": 1
+        }
+        # in the app's own loop the cross-thread request is the request itself
+        assert await app.request_from_another_thread("echo", {"t": 2}) == {"t": 2}
         await anyio.to_thread.run_sync(lambda: app.nats.publish_from_another_thread("echo", 1))
-        with pytest.raises(SyncCallInLoopError, match=r"await app.publish\(\.\.\.\)"):
-            app.publish_sync("echo", 1)
+        with pytest.raises(SyncCallInLoopError, match=r"await app.request\(\.\.\.\)"):
+            app.request_sync("echo", 1)
         with pytest.raises(SyncCallInLoopError, match=r"await app.run\(\.\.\.\)"):
             app.start()
-        with pytest.raises(SyncCallInLoopError):
-            app.disconnect_sync()
     with pytest.raises(AppNotRunningError):
         await anyio.to_thread.run_sync(lambda: app.publish_sync("echo", 1))
+    with pytest.raises(AppNotRunningError):
+        await anyio.to_thread.run_sync(lambda: app.publish_from_another_thread("echo", 1))
 
 
 @pytest.mark.anyio
@@ -351,9 +357,7 @@ async def test_run_stops_gracefully_on_sigterm(url: str) -> None:
 
 BLOCKING_FORMS = [
     ("publish_sync", "publish"),
-    ("publish_from_another_thread", "publish"),
     ("request_sync", "request"),
-    ("request_from_another_thread", "request"),
     ("subscribe_new_subject_sync", "subscribe_new_subject"),
     ("unsubscribe_subject_sync", "unsubscribe_subject"),
     ("unsubscribe_ssid_sync", "unsubscribe_ssid"),
@@ -381,25 +385,80 @@ def test_blocking_forms_are_generated_from_the_async_call(
     assert getattr(App, blocking_name).__qualname__ == f"Calls.{blocking_name}"
 
 
+@pytest.mark.parametrize(
+    ("name", "async_name", "kind"),
+    [
+        ("publish_from_another_thread", "publish", "Non-waiting form of"),
+        ("request_from_another_thread", "request", "Form of"),
+    ],
+)
+def test_the_cross_thread_forms_are_generated_from_the_async_call(
+    name: str, async_name: str, kind: str
+) -> None:
+    """``publish_from_another_thread`` is a plain call that does not wait;
+    ``request_from_another_thread`` a coroutine function (awaited in another loop)."""
+    for owner in (App("memory://never-started"), App):
+        form, awaitable = getattr(owner, name), getattr(owner, async_name)
+        assert inspect.signature(form) == inspect.signature(awaitable)
+        assert inspect.iscoroutinefunction(form) is (async_name == "request")
+        assert form.__doc__.startswith(f"{kind} :meth:`{async_name}`")
+        assert inspect.getdoc(awaitable) in form.__doc__
+
+
 def test_blocking_forms_return_what_the_async_call_returns(echo_app: App) -> None:
     ssid: str = echo_app.subscribe_new_subject_sync("typed", lambda msg: msg.data)
     assert echo_app.subscriptions[ssid] == "typed"
-    echo_app.publish_sync("typed", 1, force=True)
-    assert echo_app.request_from_another_thread("typed", [2]) == [2]
+    assert echo_app.publish_sync("typed", 1, force=True) is None
+    assert echo_app.request_sync("typed", [2]) == [2]
 
 
-def test_two_apps_each_on_its_own_thread_talk_to_each_other(url: str) -> None:
+def test_publish_from_another_thread_returns_at_once_and_keeps_the_order(url: str) -> None:
+    """The page's non-waiting call: returns before the app's loop has sent anything, and
+    what one thread hands over arrives in that order; a failure is logged, not lost."""
+    app = App(url)
+    got: queue.Queue[Any] = queue.Queue()
+    entered, release = threading.Event(), threading.Event()
+
+    @app.listen(subject="ordered.in", ordered=True)
+    async def collect(msg: Message) -> None:
+        got.put(msg.data)
+
+    @app.listen(subject="hold")
+    async def hold(msg: Message) -> None:
+        entered.set()
+        release.wait(WAIT)  # blocks the app's event loop itself until the test says
+
+    try:
+        app.publish_sync("hold", None)
+        assert entered.wait(WAIT)
+        for n in range(50):  # the app's loop is blocked: these cannot wait for it
+            assert app.publish_from_another_thread("ordered.in", n) is None
+        assert not release.is_set()
+        release.set()
+        assert [got.get(timeout=WAIT) for _ in range(50)] == list(range(50))
+    finally:
+        release.set()
+        app.disconnect_sync()
+
+
+@pytest.mark.parametrize("where", ["memory", "nats"])
+def test_two_apps_each_on_its_own_thread_talk_to_each_other(
+    url: str, where: str, request: pytest.FixtureRequest
+) -> None:
     """Two apps on one broker URL, each started in a thread of its own (its own event
     loop): requests between them are answered, on memory as on a real server."""
+    if where == "nats":
+        url = request.getfixturevalue("micro_nats_server").url
     server, client = App(url), App(url)
+    subject = f"two.apps.{uuid.uuid4().hex[:8]}"
 
-    @server.listen(subject="two.apps.greet")
+    @server.listen(subject=subject)
     async def greet(msg: Message) -> Any:
         return {"hello": msg.data["name"]}
 
     try:
         server.publish_sync("two.apps.warm-up", {})  # starts it: its listener is live
-        reply = client.request_sync("two.apps.greet", {"name": "you"}, timeout=WAIT)
+        reply = client.request_sync(subject, {"name": "you"}, timeout=WAIT)
         assert reply == {"hello": "you"}
         assert len(_app_threads()) == 2  # one thread (and event loop) each
     finally:
