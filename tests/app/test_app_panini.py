@@ -228,7 +228,7 @@ async def test_publish_and_request_bodies_follow_the_same_rule(url: str, p: str)
     bodies: list[bytes] = []
     arrived = anyio.Event()
 
-    @app.listen(subject=f"{p}.raw", data_type=bytes)
+    @app.listen(subject=f"{p}.raw", data_type=bytes, ordered=True)
     async def raw(msg: Message) -> None:
         bodies.append(msg.data)
         if len(bodies) == 4:
