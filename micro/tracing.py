@@ -108,6 +108,16 @@ def _qualified(exc: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _record_failure(span: Span, exc: Exception) -> None:
+    """Mark ``span`` failed by ``exc``: a ``ServiceError`` with its code and description,
+    anything else (recorded with its traceback) as the ``500`` its endpoint answers."""
+    if isinstance(exc, ServiceError):
+        _fail(span, str(exc.code), exc.description, exc.code)
+    else:
+        span.record_exception(exc)
+        _fail(span, _qualified(exc), f"{type(exc).__name__}: {exc}", 500)
+
+
 def _fail(span: Span, error_type: str, description: str, code: int | None = None) -> None:
     span.set_attribute(ERROR_TYPE, error_type)
     if code is not None:
@@ -279,12 +289,8 @@ def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]
         token = attach(in_context(span, parent))
         try:
             await next(request)
-        except ServiceError as exc:
-            _fail(span, str(exc.code), exc.description, exc.code)
-            raise
         except Exception as exc:
-            span.record_exception(exc)
-            _fail(span, _qualified(exc), f"{type(exc).__name__}: {exc}", 500)
+            _record_failure(span, exc)
             raise
         else:
             problem = getattr(request, "problem", None)
@@ -416,12 +422,8 @@ class TracingAppMiddleware(AppMiddleware):
         span, token = tracing.start(f"process {msg.subject}", kind, attributes, parent)
         try:
             return await callback(msg)
-        except ServiceError as exc:
-            _fail(span, str(exc.code), exc.description, exc.code)
-            raise
         except Exception as exc:
-            span.record_exception(exc)
-            _fail(span, _qualified(exc), f"{type(exc).__name__}: {exc}", 500)
+            _record_failure(span, exc)
             raise
         finally:
             tracing.finish(span, token)
