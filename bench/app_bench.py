@@ -25,10 +25,10 @@ import anyio.to_thread
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from micro import add_service  # noqa: E402
-from micro.app import App, Message  # noqa: E402
-from testing.nats_server import NatsServer  # noqa: E402
-from transports.memory import MemoryBroker  # noqa: E402
+from micro import add_service
+from micro.app import App, Message
+from testing.nats_server import NatsServer
+from transports.memory import MemoryBroker
 
 BURST = 100
 NAP = 0.05

@@ -366,11 +366,28 @@ def new_event() -> Event:
 # --------------------------------------------------------------------------- idle detection
 
 
+_blocked_waiters: set[object] = set()
+"""The asyncio tasks inside :func:`all_tasks_blocked` right now (across loops: tasks are
+unique).  Their own wake-ups do not count as runnable work for each other; without this,
+two waiters would each see the other runnable and spin until their deadlines."""
+
+
+def _runnable_other_than_waiters(ready: Any) -> bool:
+    """Whether the asyncio ready queue holds a callback that is not the step of a task
+    waiting in :func:`all_tasks_blocked` (a callback of unknown kind counts as runnable)."""
+    for handle in ready:
+        owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+        if owner is None or owner not in _blocked_waiters:
+            return True
+    return False
+
+
 async def all_tasks_blocked(deadline: float) -> None:
     """Return once no other task is runnable, or once :func:`now` reaches ``deadline``.
 
     trio: ``trio.testing.wait_all_tasks_blocked``.  asyncio: yield until the loop's queue
-    of runnable callbacks is empty twice in a row.
+    of runnable callbacks is empty twice in a row, not counting the wake-ups of other tasks
+    waiting here (so several waiters return together instead of keeping each other busy).
     """
     if running_loop() is None and "trio" in sys.modules:
         import trio.testing
@@ -384,14 +401,22 @@ async def all_tasks_blocked(deadline: float) -> None:
         for _ in range(100):
             await asyncio.sleep(0)
         return
-    quiet = 0
-    spins = 0
-    while quiet < 2:
-        await asyncio.sleep(0)
-        quiet = 0 if ready else quiet + 1
-        spins += 1
-        if spins % 1000 == 0 and now() >= deadline:
-            return
+    me = asyncio.current_task()
+    _blocked_waiters.add(me)
+    try:
+        quiet = 0
+        spins = 0
+        while quiet < 2:
+            await asyncio.sleep(0)
+            busy = bool(ready) and (
+                len(_blocked_waiters) == 1 or _runnable_other_than_waiters(ready)
+            )
+            quiet = 0 if busy else quiet + 1
+            spins += 1
+            if spins % 1000 == 0 and now() >= deadline:
+                return
+    finally:
+        _blocked_waiters.discard(me)
 
 
 def task_is_alive(task: object) -> bool:

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import anyio
+
 from micro.cli import render
 from micro.cli.errors import CommandError
 from micro.client import Client
@@ -135,7 +137,7 @@ async def run_info_and_stats(
     client: Client, inv: Invocation, name: str | None, instance_id: str | None
 ) -> int:
     """``info --stats`` / ``stats --info``: each instance's INFO and STATS together (as
-    ``nats micro info`` shows them).  JSON: a list of
+    ``nats micro info`` shows them), gathered at once.  JSON: a list of
     ``{"info": INFO, "stats": STATS or null}`` (natscli's document, one per instance).
     Exit 1 when no instance answered."""
     infos: list[ServiceInfo] = []
@@ -144,10 +146,9 @@ async def run_info_and_stats(
     async def gather(verb: str, into: list[Any]) -> None:
         into.extend(await _collect(_scoped(client, verb, name, instance_id, inv.timeout)))
 
-    # one after the other: two overlapping gatherings on the memory broker can end early
-    # (its instant-completion check; being fixed), which would silently drop instances
-    await gather("info", infos)
-    await gather("stats", all_stats)
+    async with anyio.create_task_group() as group:
+        group.start_soon(gather, "info", infos)
+        group.start_soon(gather, "stats", all_stats)
     if not infos:
         return _nothing_found(inv, name, instance_id)
     by_key = {(s.name, s.id): s for s in all_stats}

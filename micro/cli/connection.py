@@ -282,7 +282,14 @@ def connect_target(args: argparse.Namespace, env: Mapping[str, str] | None = Non
     explicit = any(given[name] for name in (*_CREDENTIALS, "tlscert", "tlskey", "tlsca"))
     explicit = explicit or bool(getattr(args, "tlsfirst", False))
     if _scheme(url.split(",")[0]) in _NATS_SCHEMES:
-        options.update(connect_timeout=timeout, name=CONNECTION_NAME)
+        # a command's connection fails fast and never reconnects: a one-shot command then
+        # fails at once, and the exporter ends (for its supervisor to restart it)
+        options.update(
+            connect_timeout=timeout,
+            name=CONNECTION_NAME,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+        )
     elif not explicit:  # a context's credentials do not apply to memory://
         options = {}
     elif options:

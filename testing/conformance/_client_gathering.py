@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import anyio.abc
 import pytest
 
 from micro.client import Client
-from micro.discovery import request_many_iter
+from micro.discovery import Gathering, request_many_iter
 from transports._protocols import implements
 from transports.base import Msg, Subscription, Transport
 from transports.extensions import ReplyGatherer
@@ -105,3 +106,36 @@ class GatheringCases(ServiceSuiteBase):
             assert found == ids, gathering.subject
             assert gathering.complete == implements(transport, ReplyGatherer)
         assert sorted(p.id for p in await client.ping("svc", max_interval=STALL)) == ids
+
+    async def test_overlapping_gatherings_each_find_every_instance(
+        self, service_env: ServiceEnv
+    ) -> None:
+        # Four gatherings at once on one connection: INFO and STATS under two control
+        # prefixes.  Each must get its own instances, and a transport that ends gatherings
+        # itself must end every one of them (not one, nor none: overlapping waits).
+        ids: dict[str, list[str]] = {}
+        for prefix in ("$SRV", "$ALT"):
+            found = [await service_env.service("svc", api_prefix=prefix) for _ in range(2)]
+            ids[prefix] = sorted(service.id for service in found)
+        transport = await service_env.client()
+        stall = STALL if not implements(transport, ReplyGatherer) else math.inf
+        gatherings = [
+            (prefix, gathering)
+            for prefix in ids
+            for gathering in (
+                Client(transport, api_prefix=prefix).info_iter(max_wait=WAIT, max_interval=stall),
+                Client(transport, api_prefix=prefix).stats_iter(max_wait=WAIT, max_interval=stall),
+            )
+        ]
+        results: dict[int, list[str]] = {}
+
+        async def gather(index: int, gathering: Gathering[Any]) -> None:
+            async with gathering:
+                results[index] = sorted([document.id async for document in gathering])
+
+        async with anyio.create_task_group() as tg:
+            for index, (_prefix, gathering) in enumerate(gatherings):
+                tg.start_soon(gather, index, gathering)
+        for index, (prefix, gathering) in enumerate(gatherings):
+            assert results[index] == ids[prefix], gathering.subject
+            assert gathering.complete == implements(transport, ReplyGatherer), gathering.subject
