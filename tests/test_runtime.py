@@ -1,5 +1,6 @@
-"""``transports.runtime``: the private asyncio APIs it relies on, pinned; its waiters, timers
-and task host on both backends; and no private asyncio/trio API used anywhere else.
+"""``transports.runtime``: the private asyncio APIs it relies on, pinned; its waiters and
+timers, and the task host of ``transports.runtime_tasks``, on both backends; and no private
+asyncio/trio API used anywhere else.
 
 A Python release that moves or changes one of these private APIs fails here, loudly,
 instead of making the library silently slower or wrong.
@@ -18,7 +19,6 @@ from transports import runtime
 from transports.runtime import (
     TIMED_OUT,
     Expiry,
-    TaskHost,
     all_tasks_blocked,
     current_async_library,
     current_task,
@@ -32,6 +32,7 @@ from transports.runtime import (
     wait,
     wake,
 )
+from transports.runtime_tasks import TaskHost
 
 ROOT = Path(__file__).resolve().parents[1]
 
