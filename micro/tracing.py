@@ -118,6 +118,16 @@ def _record_failure(span: Span, exc: Exception) -> None:
         _fail(span, _qualified(exc), f"{type(exc).__name__}: {exc}", 500)
 
 
+def _record_send_failure(span: Span, exc: Exception) -> None:
+    """Mark the span of a publish or request failed by ``exc``: an error reply
+    (``ServiceError``) with its code and description, anything else (a transport error
+    such as no responders or a timeout) by its type and message, without a code."""
+    if isinstance(exc, ServiceError):
+        _fail(span, str(exc.code), exc.description, exc.code)
+    else:
+        _fail(span, _qualified(exc), str(exc) or type(exc).__name__)
+
+
 def _fail(span: Span, error_type: str, description: str, code: int | None = None) -> None:
     span.set_attribute(ERROR_TYPE, error_type)
     if code is not None:
@@ -342,11 +352,8 @@ class TracingClient(Client):
         span, token = tracing.start(f"request {subject}", SpanKind.CLIENT, attributes)
         try:
             return await super().request(subject, data, tracing.inject(headers), timeout)
-        except ServiceError as exc:
-            _fail(span, str(exc.code), exc.description, exc.code)
-            raise
         except Exception as exc:
-            _fail(span, _qualified(exc), str(exc) or type(exc).__name__)
+            _record_send_failure(span, exc)
             raise
         finally:
             tracing.finish(span, token)
@@ -389,11 +396,8 @@ class TracingAppMiddleware(AppMiddleware):
         try:
             params["headers"] = tracing.inject(params.get("headers"))
             return await func(subject, message, **params)
-        except ServiceError as exc:
-            _fail(span, str(exc.code), exc.description, exc.code)
-            raise
         except Exception as exc:
-            _fail(span, _qualified(exc), str(exc) or type(exc).__name__)
+            _record_send_failure(span, exc)
             raise
         finally:
             tracing.finish(span, token)
