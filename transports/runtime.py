@@ -33,7 +33,10 @@ Python release changes it (a test also checks that no other module uses one):
   lookup instead of a call (per message in the memory broker's consumer);
 * ``BaseEventLoop._ready`` (:func:`all_tasks_blocked`): CPython's queue of runnable
   callbacks; empty twice in a row means no task is runnable.  Another loop implementation
-  without it gets a generous number of yields instead.
+  without it gets a generous number of yields instead;
+* ``Handle._callback`` (:func:`all_tasks_blocked`): the callback of a ready handle, whose
+  ``__self__`` is the task when it is a task's next step -- so that waiters there do not
+  count each other's wake-ups as runnable work (a callback without it counts as runnable).
 """
 
 from __future__ import annotations

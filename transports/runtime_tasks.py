@@ -69,7 +69,7 @@ class TaskHost:
         self._closed: Any = None  # asyncio.Event or trio.Event, set once every task finished
         # asyncio: the running children, with the cancel scope of the ones that have one
         self._tasks: dict[asyncio.Task[None], anyio.CancelScope | None] = {}
-        self._loop: AbstractEventLoop | None = None
+        self._event_loop: AbstractEventLoop | None = None
         # trio: the nursery held open by the root system task, and what the root waits on
         self._nursery: Any = None
         self._wake_root: Any = None
@@ -93,7 +93,7 @@ class TaskHost:
         if current_async_library() == "trio":
             await self._open_trio()
         else:
-            self._loop = asyncio.get_running_loop()
+            self._event_loop = asyncio.get_running_loop()
             self._closed = asyncio.Event()
         self._opened = True
 
@@ -115,7 +115,7 @@ class TaskHost:
     ) -> None:
         if not self.is_open:
             raise RuntimeError(f"task host {self._name!r} is not running")
-        loop = self._loop
+        loop = self._event_loop
         if loop is None:  # trio: an error escaping the child cancels the nursery
             self._nursery.start_soon(self._run_trio_child, func, args, name=self._name)
             return
@@ -173,7 +173,7 @@ class TaskHost:
         if not self._opened:
             return
         self._close_requested = True
-        if self._loop is None:  # trio: the root task closes the nursery
+        if self._event_loop is None:  # trio: the root task closes the nursery
             if self._wake_root is not None:
                 self._wake_root.set()
             if cancel and self._nursery is not None:
