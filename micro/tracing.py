@@ -1,6 +1,6 @@
 """OpenTelemetry tracing of services, the request :class:`~micro.client.Client` and the App.
 
-Needs the ``otel`` extra (``pip install 'micro-nats[otel]'``: ``opentelemetry-api`` only;
+Needs the ``otel`` extra (``pip install 'nats-service-kit[otel]'``: ``opentelemetry-api`` only;
 the SDK and an exporter are the application's choice).  ``import micro`` never imports
 this module nor OpenTelemetry.
 
@@ -51,7 +51,7 @@ try:
 except ImportError as _missing:  # pragma: no cover - exercised in a venv without the extra
     raise ImportError(
         "micro.tracing needs OpenTelemetry, which is not installed: "
-        "pip install 'micro-nats[otel]' (installs opentelemetry-api)"
+        "pip install 'nats-service-kit[otel]' (installs opentelemetry-api)"
     ) from _missing
 
 from micro.app.message import Message
