@@ -82,8 +82,9 @@ SID_DIGITS = 10
 """Digits counted for a subscription id on a ``SUB`` line: the line is checked as if the id
 were this long, so the rule does not depend on how many subscriptions came before."""
 
-REQUEST_REPLY_LENGTH = len("_INBOX.") + 22 + 1 + 22
-"""Length of the reply subject a request carries (nats-py's ``_INBOX.<nuid>.<nuid>``)."""
+REQUEST_REPLY_LENGTH = len("_INBOX.") + 22 + 1 + 22 + 4
+"""Length of the reply subject a request carries: nats-py's ``_INBOX.<nuid>.<token>``, whose
+token is a 22-character NUID followed by 4 hex digits (nats-py >= 2.9)."""
 
 _SHORT_LINE = MAX_CONTROL_LINE // 4 - 64  # characters that cannot encode to a long line
 

@@ -21,7 +21,7 @@ from transports.base import (
     SubscriptionClosedError,
     Transport,
 )
-from transports.subjects import MAX_CONTROL_LINE
+from transports.subjects import MAX_CONTROL_LINE, REQUEST_REPLY_LENGTH
 
 from ._suite_base import WAIT, SuiteBase
 from ._transport_support import connections, settle, take_pending
@@ -82,6 +82,27 @@ class FidelityCases(SuiteBase):
         await connection.flush()
         assert connection.is_connected
         assert not connection.is_closed
+        await _still_usable(connection)
+
+    async def test_a_request_line_counts_the_reply_subject_nats_py_sends(
+        self, conformance_backend: ConformanceBackend
+    ) -> None:
+        """A request's line carries nats-py's reply subject, ``_INBOX.<nuid>.<nuid>`` plus 4
+        hex digits (:data:`REQUEST_REPLY_LENGTH`): the longest subject that fits is sent and
+        answered (no responders), one byte more is refused.  Counting a shorter reply let
+        four subject lengths through that nats-server closed the connection for."""
+        (connection,) = await connections(conformance_backend, 1)
+        longest = "z" * (MAX_CONTROL_LINE - REQUEST_REPLY_LENGTH - len("  0"))
+        with pytest.raises(NoRespondersError):
+            await connection.request(longest, b"", timeout=WAIT)
+        with pytest.raises(SubjectTooLongError) as caught:
+            await connection.request(longest + "z", b"", timeout=WAIT)
+        assert caught.value.length == MAX_CONTROL_LINE + 1
+        with pytest.raises(NoRespondersError):  # the same with headers: HPUB adds their size
+            await connection.request(longest[:-4], b"", headers={"X": "1"}, timeout=WAIT)
+        with pytest.raises(SubjectTooLongError):
+            await connection.request(longest[:-3], b"", headers={"X": "1"}, timeout=WAIT)
+        assert connection.is_connected
         await _still_usable(connection)
 
     async def test_a_subscribe_line_over_the_server_limit_is_refused_before_sending(

@@ -243,9 +243,10 @@ class NatsTransport:
 
     def _measure_request_reply(self) -> int:
         """The length of the reply subject nats-py gives a request, ``<inbox prefix>.<nuid>
-        .<nuid>``: one inbox plus a separator and a 22-character token.  Once per connection
-        (the prefix is fixed when it connects)."""
-        self._request_reply_length = len(self.new_inbox()) + 23
+        .<token>``: one inbox plus a separator and a 26-character token (a NUID and 4 hex
+        digits; :data:`~transports.subjects.REQUEST_REPLY_LENGTH` for the default prefix).
+        Once per connection (the prefix is fixed when it connects)."""
+        self._request_reply_length = len(self.new_inbox()) + 1 + 26
         return self._request_reply_length
 
     async def subscribe(
