@@ -17,7 +17,11 @@ interleaved rounds and compares them within the run.
   tracer provider, or with the SDK's ``TracerProvider`` + ``BatchSpanProcessor`` (an
   exporter that drops the batches: the SDK's work without the I/O), and with the SDK
   sampling 10 % of traces (``ParentBased(TraceIdRatioBased(0.1))``); sequential and 50 in
-  flight.  Rates in requests/s; ratios to uninstrumented.
+  flight.  Rates in requests/s; ratios to uninstrumented.  Two more cases measure the SDK's
+  floor in the same run: the same spans (names, kinds, attributes) made with bare
+  ``start_span`` / ``end`` calls at both ends (:class:`_BareSpans`), without and with the
+  W3C propagation (``inject`` / ``extract`` of ``traceparent``), and nothing else (no current
+  span while the handler runs, no error handling): what any instrumentation must pay.
 * ``uvloop``: the request round trip through a service on the memory transport and over
   NATS, each on a fresh asyncio loop and on a fresh uvloop loop, alternating.
 """
@@ -39,14 +43,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import anyio
 import nats
+from opentelemetry.propagate import get_global_textmap
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import NoOpTracerProvider
+from opentelemetry.trace import NoOpTracerProvider, SpanKind, set_span_in_context
 
 from bench._harness import Result, run_interleaved, table
 from micro import Client, Request, add_service
 from micro.metrics import StatsExporter, serve_exporter
+from micro.middleware import EndpointScope
+from micro.request import TransportRequest
 from micro.tracing import Tracing
 from testing.nats_server import NatsServer
 from transports.memory import MemoryBroker
@@ -184,7 +191,93 @@ class _DropExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def _tracing_for(mode: str) -> tuple[Tracing | None, TracerProvider | None]:
+class _BareSpans:
+    """The SDK floor: the spans ``micro.tracing`` makes, from bare SDK calls.
+
+    ``middleware`` (bound per endpoint, as ours is) opens the same SERVER span with the same
+    eleven attributes around the handler; ``client`` the same CLIENT span with the same five
+    around a plain ``Client.request``.  With ``propagate`` the client injects the span's
+    ``traceparent`` and the service extracts it as the parent; without, neither does.
+    """
+
+    def __init__(self, provider: TracerProvider, propagate: bool) -> None:
+        self.tracer = provider.get_tracer("bench.floor")
+        self.propagate = propagate
+        self.middleware = self
+
+    async def __call__(self, request: Request, next: Any) -> None:
+        raise AssertionError("used only bound to an endpoint (bind_endpoint)")
+
+    def bind_endpoint(self, scope: EndpointScope) -> Callable[[Request, Any], Awaitable[None]]:
+        tracer, textmap = self.tracer, get_global_textmap() if self.propagate else None
+        name = f"process {scope.subject}"
+        attributes = {
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.template": scope.subject,
+            "messaging.nats.service.name": scope.service,
+            "messaging.nats.service.version": scope.version,
+            "messaging.nats.service.instance.id": scope.service_id,
+            "messaging.nats.service.endpoint.name": scope.endpoint,
+        }
+        if scope.queue_group is not None:
+            attributes["messaging.consumer.group.name"] = scope.queue_group
+
+        async def bare(request: Request, next: Any) -> None:
+            assert isinstance(request, TransportRequest)
+            msg = request.msg
+            headers = msg.headers
+            parent = textmap.extract(headers) if textmap is not None and headers else None
+            span = tracer.start_span(
+                name,
+                parent,
+                SpanKind.SERVER,
+                {
+                    **attributes,
+                    "messaging.destination.name": msg.subject,
+                    "messaging.message.body.size": len(msg.data),
+                },
+            )
+            await next(request)
+            span.end()
+
+        return bare
+
+    def client(self, nc: NatsTransport) -> Client:
+        floor = self
+
+        class BareClient(Client):
+            async def request(
+                self,
+                subject: str,
+                data: bytes | None = None,
+                headers: Any = None,
+                timeout: float = 1,  # noqa: ASYNC109 - Client.request's signature
+            ) -> Any:
+                span = floor.tracer.start_span(
+                    f"request {subject}",
+                    None,
+                    SpanKind.CLIENT,
+                    {
+                        "messaging.system": "nats",
+                        "messaging.destination.name": subject,
+                        "messaging.operation.type": "send",
+                        "messaging.operation.name": "request",
+                        "messaging.message.body.size": len(data) if data else 0,
+                    },
+                )
+                if floor.propagate:
+                    headers = {}
+                    get_global_textmap().inject(headers, set_span_in_context(span))
+                reply = await super().request(subject, data, headers, timeout)
+                span.end()
+                return reply
+
+        return BareClient(nc)
+
+
+def _tracing_for(mode: str) -> tuple[Tracing | _BareSpans | None, TracerProvider | None]:
     if mode == "none":
         return None, None
     if mode == "noop":
@@ -193,6 +286,8 @@ def _tracing_for(mode: str) -> tuple[Tracing | None, TracerProvider | None]:
     sampler = ParentBased(TraceIdRatioBased(0.1)) if mode == "sdk10" else None
     sdk = TracerProvider(sampler=sampler)
     sdk.add_span_processor(BatchSpanProcessor(_DropExporter()))
+    if mode.startswith("bare"):
+        return _BareSpans(sdk, propagate=mode == "bare+w3c"), sdk
     return Tracing(tracer_provider=sdk), sdk
 
 
@@ -207,7 +302,9 @@ async def _serve_echo(url: str, mode: str) -> None:
     middlewares = [tracing.middleware] if tracing else []
     service = add_service(transport, "echo", "1.0.0", middlewares=middlewares)
     await service.start()
-    await service.add_endpoint("echo", echo, subject=f"echo.{mode}", max_concurrency=64)
+    await service.add_endpoint(
+        "echo", echo, subject=f"echo.{mode.replace('+', '_')}", max_concurrency=64
+    )
     print("ready", flush=True)
     await anyio.to_thread.run_sync(sys.stdin.read)
     await service.stop()
@@ -221,6 +318,8 @@ MODES = {
     "noop": "no-op tracer provider",
     "sdk": "SDK + BatchSpanProcessor",
     "sdk10": "SDK, 10 % of traces sampled",
+    "bare": "floor: the same SDK spans, bare calls, no propagation",
+    "bare+w3c": "floor: the same SDK spans, bare calls, + traceparent",
 }
 
 
@@ -247,7 +346,7 @@ async def tracing_section(url: str, rounds: int) -> None:
             providers.append(sdk)
 
     def sequential(mode: str, count: int = 1000) -> Callable[[], Awaitable[float]]:
-        client, subject = clients[mode], f"echo.{mode}"
+        client, subject = clients[mode], f"echo.{mode.replace('+', '_')}"
 
         async def case() -> float:
             start = time.perf_counter()
@@ -258,7 +357,7 @@ async def tracing_section(url: str, rounds: int) -> None:
         return case
 
     def in_flight(mode: str, count: int = 3000, width: int = 50) -> Callable[[], Awaitable[float]]:
-        client, subject = clients[mode], f"echo.{mode}"
+        client, subject = clients[mode], f"echo.{mode.replace('+', '_')}"
 
         async def worker(share: int) -> None:
             for _ in range(share):
@@ -302,6 +401,14 @@ async def tracing_section(url: str, rounds: int) -> None:
             print(
                 f"- {name} / uninstrumented, {mode}: {traced.median / base.median:.3f} "
                 f"(medians), {_paired(traced, base):.3f} (median of per-round ratios)"
+            )
+    for mode in ("sequential", "50 in flight"):
+        ours = results[f"{MODES['sdk']}, {mode}"]
+        for floor in ("bare", "bare+w3c"):
+            bare = results[f"{MODES[floor]}, {mode}"]
+            print(
+                f"- ours (SDK) / {MODES[floor]}, {mode}: {ours.median / bare.median:.3f} "
+                f"(medians), {_paired(ours, bare):.3f} (median of per-round ratios)"
             )
     print()
 
