@@ -63,7 +63,8 @@ from transports.base import (
     TransportEventKind,
 )
 from transports.extensions import InProcessBroker, MultiSubscription
-from transports.runtime import Event, TaskHost, new_event
+from transports.runtime import Event, new_event
+from transports.runtime_tasks import TaskHost
 
 __all__ = ["STOPPED_MESSAGE", "Lifecycle", "Loop", "State"]
 

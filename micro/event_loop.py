@@ -1,6 +1,6 @@
 """Choosing the event loop: uvloop under asyncio, when asked for and never silently.
 
-uvloop (the ``fast`` extra: ``pip install 'micro-nats[fast]'``) is a drop-in asyncio event
+uvloop (the ``fast`` extra: ``pip install 'nats-service-kit[fast]'``) is a drop-in asyncio event
 loop.  It is used only when asked for, by an option or by the environment variable
 :data:`UVLOOP_ENV` (``MICRO_UVLOOP=1``); an explicit option wins over the variable.  Asked
 for but not installed, it is an ``ImportError`` naming the extra -- never a quiet fallback
@@ -87,7 +87,7 @@ def backend_options(
             raise ImportError(
                 "uvloop was asked for (use_uvloop=True or "
                 f"{UVLOOP_ENV}={os.environ.get(UVLOOP_ENV, '')!r}) but is not installed: "
-                "pip install 'micro-nats[fast]'"
+                "pip install 'nats-service-kit[fast]'"
             )
         merged[USE_UVLOOP] = True
     else:

@@ -1,6 +1,6 @@
 """Prometheus metrics of NATS services: an in-process collector and a ``$SRV.STATS`` exporter.
 
-Needs the ``prometheus`` extra (``pip install 'micro-nats[prometheus]'``:
+Needs the ``prometheus`` extra (``pip install 'nats-service-kit[prometheus]'``:
 ``prometheus-client``).  ``import micro`` never imports this module nor prometheus-client.
 
 * :class:`ServiceCollector` reports the services of this process (``service.stats()``, no
@@ -51,7 +51,7 @@ try:
 except ImportError as _missing:  # pragma: no cover - exercised in a venv without the extra
     raise ImportError(
         "micro.metrics needs prometheus-client, which is not installed: "
-        "pip install 'micro-nats[prometheus]'"
+        "pip install 'nats-service-kit[prometheus]'"
     ) from _missing
 
 from micro.client import Client

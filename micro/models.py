@@ -129,6 +129,31 @@ def _type(resp: Mapping[str, Any], default: str, what: str) -> str:
     return default if value is None else value
 
 
+def _identity(resp: Mapping[str, Any], type_: str, what: str) -> dict[str, Any]:
+    """The service identity every control response carries (ADR-32: ``name``, ``id``,
+    ``version``, ``metadata``, and ``type``, defaulting to ``type_``), as constructor
+    arguments; absent or null ``metadata`` gives ``{}``."""
+    return {
+        "name": _required_str(resp, "name", what),
+        "id": _required_str(resp, "id", what),
+        "version": _required_str(resp, "version", what),
+        "metadata": _metadata(resp, "metadata", what) or {},
+        "type": _type(resp, type_, what),
+    }
+
+
+def _identity_dict(model: PingInfo | ServiceInfo | ServiceStats) -> dict[str, Any]:
+    """The wire form of a control response's identity, in this order: ``type``, ``name``,
+    ``id``, ``version``, ``metadata`` (``{}`` when empty or ``None``)."""
+    return {
+        "type": model.type,
+        "name": model.name,
+        "id": model.id,
+        "version": model.version,
+        "metadata": dict(model.metadata or {}),
+    }
+
+
 def _copy_data(data: object) -> object:
     return dict(data) if isinstance(data, dict) else data
 
@@ -268,26 +293,14 @@ class PingInfo(_WireModel):
 
     def as_dict(self) -> dict[str, Any]:
         """Wire form: exactly ``type``, ``name``, ``id``, ``version``, ``metadata``."""
-        return {
-            "type": self.type,
-            "name": self.name,
-            "id": self.id,
-            "version": self.version,
-            "metadata": dict(self.metadata or {}),
-        }
+        return _identity_dict(self)
 
     @classmethod
     def from_response(cls, resp: Mapping[str, Any]) -> Self:
         """Read a PING response; absent or null ``metadata`` gives ``{}``."""
         what = "PING response"
         resp = _mapping(resp, what)
-        return cls(
-            name=_required_str(resp, "name", what),
-            id=_required_str(resp, "id", what),
-            version=_required_str(resp, "version", what),
-            metadata=_metadata(resp, "metadata", what) or {},
-            type=_type(resp, PING_RESPONSE_TYPE, what),
-        )
+        return cls(**_identity(resp, PING_RESPONSE_TYPE, what))
 
 
 @dataclass(slots=True)
@@ -305,11 +318,7 @@ class ServiceInfo(_WireModel):
     def as_dict(self) -> dict[str, Any]:
         """Wire form; ``metadata`` ``{}`` when empty, ``endpoints`` ``[]`` when none."""
         return {
-            "type": self.type,
-            "name": self.name,
-            "id": self.id,
-            "version": self.version,
-            "metadata": dict(self.metadata or {}),
+            **_identity_dict(self),
             "description": self.description or "",
             "endpoints": [endpoint.as_dict() for endpoint in self.endpoints],
         }
@@ -320,15 +329,11 @@ class ServiceInfo(_WireModel):
         what = "INFO response"
         resp = _mapping(resp, what)
         return cls(
-            name=_required_str(resp, "name", what),
-            id=_required_str(resp, "id", what),
-            version=_required_str(resp, "version", what),
+            **_identity(resp, INFO_RESPONSE_TYPE, what),
             description=_optional_str(resp, "description", what) or "",
-            metadata=_metadata(resp, "metadata", what) or {},
             endpoints=[
                 EndpointInfo.from_response(item) for item in _items(resp, "endpoints", what)
             ],
-            type=_type(resp, INFO_RESPONSE_TYPE, what),
         )
 
 
@@ -351,11 +356,7 @@ class ServiceStats(_WireModel):
     def as_dict(self) -> dict[str, Any]:
         """Wire form; ``started`` via :func:`format_timestamp` (UTC, ``Z``)."""
         return {
-            "type": self.type,
-            "name": self.name,
-            "id": self.id,
-            "version": self.version,
-            "metadata": dict(self.metadata or {}),
+            **_identity_dict(self),
             "started": format_timestamp(self.started),
             "endpoints": [endpoint.as_dict() for endpoint in self.endpoints],
         }
@@ -371,13 +372,9 @@ class ServiceStats(_WireModel):
         except ValueError as exc:
             raise ValueError(f"{what} field 'started': {exc}") from None
         return cls(
-            name=_required_str(resp, "name", what),
-            id=_required_str(resp, "id", what),
-            version=_required_str(resp, "version", what),
+            **_identity(resp, STATS_RESPONSE_TYPE, what),
             started=started,
             endpoints=[
                 EndpointStats.from_response(item) for item in _items(resp, "endpoints", what)
             ],
-            metadata=_metadata(resp, "metadata", what) or {},
-            type=_type(resp, STATS_RESPONSE_TYPE, what),
         )

@@ -36,6 +36,7 @@ __all__ = [
     "TransportRequest",
     "UnansweredRequestError",
     "as_async_handler",
+    "call_in_thread",
     "is_async_callable",
 ]
 
@@ -77,26 +78,38 @@ def is_async_callable(func: object) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
+def _boxed(func: Callable[..., object], args: tuple[Any, ...]) -> tuple[object]:
+    # Boxed: trio refuses a worker-thread function whose result is a coroutine.
+    return (func(*args),)
+
+
+async def call_in_thread(func: Callable[..., object], *args: Any) -> Any:
+    """Run the plain callable ``func(*args)`` in a worker thread and return its result; an
+    awaitable it returns is awaited in the event loop and its result returned instead.
+
+    The rule of every plain ``def`` the library calls for the user (handlers, the App's
+    listeners and tasks), the same on asyncio and trio.  Whatever ``func`` raises (or the
+    awaitable it returned) propagates.
+    """
+    (result,) = await anyio.to_thread.run_sync(_boxed, func, args)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
 def as_async_handler(handler: Callable[[Request], object]) -> Handler:
     """``handler`` as a coroutine function, by the rule of :data:`Handler`.
 
     A coroutine function is returned as it is.  Any other callable (a plain ``def``, a
-    lambda) is run in a worker thread for each request -- the App's rule for plain ``def``
-    listeners -- and an awaitable it returns is awaited in the event loop; whatever else
-    it returns is ignored (a request it did not respond to is reported as
-    :class:`UnansweredRequestError` by the endpoint).
+    lambda) is run by :func:`call_in_thread` for each request -- the App's rule for plain
+    ``def`` listeners -- and whatever it returns is ignored (a request it did not respond
+    to is reported as :class:`UnansweredRequestError` by the endpoint).
     """
     if is_async_callable(handler):
         return handler  # type: ignore[return-value]
 
-    def call(request: Request) -> tuple[object]:
-        # Boxed: trio refuses a worker-thread function whose result is a coroutine.
-        return (handler(request),)
-
     async def run_in_thread(request: Request) -> None:
-        (result,) = await anyio.to_thread.run_sync(call, request)
-        if inspect.isawaitable(result):
-            await result
+        await call_in_thread(handler, request)
 
     run_in_thread.__qualname__ = getattr(handler, "__qualname__", run_in_thread.__qualname__)
     return run_in_thread

@@ -3,7 +3,7 @@
 A service is created (validated, unstarted) by :func:`add_service`, started with
 ``await service.start()`` (or ``async with``) and stopped with ``await service.stop()``.
 Everything it runs -- one receive loop per subscription -- lives in one task group held by
-a :class:`~transports.runtime.TaskHost` of its :class:`~micro._lifecycle.Lifecycle`, so
+a :class:`~transports.runtime_tasks.TaskHost` of its :class:`~micro._lifecycle.Lifecycle`, so
 ``start()`` returns while the service serves, and ``stop()`` leaves nothing behind
 (asyncio and trio alike).
 

@@ -1,6 +1,6 @@
 """OpenTelemetry tracing of services, the request :class:`~micro.client.Client` and the App.
 
-Needs the ``otel`` extra (``pip install 'micro-nats[otel]'``: ``opentelemetry-api`` only;
+Needs the ``otel`` extra (``pip install 'nats-service-kit[otel]'``: ``opentelemetry-api`` only;
 the SDK and an exporter are the application's choice).  ``import micro`` never imports
 this module nor OpenTelemetry.
 
@@ -51,7 +51,7 @@ try:
 except ImportError as _missing:  # pragma: no cover - exercised in a venv without the extra
     raise ImportError(
         "micro.tracing needs OpenTelemetry, which is not installed: "
-        "pip install 'micro-nats[otel]' (installs opentelemetry-api)"
+        "pip install 'nats-service-kit[otel]' (installs opentelemetry-api)"
     ) from _missing
 
 from micro.app.message import Message
@@ -117,6 +117,16 @@ def _record_failure(span: Span, exc: Exception) -> None:
     else:
         span.record_exception(exc)
         _fail(span, _qualified(exc), f"{type(exc).__name__}: {exc}", 500)
+
+
+def _record_send_failure(span: Span, exc: Exception) -> None:
+    """Mark the span of a publish or request failed by ``exc``: an error reply
+    (``ServiceError``) with its code and description, anything else (a transport error
+    such as no responders or a timeout) by its type and message, without a code."""
+    if isinstance(exc, ServiceError):
+        _fail(span, str(exc.code), exc.description, exc.code)
+    else:
+        _fail(span, _qualified(exc), str(exc) or type(exc).__name__)
 
 
 def _fail(span: Span, error_type: str, description: str, code: int | None = None) -> None:
@@ -383,11 +393,8 @@ class TracingClient(Client):
         span, context, token = tracing._open(f"request {subject}", _CLIENT, attributes)
         try:
             return await super().request(subject, data, tracing.inject(headers, context), timeout)
-        except ServiceError as exc:
-            _fail(span, str(exc.code), exc.description, exc.code)
-            raise
         except Exception as exc:
-            _fail(span, _qualified(exc), str(exc) or type(exc).__name__)
+            _record_send_failure(span, exc)
             raise
         finally:
             tracing.finish(span, token)
@@ -430,11 +437,8 @@ class TracingAppMiddleware(AppMiddleware):
         try:
             params["headers"] = tracing.inject(params.get("headers"), context)
             return await func(subject, message, **params)
-        except ServiceError as exc:
-            _fail(span, str(exc.code), exc.description, exc.code)
-            raise
         except Exception as exc:
-            _fail(span, _qualified(exc), str(exc) or type(exc).__name__)
+            _record_send_failure(span, exc)
             raise
         finally:
             tracing.finish(span, token)

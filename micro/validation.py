@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 
 from micro.errors import ValidationError
+from transports.subjects import subject_problem
 
 __all__ = [
     "METADATA_MAX_BYTES",
@@ -93,26 +94,6 @@ def validate_version(version: str) -> str:
     return text
 
 
-def _subject_problem(subject: str, *, allow_full_wildcard: bool) -> str | None:
-    """Why ``subject`` is not a valid token sequence, or ``None`` when it is."""
-    if _WHITESPACE.search(subject):
-        return "must not contain whitespace"
-    tokens = subject.split(".")
-    last = len(tokens) - 1
-    for index, token in enumerate(tokens):
-        if not token:
-            return "must not contain empty tokens (leading, trailing or double '.')"
-        if "*" in token or ">" in token:
-            if token not in ("*", ">"):
-                return f"wildcard token {token!r} must be exactly '*' or '>'"
-            if token == ">":
-                if not allow_full_wildcard:
-                    return "must not contain '>' (it may only end an endpoint subject)"
-                if index != last:
-                    return "'>' is only allowed as the last token"
-    return None
-
-
 def validate_endpoint_subject(subject: str) -> str:
     """Check a final endpoint subject (group prefix already applied), token-aware.
 
@@ -124,7 +105,7 @@ def validate_endpoint_subject(subject: str) -> str:
     text = _require_str(subject, "endpoint subject")
     if not text:
         raise ValidationError("endpoint subject is required: got ''")
-    problem = _subject_problem(text, allow_full_wildcard=True)
+    problem = subject_problem(text, wildcards=True)
     if problem is not None:
         raise ValidationError(f"invalid endpoint subject {text!r}: {problem}")
     return text
@@ -140,7 +121,7 @@ def validate_group_prefix(prefix: str) -> str:
     text = _require_str(prefix, "group prefix")
     if not text:
         return text
-    problem = _subject_problem(text, allow_full_wildcard=False)
+    problem = subject_problem(text, wildcards=True, full_wildcard=False)
     if problem is not None:
         raise ValidationError(f"invalid group prefix {text!r}: {problem}")
     return text

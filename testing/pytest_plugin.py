@@ -75,7 +75,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help=f"run the asyncio legs of @pytest.mark.{BOTH_TRANSPORTS} on uvloop "
-        "(also: MICRO_UVLOOP=1; needs micro-nats[fast])",
+        "(also: MICRO_UVLOOP=1; needs nats-service-kit[fast])",
     )
 
 

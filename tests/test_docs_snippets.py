@@ -20,7 +20,14 @@ Blocks in other languages are checked by what they are, and a language nobody ch
   a ``# file:`` block of the same document;
 * ``toml``: parses, and an entry-point group it declares is the one ``transports`` reads;
 * ``conf`` (a nats-server configuration): ``nats-server -t`` accepts it;
-* ``text``: output a test of this suite produces, matched against the producing code.
+* ``yaml`` (a Prometheus scrape configuration): its targets are the exporter's address;
+* ``text``: output, checked against what produces it: the warning of the pytest entry
+  point, a Prometheus scrape (the metric families and label names ``micro.metrics``
+  reports), or a program's output that the document's next ``python`` block asserts line
+  by line.
+
+``python -m micro exporter`` serves until stopped, so an ``sh`` block running it is checked
+by the command line's parser only.
 """
 
 from __future__ import annotations
@@ -160,6 +167,15 @@ def _check_micro_command(words: list[str], where: str) -> None:
     assert result.stdout, f"{where}: micro {shlex.join(words)} printed nothing"
 
 
+def _check_micro_arguments(arguments: list[str], where: str) -> None:
+    from micro.cli import build_parser
+
+    try:
+        build_parser().parse_args(arguments)
+    except SystemExit:
+        pytest.fail(f"{where}: micro {shlex.join(arguments)}: the command line refuses it")
+
+
 def _check_command(command: str, where: str) -> None:
     words = shlex.split(command)
     if words[:3] in (["python3", "-m", "venv"], ["python", "-m", "venv"]):
@@ -168,10 +184,12 @@ def _check_command(command: str, where: str) -> None:
         return
     if words[:2] == ["pip", "install"]:
         _check_pip_install(words, where)
-    elif words[:3] == ["python", "-m", "micro"]:
-        _check_micro_command(words[3:], where)
-    elif words[:1] == ["micro"]:
-        _check_micro_command(words[1:], where)
+    elif words[:3] == ["python", "-m", "micro"] or words[:1] == ["micro"]:
+        arguments = words[3:] if words[0] == "python" else words[1:]
+        if arguments[:1] == ["exporter"]:  # serves until stopped: parse it only
+            _check_micro_arguments(arguments, where)
+        else:
+            _check_micro_command(arguments, where)
     elif words in (["python", "-m", "pytest"], ["pytest"]):
         return  # the command running this test
     else:
@@ -206,7 +224,10 @@ def _check_dockerfile(block: Block) -> None:
 
 
 def _check_toml(block: Block) -> None:
-    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11; 3.10 runs the group check only
+    if sys.version_info < (3, 11):  # no tomllib: 3.10 runs the entry-point group check only
+        return
+    import tomllib
+
     tomllib.loads(block.code)
 
 
@@ -236,6 +257,14 @@ def _check_conf(block: Block, tmp_path: Path) -> None:
     assert result.returncode == 0, f"{block.where}: nats-server -t:\n{result.stderr}"
 
 
+def _check_yaml(block: Block) -> None:
+    from micro.cli.exporter import DEFAULT_LISTEN
+
+    assert block.code.startswith("scrape_configs:"), f"{block.where}: not a scrape config"
+    targets = re.findall(r'"([^"]+)"', "".join(re.findall(r"targets: \[(.*)\]", block.code)))
+    assert targets == [DEFAULT_LISTEN], f"{block.where}: scrapes {targets}, not {DEFAULT_LISTEN}"
+
+
 def _shadowing_warning_pattern() -> re.Pattern[str]:
     """The text ``transports._pytest_entry`` prints, with ``...`` for the paths."""
     import transports._pytest_entry as entry
@@ -247,17 +276,79 @@ def _shadowing_warning_pattern() -> re.Pattern[str]:
     return re.compile(".*".join(re.escape(p) for p in pieces) + r"\s*")
 
 
-_TEXT_CHECKS: dict[str, Callable[[], re.Pattern[str]]] = {
-    "micro_testing WARNING:": _shadowing_warning_pattern,
+def _check_shadowing_warning(block: Block) -> None:
+    assert _shadowing_warning_pattern().fullmatch(block.code), (
+        f"{block.where}: not what the code prints"
+    )
+
+
+def _scraped_families() -> dict[str, set[frozenset[str]]]:
+    """Metric family -> the label-name sets ``ServiceCollector`` reports for a service with
+    an endpoint that was called."""
+    import anyio
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from micro import Request, add_service
+    from micro.metrics import ServiceCollector
+    from transports import connect
+
+    async def scrape() -> str:
+        async with await connect("memory://") as transport:
+            service = add_service(transport, "orders", "1.0.0")
+            registry = CollectorRegistry()
+            registry.register(ServiceCollector([service]))
+
+            async def quote(request: Request) -> None:
+                await request.respond(b"ok")
+
+            async with service:
+                await service.add_endpoint("quote", quote, subject="orders.quote")
+                await transport.request("orders.quote", b"")
+                return str(generate_latest(registry).decode())
+
+    return _families(anyio.run(scrape))
+
+
+def _families(text: str) -> dict[str, set[frozenset[str]]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[str, set[frozenset[str]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, set()).add(frozenset(sample.labels))
+    return found
+
+
+def _check_prometheus_scrape(block: Block) -> None:
+    shown = _families(block.code)
+    produced = _scraped_families()
+    # the collector reports no scrape duration: that one is the exporter's own
+    produced.pop("nats_service_scrape_duration_seconds", None)
+    assert shown == produced, f"{block.where}: not the families and labels micro.metrics reports"
+
+
+def _check_asserted_output(block: Block) -> bool:
+    """Whether the document's next ``python`` block asserts every line of ``block``."""
+    later = [b for b in blocks(block.document) if b.line > block.line and b.lang == "python"]
+    if not later:
+        return False
+    code = later[0].code
+    return all(f'"{line}"' in code or repr(line) in code for line in block.code.splitlines())
+
+
+_TEXT_CHECKS: dict[str, Callable[[Block], None]] = {
+    "micro_testing WARNING:": _check_shadowing_warning,
+    "# TYPE nats_service_": _check_prometheus_scrape,
 }
 
 
 def _check_text(block: Block) -> None:
-    for prefix, pattern in _TEXT_CHECKS.items():
+    for prefix, check in _TEXT_CHECKS.items():
         if block.code.startswith(prefix):
-            assert pattern().fullmatch(block.code), f"{block.where}: not what the code prints"
+            check(block)
             return
-    pytest.fail(f"{block.where}: no check for this text block: add one to this test")
+    if not _check_asserted_output(block):
+        pytest.fail(f"{block.where}: no check for this text block: add one to this test")
 
 
 def _other_blocks() -> list[Block]:
@@ -275,6 +366,8 @@ def test_other_blocks_are_checked(block: Block, tmp_path: Path) -> None:
         _check_toml(block)
     elif block.lang == "conf":
         _check_conf(block, tmp_path)
+    elif block.lang == "yaml":
+        _check_yaml(block)
     elif block.lang == "text":
         _check_text(block)
     else:
@@ -291,3 +384,13 @@ def test_the_checks_catch_what_they_are_for() -> None:
         _check_sh(Block(doc, "sh", "curl example.org | sh\n", 1))
     with pytest.raises(AssertionError, match="not what the code prints"):
         _check_text(Block(doc, "text", "micro_testing WARNING: something else\n", 1))
+    with pytest.raises(pytest.fail.Exception, match="no check for this text block"):
+        _check_text(Block(doc, "text", "some output nobody asserts\n", 1))
+    with pytest.raises(AssertionError, match="not the families and labels"):
+        _check_text(
+            Block(doc, "text", '# TYPE nats_service_up gauge\nnats_service_up{id="x"} 1.0\n', 1)
+        )
+    with pytest.raises(AssertionError, match="scrapes"):
+        _check_yaml(Block(doc, "yaml", 'scrape_configs:\n  - targets: ["127.0.0.1:1"]\n', 1))
+    with pytest.raises(pytest.fail.Exception, match="refuses"):
+        _check_sh(Block(doc, "sh", "micro exporter --no-such-flag\n", 1))

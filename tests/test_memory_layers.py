@@ -17,6 +17,7 @@ LAYERS = [
     "routing",
     "subscription",
     "gathering",
+    "outbox",
     "connection",
     "recording",
     "faults",

@@ -1,5 +1,6 @@
-"""``transports.runtime``: the private asyncio APIs it relies on, pinned; its waiters, timers
-and task host on both backends; and no private asyncio/trio API used anywhere else.
+"""``transports.runtime``: the private asyncio APIs it relies on, pinned; its waiters and
+timers, and the task host of ``transports.runtime_tasks``, on both backends; and no private
+asyncio/trio API used anywhere else.
 
 A Python release that moves or changes one of these private APIs fails here, loudly,
 instead of making the library silently slower or wrong.
@@ -18,7 +19,6 @@ from transports import runtime
 from transports.runtime import (
     TIMED_OUT,
     Expiry,
-    TaskHost,
     all_tasks_blocked,
     current_async_library,
     current_task,
@@ -32,6 +32,7 @@ from transports.runtime import (
     wait,
     wake,
 )
+from transports.runtime_tasks import TaskHost
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,12 +83,34 @@ def test_the_event_loop_keeps_runnable_callbacks_in_ready() -> None:
     asyncio.run(inside())
 
 
+def test_a_ready_tasks_step_names_its_task() -> None:
+    """``all_tasks_blocked`` tells other waiters' wake-ups from runnable work by reading
+    ``handle._callback.__self__`` of the ready queue's handles: a task's step is a method
+    bound to the task (a ``TaskStepMethWrapper`` with ``__self__`` in C)."""
+
+    async def inside() -> None:
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        owners: list[object] = []
+
+        def peek() -> None:  # runs after our sleep(0) queued our next step
+            ready = loop._ready  # type: ignore[attr-defined]
+            owners.extend(handle._callback.__self__ for handle in ready)
+
+        loop.call_soon(peek)
+        await asyncio.sleep(0)
+        assert me in owners
+
+    asyncio.run(inside())
+
+
 _PRIVATE_USES = [
     re.compile(r"\basyncio(\.\w+)*\._\w+"),  # asyncio._x, asyncio.tasks._x
     re.compile(r"from asyncio[\w.]* import [^\n]*\b_[a-z]\w*"),
     re.compile(r"\btrio(\.\w+)*\._\w+"),
     re.compile(r"from trio[\w.]* import [^\n]*\b_[a-z]\w*"),
     re.compile(r"\._ready\b|[\"']_ready[\"']"),  # the event loop's queue of callbacks
+    re.compile(r"\._callback\b|[\"']_callback[\"']"),  # a ready handle's callback
 ]
 
 
@@ -107,7 +130,7 @@ def test_the_runtime_itself_is_seen_by_the_scan() -> None:
     """The scan above would see the uses the runtime makes (so it can fail)."""
     source = (ROOT / "transports" / "runtime.py").read_text(encoding="utf-8")
     found = [line for line in source.splitlines() if any(p.search(line) for p in _PRIVATE_USES)]
-    assert len(found) >= 3
+    assert len(found) >= 4
 
 
 # ---------------------------------------------------------------------- behaviour, both backends

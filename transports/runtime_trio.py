@@ -10,7 +10,7 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import trio
@@ -22,6 +22,7 @@ __all__ = [
     "call_soon",
     "current_task",
     "now",
+    "spawn_system_task",
     "task_is_alive",
 ]
 
@@ -149,6 +150,13 @@ async def _later(delay: float, callback: Callable[[], object]) -> None:
         callback()
     except Exception:  # a system task must not raise: it would crash the whole run
         logging.getLogger("transports.runtime").exception("delayed callback %r failed", callback)
+
+
+def spawn_system_task(func: Callable[..., Awaitable[object]], *args: Any, name: str) -> None:
+    """Run ``await func(*args)`` as a trio system task: outside every user nursery, so it
+    outlives its caller, and cancelled only when the run ends.  An exception escaping it
+    aborts the whole run, so ``func`` must handle its own."""
+    trio.lowlevel.spawn_system_task(func, *args, name=name)
 
 
 def current_task() -> object:

@@ -57,6 +57,7 @@ __all__ = [
     "make_msg",
     "matches",
     "server_match_order",
+    "subject_problem",
     "payload_bytes",
     "pending_limit",
     "positive_number",
@@ -87,8 +88,16 @@ REQUEST_REPLY_LENGTH = len("_INBOX.") + 22 + 1 + 22
 _SHORT_LINE = MAX_CONTROL_LINE // 4 - 64  # characters that cannot encode to a long line
 
 
-def _problem(subject: object, *, wildcards: bool) -> str | None:
-    """Return why ``subject`` is invalid, or ``None`` when it is valid."""
+def subject_problem(subject: object, *, wildcards: bool, full_wildcard: bool = True) -> str | None:
+    """Why ``subject`` breaks nats-server's subject syntax, or ``None`` when it keeps it.
+
+    The syntax: a non-empty ``str`` of ``.``-separated tokens, none empty, no whitespace.
+    Without ``wildcards`` (a subject to publish to) no token may hold ``*`` or ``>``; with
+    them a token holding one is exactly ``*`` or ``>``, and ``>`` only ends the subject --
+    or is refused altogether with ``full_wildcard=False`` (a group prefix, which more
+    tokens follow).  The one definition of the rule: the transports and ``micro``'s
+    endpoint subjects and group prefixes use it.
+    """
     if not isinstance(subject, str):
         return f"must be a str, got {type(subject).__name__}"
     if not subject:
@@ -105,8 +114,11 @@ def _problem(subject: object, *, wildcards: bool) -> str | None:
                 return "must not contain wildcards ('*' or '>') when publishing"
             if token not in ("*", ">"):
                 return f"wildcard token {token!r} must be exactly '*' or '>'"
-            if token == ">" and index != last:
-                return "'>' is only allowed as the last token"
+            if token == ">":
+                if not full_wildcard:
+                    return "must not contain '>' (it may only end an endpoint subject)"
+                if index != last:
+                    return "'>' is only allowed as the last token"
     return None
 
 
@@ -116,7 +128,7 @@ def validate_subject(subject: str) -> str:
     Returns the subject unchanged; raises :class:`BadSubjectError` naming the
     subject and the rule when it is not a valid literal subject.
     """
-    problem = _problem(subject, wildcards=False)
+    problem = subject_problem(subject, wildcards=False)
     if problem is not None:
         raise BadSubjectError(subject, problem)
     return subject
@@ -128,7 +140,7 @@ def validate_pattern(pattern: str) -> str:
     Returns the pattern unchanged; raises :class:`BadSubjectError` naming the
     pattern and the rule when it is invalid.
     """
-    problem = _problem(pattern, wildcards=True)
+    problem = subject_problem(pattern, wildcards=True)
     if problem is not None:
         raise BadSubjectError(pattern, problem)
     return pattern
@@ -148,7 +160,7 @@ def validate_subject_list(subjects: Sequence[str], known: Container[str] = ()) -
         raise ValueError("invalid subjects []: at least one subject is needed")
     for subject in subjects:
         if type(subject) is not str or subject not in known:
-            problem = _problem(subject, wildcards=True)
+            problem = subject_problem(subject, wildcards=True)
             if problem is None and ("*" in subject or ">" in subject):
                 problem = "must be a concrete subject, without wildcards, in subscribe_many"
             if problem is not None:
@@ -206,12 +218,12 @@ def validate_header_value(name: str, value: str) -> str:
 
 def is_valid_subject(subject: str) -> bool:
     """True when ``subject`` may be published to."""
-    return _problem(subject, wildcards=False) is None
+    return subject_problem(subject, wildcards=False) is None
 
 
 def is_valid_pattern(pattern: str) -> bool:
     """True when ``pattern`` may be subscribed to."""
-    return _problem(pattern, wildcards=True) is None
+    return subject_problem(pattern, wildcards=True) is None
 
 
 def matches(pattern: str, subject: str) -> bool:

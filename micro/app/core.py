@@ -63,7 +63,7 @@ from micro.endpoint import Endpoint
 from micro.errors import ServiceStoppedError
 from micro.service import Service, add_service
 from transports.base import ConnectionClosedError, Transport, TransportEvent, TransportEventKind
-from transports.runtime import TaskHost
+from transports.runtime_tasks import TaskHost
 
 __all__ = ["AppCore"]
 

@@ -8,17 +8,15 @@ naming the value and the rule -- not later, when the app starts.
 from __future__ import annotations
 
 import enum
-import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import anyio.to_thread
-
 from micro.app.data_types import Codec, DataType, codec_for
 from micro.app.message import Message
+from micro.request import call_in_thread, is_async_callable
 from micro.validation import validate_endpoint_name
 from transports.subjects import validate_pattern, validate_queue
 
@@ -62,24 +60,14 @@ ON_ERROR_CHOICES: tuple[str, ...] = ("log", "stop")
 _NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_-]", re.ASCII)
 
 
-def is_async_callable(func: Callable[..., Any]) -> bool:
-    """True for coroutine functions (also through ``functools.partial`` and ``__call__``)."""
-    if inspect.iscoroutinefunction(func):
-        return True
-    call = getattr(func, "__call__", None)  # noqa: B004 - we want the method itself
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
 async def call_user(func: Callable[..., Any], is_async: bool, *args: Any) -> Any:
-    """Run a user callable: a coroutine function is awaited in the event loop; a plain
-    function runs in a worker thread (so it may use the app's blocking ``*_sync`` calls),
-    and an awaitable it returns is awaited in the loop."""
+    """Run a user callable: a coroutine function (``is_async``) is awaited in the event
+    loop; a plain function goes through :func:`micro.request.call_in_thread` (a worker
+    thread, so it may use the app's blocking ``*_sync`` calls; an awaitable it returns is
+    awaited in the loop), as plain ``def`` handlers do."""
     if is_async:
         return await func(*args)
-    result = await anyio.to_thread.run_sync(func, *args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
+    return await call_in_thread(func, *args)
 
 
 def _callable_name(func: Callable[..., Any]) -> str:

@@ -18,6 +18,7 @@ text names the program as it was invoked (``micro``, ``python -m micro``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -283,6 +284,13 @@ def execute(
         err.write(f"{prog}: error: {error}\n")
         return 1
     except KeyboardInterrupt:
+        err.write(f"{prog}: interrupted\n")
+        return 130
+    except asyncio.CancelledError:
+        # Python 3.10: anyio's runner cancels the command on Ctrl-C and, without
+        # Task.uncancel(), re-raises the cancellation instead of KeyboardInterrupt
+        if sys.version_info >= (3, 11):
+            raise
         err.write(f"{prog}: interrupted\n")
         return 130
     finally:

@@ -262,6 +262,36 @@ async def test_a_plain_function_listener_runs_in_a_worker_thread(url: str) -> No
     assert threads[0] != threading.get_ident()
 
 
+async def test_a_plain_function_returning_an_awaitable_is_awaited_in_the_loop(url: str) -> None:
+    """A plain ``def`` listener or task that returns an awaitable (e.g. a coroutine it did
+    not await): the function runs in a worker thread, the awaitable in the event loop, on
+    both backends alike (trio refuses a coroutine as a worker thread's result)."""
+    app = App(url)
+    threads: list[int] = []
+    ran = anyio.Event()
+
+    async def answer(text: str) -> str:
+        threads.append(threading.get_ident())
+        return text.upper()
+
+    @app.listen(subject="deferred", data_type=str)
+    def deferred(msg: Message) -> Any:
+        return answer(str(msg.data))
+
+    async def finish() -> None:
+        ran.set()
+
+    @app.task()
+    def task() -> Any:
+        return finish()
+
+    async with app:
+        with anyio.fail_after(WAIT):
+            assert await app.request("deferred", "abc", response_data_type=str) == "ABC"
+            await ran.wait()
+    assert threads == [threading.get_ident()]  # the coroutine ran in the loop's thread
+
+
 async def test_wildcards_and_queue_groups(url: str) -> None:
     app = App(url)
     subjects: list[str] = []

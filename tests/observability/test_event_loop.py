@@ -74,7 +74,7 @@ def test_asked_for_but_missing_is_an_error_naming_the_extra(
 
     monkeypatch.setattr(importlib.util, "find_spec", without_uvloop)
     monkeypatch.setenv(UVLOOP_ENV, "1")
-    with pytest.raises(ImportError, match=r"pip install 'micro-nats\[fast\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'nats-service-kit\[fast\]'"):
         backend_options("asyncio")
 
 

@@ -69,7 +69,7 @@ def test_an_integration_without_its_extra_names_the_extra(
     code = _BLOCK + f"\nimport {module}\n"
     done = _python(code, blocked)
     assert done.returncode == 1
-    assert f"pip install 'micro-nats[{extra}]'" in done.stderr
+    assert f"pip install 'nats-service-kit[{extra}]'" in done.stderr
     assert f"ImportError: {module} needs" in done.stderr
 
 
@@ -77,5 +77,5 @@ def test_the_exporter_command_without_the_extra_says_what_to_install() -> None:
     code = _BLOCK + "\nimport sys\nfrom micro.cli import main\nsys.exit(main(sys.argv[2:]))\n"
     done = _python(code, "prometheus_client", "exporter", "--server", "memory://")
     assert done.returncode == 2
-    assert "pip install 'micro-nats[prometheus]'" in done.stderr
+    assert "pip install 'nats-service-kit[prometheus]'" in done.stderr
     assert "Traceback" not in done.stderr

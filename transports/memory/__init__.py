@@ -35,10 +35,11 @@ it): ``unmodelled`` (what nats-server answers itself, which this broker does not
 ``sublist`` (the subject trie), ``seeding`` (replayable randomness), ``inbox`` (inbox
 ids), ``routing`` (the :class:`~transports.memory.routing.Receiver` protocol and the one
 routing function), ``subscription``, ``gathering`` (scatter/gather that ends when every
-receiver is done), ``connection`` (``MemoryTransport``, simulated
-outages included), ``recording``, ``faults`` (fault rules and the hooks in front of
-routing), ``idle`` (``wait_idle``), ``broker`` (``MemoryBroker``), and this module: the
-public names and the named brokers.
+receiver is done), ``outbox`` (what a disconnected connection holds until it
+reconnects), ``connection`` (``MemoryTransport``, simulated outages included),
+``recording``, ``faults`` (fault rules and the hooks in front of routing), ``idle``
+(``wait_idle``), ``broker`` (``MemoryBroker``), and this module: the public names and the
+named brokers.
 
 Determinism: queue-group choice, inbox ids and probabilistic faults come from the broker's
 seedable ``random.Random`` (unseeded: seeded from the global ``random`` module); under

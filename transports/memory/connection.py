@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Protocol
 
@@ -26,7 +27,6 @@ from transports.base import (
     STATUS_HEADER,
     ConnectionClosedError,
     EventListener,
-    FlushTimeoutError,
     Headers,
     Msg,
     NoRespondersError,
@@ -38,6 +38,7 @@ from transports.base import (
 from transports.events import EventListeners
 from transports.memory.gathering import MemoryReplies, publish_tracked
 from transports.memory.inbox import Nuid
+from transports.memory.outbox import Outbox
 from transports.memory.routing import Router
 from transports.memory.subscription import MemorySubscription, ReplyInbox
 from transports.memory.unmodelled import NotModelledError, unmodelled_feature
@@ -50,7 +51,6 @@ from transports.runtime import (
     fail,
     new_waiter,
     running_loop,
-    wait,
     wake,
 )
 from transports.subjects import (
@@ -137,10 +137,7 @@ class MemoryTransport:
         self._drain_timeout = drain_timeout
         self._closed = False
         self._offline = False  # force_disconnect()ed and not yet reconnected
-        self._outbox: list[Msg] = []
-        self._outbox_bytes = 0
-        self._pending_size = pending_size
-        self._reconnect_waiters: list[Waiter[None]] = []
+        self._outbox = Outbox(pending_size)
         self._draining = False
         self._subs: dict[int, MemorySubscription] = {}
         self._next_sid = 0
@@ -249,7 +246,7 @@ class MemoryTransport:
         """
         msg = self._message(subject, data, reply, headers)
         if self._offline:
-            self._hold(msg)
+            self._outbox.hold(msg)
         else:
             self._router.dispatch(self, msg)
 
@@ -263,7 +260,7 @@ class MemoryTransport:
         try:
             msg = self._message(subject, data, inbox.subject, headers)
             if self._offline:
-                self._hold(msg)
+                self._outbox.hold(msg)
         except BaseException:
             inbox._close()
             raise
@@ -362,7 +359,7 @@ class MemoryTransport:
         expiry.add(waiter, timeout)
         try:
             if self._offline:
-                self._hold(msg)
+                self._outbox.hold(msg)
             else:
                 self._router.dispatch(self, msg)
             reply = await waiter
@@ -393,17 +390,7 @@ class MemoryTransport:
         positive_number("timeout", timeout)
         self._check_open()
         if self._offline:
-            waiter: Waiter[None] = new_waiter()
-            self._reconnect_waiters.append(waiter)
-            try:
-                await wait(waiter, timeout, self._expiry)
-            except TimeoutError:
-                raise FlushTimeoutError(
-                    f"flush timed out after {timeout:g} s: the connection is disconnected"
-                ) from None
-            finally:
-                if waiter in self._reconnect_waiters:
-                    self._reconnect_waiters.remove(waiter)
+            await self._outbox.wait_reconnected(timeout, self._expiry)
         self._deliver_events()
         await anyio.lowlevel.checkpoint()
 
@@ -456,11 +443,7 @@ class MemoryTransport:
                 fail(waiter, ConnectionClosedError("the connection was closed during the request"))
         self._broker.connection_closed(self)
         self._offline = False
-        self._outbox.clear()  # like nats-py, what a disconnected connection buffered is lost
-        self._outbox_bytes = 0
-        waiters, self._reconnect_waiters = self._reconnect_waiters, []
-        for reconnect_waiter in waiters:
-            fail(reconnect_waiter, ConnectionClosedError())
+        self._outbox.discard()  # like nats-py, what a disconnected connection buffered is lost
         self._expiry.close()
         self._emit(TransportEvent(TransportEventKind.CLOSED))
         self._deliver_events()
@@ -521,7 +504,7 @@ class MemoryTransport:
         self._check_open()
         if self._offline:
             return
-        self._offline = True  # publish and request now hand their messages to _hold
+        self._offline = True  # publish and request now hand their messages to the outbox
         for sub in list(self._subs.values()):
             sub._detach()
         if self._mux is not None:
@@ -543,12 +526,7 @@ class MemoryTransport:
             sub._attach()
         if self._mux is not None:
             self._router.add_interest(self._mux.pattern, self._mux)
-        outbox, self._outbox, self._outbox_bytes = self._outbox, [], 0
-        for msg in outbox:
-            self._router.dispatch(self, msg)
-        waiters, self._reconnect_waiters = self._reconnect_waiters, []
-        for waiter in waiters:
-            wake(waiter, None)
+        self._outbox.reconnected(partial(self._router.dispatch, self))
         self._emit(TransportEvent(TransportEventKind.RECONNECTED))
 
     @contextlib.contextmanager
@@ -565,21 +543,7 @@ class MemoryTransport:
     @property
     def outbox_bytes(self) -> int:
         """Bytes (payload plus headers) of publishes buffered while disconnected."""
-        return self._outbox_bytes
-
-    def _hold(self, msg: Msg) -> None:
-        """What publishes do while we are disconnected: buffer ``msg`` for the
-        reconnection (raises when ``pending_size`` is exceeded)."""
-        size = len(msg.data)
-        if msg.headers:
-            size += sum(len(name) + len(value.encode()) + 4 for name, value in msg.headers.items())
-        if self._pending_size <= 0 or self._outbox_bytes + size > self._pending_size:
-            raise TransportError(
-                "reconnecting and the outbound buffer (pending_size) is full: "
-                f"{self._outbox_bytes} + {size} bytes > {self._pending_size}"
-            )
-        self._outbox.append(msg)
-        self._outbox_bytes += size
+        return self._outbox.size
 
     # ------------------------------------------------------------------ strict mode
 
