@@ -1,6 +1,7 @@
 """Observability benchmark (issue 15): exporter scrape, tracing overhead, uvloop; one run.
 
 Run: ``python bench/observability_bench.py [--rounds 5] [--sections exporter,tracing,uvloop]``
+(``spans`` is a fourth section, not run by default)
 (needs ``pip install -e '.[dev]'``: the SDK, prometheus-client and uvloop are dev deps).
 Prints markdown tables; copy them into ``bench/RESULTS.md``.  Every section runs its cases in
 interleaved rounds and compares them within the run.
@@ -17,7 +18,15 @@ interleaved rounds and compares them within the run.
   tracer provider, or with the SDK's ``TracerProvider`` + ``BatchSpanProcessor`` (an
   exporter that drops the batches: the SDK's work without the I/O), and with the SDK
   sampling 10 % of traces (``ParentBased(TraceIdRatioBased(0.1))``); sequential and 50 in
-  flight.  Rates in requests/s; ratios to uninstrumented.
+  flight.  Rates in requests/s; ratios to uninstrumented.  Two more cases measure the SDK's
+  floor in the same run: the same spans (names, kinds, attributes) made with bare
+  ``start_span`` / ``end`` calls at both ends (:class:`_BareSpans`), without and with the
+  W3C propagation (``inject`` / ``extract`` of ``traceparent``), and nothing else (no current
+  span while the handler runs, no error handling): what any instrumentation must pay.
+* ``spans``: the pieces of a traced request in one process without I/O, microseconds per
+  call: bare SDK spans (the attributes of ours), the W3C propagator's ``extract`` and
+  ``inject``, and each end's floor (:class:`_BareSpans`) against ours, with the SDK and with
+  a no-op provider.  ``--span-case NAME --calls N`` runs one case untimed, for callgrind.
 * ``uvloop``: the request round trip through a service on the memory transport and over
   NATS, each on a fresh asyncio loop and on a fresh uvloop loop, alternating.
 """
@@ -39,16 +48,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import anyio
 import nats
+from opentelemetry.propagate import get_global_textmap
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import NoOpTracerProvider
+from opentelemetry.trace import NoOpTracerProvider, SpanKind, set_span_in_context
 
 from bench._harness import Result, run_interleaved, table
 from micro import Client, Request, add_service
 from micro.metrics import StatsExporter, serve_exporter
+from micro.middleware import EndpointScope
+from micro.request import TransportRequest
 from micro.tracing import Tracing
 from testing.nats_server import NatsServer
+from transports.base import Msg
 from transports.memory import MemoryBroker
 from transports.nats import NatsTransport
 
@@ -184,7 +197,93 @@ class _DropExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def _tracing_for(mode: str) -> tuple[Tracing | None, TracerProvider | None]:
+class _BareSpans:
+    """The SDK floor: the spans ``micro.tracing`` makes, from bare SDK calls.
+
+    ``middleware`` (bound per endpoint, as ours is) opens the same SERVER span with the same
+    eleven attributes around the handler; ``client`` the same CLIENT span with the same five
+    around a plain ``Client.request``.  With ``propagate`` the client injects the span's
+    ``traceparent`` and the service extracts it as the parent; without, neither does.
+    """
+
+    def __init__(self, provider: TracerProvider, propagate: bool) -> None:
+        self.tracer = provider.get_tracer("bench.floor")
+        self.propagate = propagate
+        self.middleware = self
+
+    async def __call__(self, request: Request, next: Any) -> None:
+        raise AssertionError("used only bound to an endpoint (bind_endpoint)")
+
+    def bind_endpoint(self, scope: EndpointScope) -> Callable[[Request, Any], Awaitable[None]]:
+        tracer, textmap = self.tracer, get_global_textmap() if self.propagate else None
+        name = f"process {scope.subject}"
+        attributes = {
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.template": scope.subject,
+            "messaging.nats.service.name": scope.service,
+            "messaging.nats.service.version": scope.version,
+            "messaging.nats.service.instance.id": scope.service_id,
+            "messaging.nats.service.endpoint.name": scope.endpoint,
+        }
+        if scope.queue_group is not None:
+            attributes["messaging.consumer.group.name"] = scope.queue_group
+
+        async def bare(request: Request, next: Any) -> None:
+            assert isinstance(request, TransportRequest)
+            msg = request.msg
+            headers = msg.headers
+            parent = textmap.extract(headers) if textmap is not None and headers else None
+            span = tracer.start_span(
+                name,
+                parent,
+                SpanKind.SERVER,
+                {
+                    **attributes,
+                    "messaging.destination.name": msg.subject,
+                    "messaging.message.body.size": len(msg.data),
+                },
+            )
+            await next(request)
+            span.end()
+
+        return bare
+
+    def client(self, nc: NatsTransport) -> Client:
+        floor = self
+
+        class BareClient(Client):
+            async def request(
+                self,
+                subject: str,
+                data: bytes | None = None,
+                headers: Any = None,
+                timeout: float = 1,  # noqa: ASYNC109 - Client.request's signature
+            ) -> Any:
+                span = floor.tracer.start_span(
+                    f"request {subject}",
+                    None,
+                    SpanKind.CLIENT,
+                    {
+                        "messaging.system": "nats",
+                        "messaging.destination.name": subject,
+                        "messaging.operation.type": "send",
+                        "messaging.operation.name": "request",
+                        "messaging.message.body.size": len(data) if data else 0,
+                    },
+                )
+                if floor.propagate:
+                    headers = {}
+                    get_global_textmap().inject(headers, set_span_in_context(span))
+                reply = await super().request(subject, data, headers, timeout)
+                span.end()
+                return reply
+
+        return BareClient(nc)
+
+
+def _tracing_for(mode: str) -> tuple[Tracing | _BareSpans | None, TracerProvider | None]:
     if mode == "none":
         return None, None
     if mode == "noop":
@@ -193,6 +292,8 @@ def _tracing_for(mode: str) -> tuple[Tracing | None, TracerProvider | None]:
     sampler = ParentBased(TraceIdRatioBased(0.1)) if mode == "sdk10" else None
     sdk = TracerProvider(sampler=sampler)
     sdk.add_span_processor(BatchSpanProcessor(_DropExporter()))
+    if mode.startswith("bare"):
+        return _BareSpans(sdk, propagate=mode == "bare+w3c"), sdk
     return Tracing(tracer_provider=sdk), sdk
 
 
@@ -207,7 +308,9 @@ async def _serve_echo(url: str, mode: str) -> None:
     middlewares = [tracing.middleware] if tracing else []
     service = add_service(transport, "echo", "1.0.0", middlewares=middlewares)
     await service.start()
-    await service.add_endpoint("echo", echo, subject=f"echo.{mode}", max_concurrency=64)
+    await service.add_endpoint(
+        "echo", echo, subject=f"echo.{mode.replace('+', '_')}", max_concurrency=64
+    )
     print("ready", flush=True)
     await anyio.to_thread.run_sync(sys.stdin.read)
     await service.stop()
@@ -221,6 +324,8 @@ MODES = {
     "noop": "no-op tracer provider",
     "sdk": "SDK + BatchSpanProcessor",
     "sdk10": "SDK, 10 % of traces sampled",
+    "bare": "floor: the same SDK spans, bare calls, no propagation",
+    "bare+w3c": "floor: the same SDK spans, bare calls, + traceparent",
 }
 
 
@@ -247,7 +352,7 @@ async def tracing_section(url: str, rounds: int) -> None:
             providers.append(sdk)
 
     def sequential(mode: str, count: int = 1000) -> Callable[[], Awaitable[float]]:
-        client, subject = clients[mode], f"echo.{mode}"
+        client, subject = clients[mode], f"echo.{mode.replace('+', '_')}"
 
         async def case() -> float:
             start = time.perf_counter()
@@ -258,7 +363,7 @@ async def tracing_section(url: str, rounds: int) -> None:
         return case
 
     def in_flight(mode: str, count: int = 3000, width: int = 50) -> Callable[[], Awaitable[float]]:
-        client, subject = clients[mode], f"echo.{mode}"
+        client, subject = clients[mode], f"echo.{mode.replace('+', '_')}"
 
         async def worker(share: int) -> None:
             for _ in range(share):
@@ -303,7 +408,163 @@ async def tracing_section(url: str, rounds: int) -> None:
                 f"- {name} / uninstrumented, {mode}: {traced.median / base.median:.3f} "
                 f"(medians), {_paired(traced, base):.3f} (median of per-round ratios)"
             )
+    for mode in ("sequential", "50 in flight"):
+        ours = results[f"{MODES['sdk']}, {mode}"]
+        for floor in ("bare", "bare+w3c"):
+            bare = results[f"{MODES[floor]}, {mode}"]
+            print(
+                f"- ours (SDK) / {MODES[floor]}, {mode}: {ours.median / bare.median:.3f} "
+                f"(medians), {_paired(ours, bare):.3f} (median of per-round ratios)"
+            )
     print()
+
+
+# --------------------------------------------------------------------------- spans
+
+_TRACEPARENT = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+_SCOPE = EndpointScope("echo", "1.0.0", "0123456789ABCDEFGHIJKL", "echo", "echo", "q")
+
+
+async def _span_cases() -> tuple[dict[str, Callable[[], Awaitable[None]]], TracerProvider]:
+    """One call of each piece of a traced request, single process, no I/O: the SDK's spans,
+    the propagator, the bare-call floor of each end and ours (see ``spans_section``)."""
+    sdk = TracerProvider()
+    sdk.add_span_processor(BatchSpanProcessor(_DropExporter()))
+    tracing, noop = Tracing(tracer_provider=sdk), Tracing(tracer_provider=NoOpTracerProvider())
+    tracer, textmap = tracing.tracer, get_global_textmap()
+    floor = _BareSpans(sdk, propagate=True)
+    message = Msg("echo", b"x" * 64, _TRACEPARENT, "_INBOX.reply")
+    reply = Msg("_INBOX.reply", b"x" * 64)
+    connection = await MemoryBroker().connect()
+
+    async def canned(subject: str, data: bytes, headers: Any = None, timeout: float = 1) -> Msg:  # noqa: ASYNC109
+        return reply
+
+    connection.request = canned  # type: ignore[method-assign]  # requests answered at once
+    plain, ours_client = Client(connection), tracing.client(connection)
+    noop_client, floor_client = noop.client(connection), floor.client(connection)  # type: ignore[arg-type]
+    parent = textmap.extract(_TRACEPARENT)
+    server_attributes = {
+        "messaging.system": "nats",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.template": "echo",
+        "messaging.nats.service.name": "echo",
+        "messaging.nats.service.version": "1.0.0",
+        "messaging.nats.service.instance.id": "0123456789ABCDEFGHIJKL",
+        "messaging.nats.service.endpoint.name": "echo",
+        "messaging.consumer.group.name": "q",
+        "messaging.destination.name": "echo",
+        "messaging.message.body.size": 64,
+    }
+    client_attributes = {
+        "messaging.system": "nats",
+        "messaging.destination.name": "echo",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "request",
+        "messaging.message.body.size": 64,
+    }
+    sampled = set_span_in_context(tracer.start_span("a sampled parent"))
+
+    async def handler(request: Request) -> None:
+        pass
+
+    def through(middleware: Any) -> Callable[[], Awaitable[None]]:
+        async def case() -> None:
+            await middleware(TransportRequest(connection, message), handler)
+
+        return case
+
+    def requesting(client: Client) -> Callable[[], Awaitable[None]]:
+        async def case() -> None:
+            await client.request("echo", b"x" * 64)
+
+        return case
+
+    async def bare_span() -> None:
+        tracer.start_span("x").end()
+
+    async def server_span() -> None:
+        tracer.start_span("process echo", parent, SpanKind.SERVER, server_attributes).end()
+
+    async def client_span() -> None:
+        tracer.start_span("request echo", None, SpanKind.CLIENT, client_attributes).end()
+
+    async def extract() -> None:
+        textmap.extract(_TRACEPARENT)
+
+    async def inject() -> None:
+        textmap.inject({}, sampled)
+
+    async def bare_handler() -> None:
+        await handler(TransportRequest(connection, message))
+
+    cases = {
+        "SDK span, no attributes, no parent": bare_span,
+        "SDK SERVER span, 11 attributes, remote parent": server_span,
+        "SDK CLIENT span, 5 attributes": client_span,
+        "W3C extract (global propagator)": extract,
+        "W3C inject (global propagator)": inject,
+        "service: the handler alone": bare_handler,
+        "service: floor (extract + the same span, bare calls)": through(
+            floor.bind_endpoint(_SCOPE)
+        ),
+        "service: ours, SDK": through(tracing.middleware.bind_endpoint(_SCOPE)),
+        "service: ours, no-op provider": through(noop.middleware.bind_endpoint(_SCOPE)),
+        "client: Client.request alone (canned reply)": requesting(plain),
+        "client: floor (the same span + inject, bare calls)": requesting(floor_client),
+        "client: ours, SDK": requesting(ours_client),
+        "client: ours, no-op provider": requesting(noop_client),
+    }
+    return cases, sdk
+
+
+async def spans_section(rounds: int, calls: int = 1000) -> None:
+    """Microseconds per call of each piece (``_span_cases``), interleaved rounds.
+
+    ``calls`` stays under the batch processor's queue (2,048 spans): a tight loop outruns
+    its export thread, and dropped spans cost a log record each.  The queue is flushed
+    after each sample, untimed."""
+    cases, sdk = await _span_cases()
+
+    def timed(case: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[float]]:
+        async def run() -> float:
+            start = time.perf_counter()
+            for _ in range(calls):
+                await case()
+            elapsed = time.perf_counter() - start
+            sdk.force_flush()
+            return elapsed / calls * 1e6
+
+        return run
+
+    results = await run_interleaved({name: timed(case) for name, case in cases.items()}, rounds)
+    sdk.shutdown()
+    print(f"## The pieces of a traced request, single process ({calls:,} calls per sample)\n")
+    print(table(results, "µs/call"))
+    print()
+    for side in ("service", "client"):
+        alone = "the handler alone" if side == "service" else "Client.request alone (canned reply)"
+        floor_name = next(name for name in results if name.startswith(f"{side}: floor"))
+        for stat in ("best", "median"):
+            base = getattr(results[f"{side}: {alone}"], stat)
+            floor = getattr(results[floor_name], stat) - base
+            ours = getattr(results[f"{side}: ours, SDK"], stat) - base
+            print(
+                f"- {side} side, {stat} minus {alone!r}: floor {floor:.1f} µs, ours {ours:.1f} "
+                f"µs (ours adds {ours - floor:.1f} µs, {(ours - floor) / ours:.0%} of our span)"
+            )
+    print()
+
+
+async def _run_span_case(name: str, calls: int) -> None:
+    """Run one ``_span_cases`` case ``calls`` times, untimed (for callgrind: run it with two
+    counts and difference the instruction totals)."""
+    cases, sdk = await _span_cases()
+    case = cases[name]
+    for _ in range(calls):
+        await case()
+    sdk.shutdown()
 
 
 # --------------------------------------------------------------------------- uvloop
@@ -369,6 +630,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sections", default="exporter,tracing,uvloop")
+    parser.add_argument(
+        "--span-case", metavar="NAME", help="run one case of the spans section, untimed"
+    )
+    parser.add_argument("--calls", type=int, default=1000, help="calls per spans sample")
     parser.add_argument("--serve-instances", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--serve-echo", nargs=2, metavar=("URL", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -378,9 +643,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.serve_echo:
         anyio.run(_serve_echo, *args.serve_echo)
         return
+    if args.span_case:
+        anyio.run(_run_span_case, args.span_case, args.calls)
+        return
     sections = set(args.sections.split(","))
     with open("/proc/loadavg") as load:
         print(f"load average at start: {load.read().split()[:3]}\n")
+    if "spans" in sections:
+        anyio.run(spans_section, args.rounds, args.calls)
     with NatsServer() as server:
         if "exporter" in sections:
             anyio.run(exporter_section, server.url, args.rounds)

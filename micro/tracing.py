@@ -46,7 +46,7 @@ from typing import Any
 try:
     from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
-    from opentelemetry.propagators.textmap import TextMapPropagator
+    from opentelemetry.propagators.textmap import Getter, TextMapPropagator, default_getter
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 except ImportError as _missing:  # pragma: no cover - exercised in a venv without the extra
     raise ImportError(
@@ -101,6 +101,7 @@ ERROR_CODE = "messaging.nats.service.error.code"
 """Span attribute: the code of an error reply (``Nats-Service-Error-Code``), an int."""
 
 NATS = "nats"
+_CLIENT = SpanKind.CLIENT
 
 
 def _qualified(exc: BaseException) -> str:
@@ -146,6 +147,26 @@ def _error_reply(span: Span, problem: str) -> None:
     _fail(span, code_text, description, code)
 
 
+class _HeadersGetter(Getter[Mapping[str, str]]):
+    """The propagators' read access to message headers: OpenTelemetry's default getter,
+    minus its generic ``Iterable`` check for the usual case of a plain ``str`` value (NATS
+    header values are strings); anything else goes through the default getter."""
+
+    def get(self, carrier: Mapping[str, str], key: str) -> list[str] | None:
+        value = carrier.get(key)
+        if value is None:
+            return None
+        if value.__class__ is str:
+            return [value]
+        return default_getter.get(carrier, key)
+
+    def keys(self, carrier: Mapping[str, str]) -> list[str]:
+        return list(carrier)
+
+
+_HEADERS = _HeadersGetter()
+
+
 class Tracing:
     """The tracer and propagator that every instrumented participant shares.
 
@@ -176,17 +197,24 @@ class Tracing:
         """The service-level middleware: ``add_service(..., middlewares=[this])``."""
         return ServiceTracingMiddleware(self)
 
-    def inject(self, headers: Mapping[str, str] | None) -> dict[str, str]:
-        """A copy of ``headers`` plus the current trace context (``traceparent``, ...)."""
+    def inject(
+        self,
+        headers: Mapping[str, str] | None,
+        context: otel_context.Context | None = None,
+    ) -> dict[str, str]:
+        """A copy of ``headers`` plus the trace context (``traceparent``, ...) of
+        ``context`` (default: the current one)."""
         carrier = dict(headers) if headers else {}
-        (self._propagator or propagate.get_global_textmap()).inject(carrier)
+        (self._propagator or propagate.get_global_textmap()).inject(carrier, context)
         return carrier
 
     def extract(self, headers: Mapping[str, str] | None) -> otel_context.Context | None:
         """The trace context carried by ``headers`` (``None`` when there are none)."""
         if not headers:
             return None
-        return (self._propagator or propagate.get_global_textmap()).extract(headers)
+        return (self._propagator or propagate.get_global_textmap()).extract(
+            headers, getter=_HEADERS
+        )
 
     def add_service(self, nc: Transport | Any, name: str, version: str, **options: Any) -> Service:
         """:func:`micro.add_service` with this tracing's middleware as the outermost one
@@ -219,9 +247,24 @@ class Tracing:
         parent: otel_context.Context | None = None,
     ) -> tuple[Span, object]:
         """Start a span and make it current; returns it and the token for :meth:`finish`."""
-        span = self._tracer.start_span(name, parent, kind, attributes)
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        span, _, token = self._open(name, kind, attributes, parent)
         return span, token
+
+    def _open(
+        self,
+        name: str,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        parent: otel_context.Context | None = None,
+    ) -> tuple[Span, otel_context.Context, object]:
+        """:meth:`start`, also returning the context it made current (for ``inject``).
+
+        ``parent`` ``None`` means the current context, read once here."""
+        if parent is None:
+            parent = otel_context.get_current()
+        span = self._tracer.start_span(name, parent, kind, attributes)
+        context = trace.set_span_in_context(span, parent)
+        return span, context, otel_context.attach(context)
 
     @staticmethod
     def finish(span: Span, token: object) -> None:
@@ -277,7 +320,7 @@ def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]
     start_span = tracing.tracer.start_span
     attach, detach = otel_context.attach, otel_context.detach
     in_context = trace.set_span_in_context
-    propagator = tracing.propagator
+    propagator, get_textmap, getter = tracing.propagator, propagate.get_global_textmap, _HEADERS
 
     async def traced(request: Request, next: Handler) -> None:
         if isinstance(request, TransportRequest):  # read the message as is: no copies
@@ -287,9 +330,7 @@ def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]
         else:
             headers = request.headers()
             subject, size, reply = request.subject(), len(request.data()), request.reply()
-        parent = (
-            (propagator or propagate.get_global_textmap()).extract(headers) if headers else None
-        )
+        parent = (propagator or get_textmap()).extract(headers, getter=getter) if headers else None
         span = start_span(
             name,
             parent,
@@ -349,9 +390,9 @@ class TracingClient(Client):
             OPERATION_NAME: "request",
             BODY_SIZE: len(data) if data else 0,
         }
-        span, token = tracing.start(f"request {subject}", SpanKind.CLIENT, attributes)
+        span, context, token = tracing._open(f"request {subject}", _CLIENT, attributes)
         try:
-            return await super().request(subject, data, tracing.inject(headers), timeout)
+            return await super().request(subject, data, tracing.inject(headers, context), timeout)
         except Exception as exc:
             _record_send_failure(span, exc)
             raise
@@ -392,9 +433,9 @@ class TracingAppMiddleware(AppMiddleware):
         }
         if raw is not None:
             attributes[BODY_SIZE] = len(raw)
-        span, token = tracing.start(f"{operation} {subject}", kind, attributes)
+        span, context, token = tracing._open(f"{operation} {subject}", kind, attributes)
         try:
-            params["headers"] = tracing.inject(params.get("headers"))
+            params["headers"] = tracing.inject(params.get("headers"), context)
             return await func(subject, message, **params)
         except Exception as exc:
             _record_send_failure(span, exc)
