@@ -66,8 +66,11 @@ CONNECTION_CHOICES = st.integers(0, 4 * MAX_CONNECTIONS - 1)
 """Which connection a rule uses: below MAX_CONNECTIONS any (closed ones included), above
 it an open one."""
 
-ANSWER_WAIT = STEP_LIMIT
-"""Request timeout when an answer or a "no responders" status is certain."""
+ANSWER_WAIT = STEP_LIMIT / 4
+"""Request timeout when an answer or a "no responders" status is expected.  Well under the
+step limit: when the answer does not come after all (e.g. a slow consumer dropped the
+request on both sides), both sides report their own ``RequestTimeoutError`` instead of one
+of them hitting the step limit first."""
 
 SILENCE_WAIT = 0.05
 """Request timeout when the request must time out on both sides (subscribers, no answerer)."""
