@@ -43,7 +43,7 @@ async def measure(rounds: int) -> tuple[list[float], int]:
     for _ in range(rounds):
         found: list[int] = []
 
-        async def gather(client: Client, verb: str) -> None:
+        async def gather(client: Client, verb: str, found: list[int]) -> None:
             documents = await getattr(client, verb)(max_wait=2.0)
             found.append(len(documents))
 
@@ -51,8 +51,8 @@ async def measure(rounds: int) -> tuple[list[float], int]:
         async with anyio.create_task_group() as tg:
             for prefix in PREFIXES:
                 client = Client(transport, api_prefix=prefix)
-                tg.start_soon(gather, client, "info")
-                tg.start_soon(gather, client, "stats")
+                tg.start_soon(gather, client, "info", found)
+                tg.start_soon(gather, client, "stats", found)
         times.append(time.perf_counter() - start)
         short += sum(1 for count in found if count != 2)
     for service in services:
