@@ -107,6 +107,18 @@ def _modules_without_nats() -> list[str]:
     return names
 
 
+def _fresh_interpreter(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by a new interpreter from the project's root (output captured)."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _nats_modules_after_importing(names: list[str]) -> list[str]:
     """The nats-py modules in ``sys.modules`` of a fresh interpreter that imported ``names``."""
     script = (
@@ -116,14 +128,7 @@ def _nats_modules_after_importing(names: list[str]) -> list[str]:
         "loaded = [m for m in sys.modules if m == 'nats' or m.startswith('nats.')]\n"
         "print(json.dumps(sorted(loaded)))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _fresh_interpreter(script)
     if result.returncode != 0:
         pytest.fail(f"importing {names} failed:\n{result.stderr}")
     loaded: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
@@ -150,14 +155,7 @@ def test_importing_micro_does_not_import_the_app_until_it_is_used() -> None:
         "import micro.app.app as module\n"
         "print(before, App is module.App, micro.App is App, 'App' in micro.__all__)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _fresh_interpreter(script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True", "True", "True"]
 

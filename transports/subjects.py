@@ -46,6 +46,7 @@ from transports.base import (
 __all__ = [
     "MAX_CONTROL_LINE",
     "REQUEST_REPLY_LENGTH",
+    "REQUEST_TOKEN_LENGTH",
     "SID_DIGITS",
     "check_subscribe_line",
     "check_message",
@@ -82,9 +83,13 @@ SID_DIGITS = 10
 """Digits counted for a subscription id on a ``SUB`` line: the line is checked as if the id
 were this long, so the rule does not depend on how many subscriptions came before."""
 
-REQUEST_REPLY_LENGTH = len("_INBOX.") + 22 + 1 + 22 + 4
-"""Length of the reply subject a request carries: nats-py's ``_INBOX.<nuid>.<token>``, whose
-token is a 22-character NUID followed by 4 hex digits (nats-py >= 2.9)."""
+REQUEST_TOKEN_LENGTH = 22 + 4
+"""Length of the last token of nats-py's request reply subjects: a 22-character NUID
+followed by 4 hex digits (nats-py >= 2.9)."""
+
+REQUEST_REPLY_LENGTH = len("_INBOX.") + 22 + 1 + REQUEST_TOKEN_LENGTH
+"""Length of the reply subject a request carries with the default inbox prefix: nats-py's
+``_INBOX.<nuid>.<token>``."""
 
 _SHORT_LINE = MAX_CONTROL_LINE // 4 - 64  # characters that cannot encode to a long line
 

@@ -49,6 +49,7 @@ from transports.nats.subscription import (
 )
 from transports.nats.table import SubscriptionTable
 from transports.subjects import (
+    REQUEST_TOKEN_LENGTH,
     check_message,
     check_subscribe_line,
     pending_limit,
@@ -243,10 +244,10 @@ class NatsTransport:
 
     def _measure_request_reply(self) -> int:
         """The length of the reply subject nats-py gives a request, ``<inbox prefix>.<nuid>
-        .<token>``: one inbox plus a separator and a 26-character token (a NUID and 4 hex
-        digits; :data:`~transports.subjects.REQUEST_REPLY_LENGTH` for the default prefix).
-        Once per connection (the prefix is fixed when it connects)."""
-        self._request_reply_length = len(self.new_inbox()) + 1 + 26
+        .<token>``: one inbox plus a separator and a token of
+        :data:`~transports.subjects.REQUEST_TOKEN_LENGTH` characters.  Once per connection
+        (the prefix is fixed when it connects)."""
+        self._request_reply_length = len(self.new_inbox()) + 1 + REQUEST_TOKEN_LENGTH
         return self._request_reply_length
 
     async def subscribe(
