@@ -18,7 +18,16 @@ interleaved rounds and compares them within the run.
   tracer provider, or with the SDK's ``TracerProvider`` + ``BatchSpanProcessor`` (an
   exporter that drops the batches: the SDK's work without the I/O), and with the SDK
   sampling 10 % of traces (``ParentBased(TraceIdRatioBased(0.1))``); sequential and 50 in
-  flight.  Rates in requests/s; ratios to uninstrumented.  Two more cases measure the SDK's
+  flight.  Rates in requests/s; ratios to uninstrumented.  The ``@service`` cases
+  instrument the service alone, as issue 15's target reads ("instrumented services lose at
+  most ..."): a plain client sends every request with a sampled caller's ``traceparent``
+  (what a traced caller in another process sends), against an uninstrumented service
+  receiving the same header.  Besides the rates, each case records the CPU time the echo
+  service's process spent per request (every thread, from Linux's ``/proc/<pid>/task/*/
+  schedstat``, in ns), and prints ``uninstrumented CPU / instrumented CPU``: a second view
+  of the cost, not disturbed by the other processes' scheduling as the rates are, but still
+  not the instrumentation's cost alone (sequentially each request pays the process's wake-up;
+  in flight a slower service handles fewer messages per wake-up).  Two more cases measure the SDK's
   floor in the same run: the same spans (names, kinds, attributes) made with bare
   ``start_span`` / ``end`` calls at both ends (:class:`_BareSpans`), without and with the
   W3C propagation (``inject`` / ``extract`` of ``traceparent``), and nothing else (no current
@@ -34,6 +43,7 @@ interleaved rounds and compares them within the run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import subprocess
 import sys
@@ -297,9 +307,25 @@ def _tracing_for(mode: str) -> tuple[Tracing | _BareSpans | None, TracerProvider
     return Tracing(tracer_provider=sdk), sdk
 
 
+SERVICE_ONLY = "@service"
+
+
+def _cpu_ns(pid: int) -> int:
+    """The CPU time every thread of process ``pid`` has used so far, in ns (Linux)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended while we read
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def _echo_subject(mode: str) -> str:
+    return "echo." + mode.replace("+", "_").replace("@", "_")
+
+
 async def _serve_echo(url: str, mode: str) -> None:
     """Child process: one echo service instrumented as ``mode`` until stdin closes."""
-    tracing, sdk = _tracing_for(mode)
+    tracing, sdk = _tracing_for(mode.removesuffix(SERVICE_ONLY))
 
     async def echo(request: Request) -> None:
         await request.respond(request.data())
@@ -308,9 +334,7 @@ async def _serve_echo(url: str, mode: str) -> None:
     middlewares = [tracing.middleware] if tracing else []
     service = add_service(transport, "echo", "1.0.0", middlewares=middlewares)
     await service.start()
-    await service.add_endpoint(
-        "echo", echo, subject=f"echo.{mode.replace('+', '_')}", max_concurrency=64
-    )
+    await service.add_endpoint("echo", echo, subject=_echo_subject(mode), max_concurrency=64)
     print("ready", flush=True)
     await anyio.to_thread.run_sync(sys.stdin.read)
     await service.stop()
@@ -326,7 +350,15 @@ MODES = {
     "sdk10": "SDK, 10 % of traces sampled",
     "bare": "floor: the same SDK spans, bare calls, no propagation",
     "bare+w3c": "floor: the same SDK spans, bare calls, + traceparent",
+    "none@service": "service only: uninstrumented, caller sends traceparent",
+    "noop@service": "service only: no-op tracer provider",
+    "sdk@service": "service only: SDK + BatchSpanProcessor",
+    "bare+w3c@service": "service only: floor, the same SDK span + extract, bare calls",
 }
+
+
+def _baseline(mode: str) -> str:
+    return "none@service" if mode.endswith(SERVICE_ONLY) else "none"
 
 
 async def tracing_section(url: str, rounds: int) -> None:
@@ -345,36 +377,49 @@ async def tracing_section(url: str, rounds: int) -> None:
     clients: dict[str, Client] = {}
     providers = []
     for mode in MODES:
-        tracing, sdk = _tracing_for(mode)
+        tracing, sdk = _tracing_for("none" if mode.endswith(SERVICE_ONLY) else mode)
         caller = await NatsTransport.connect(url)
         clients[mode] = tracing.client(caller) if tracing else Client(caller)
         if sdk is not None:
             providers.append(sdk)
 
+    cpu: dict[str, list[float]] = {}  # case name -> the service's CPU µs per request, a round each
+
     def sequential(mode: str, count: int = 1000) -> Callable[[], Awaitable[float]]:
-        client, subject = clients[mode], f"echo.{mode.replace('+', '_')}"
+        client, subject = clients[mode], _echo_subject(mode)
+        headers = _TRACEPARENT if mode.endswith(SERVICE_ONLY) else None
+        pid, samples = children[mode].pid, cpu.setdefault(f"{MODES[mode]}, sequential", [])
 
         async def case() -> float:
+            used = _cpu_ns(pid)
             start = time.perf_counter()
             for _ in range(count):
-                await client.request(subject, b"x" * 64, timeout=5)
-            return count / (time.perf_counter() - start)
+                await client.request(subject, b"x" * 64, headers, timeout=5)
+            rate = count / (time.perf_counter() - start)
+            samples.append((_cpu_ns(pid) - used) / count / 1000)
+            return rate
 
         return case
 
     def in_flight(mode: str, count: int = 3000, width: int = 50) -> Callable[[], Awaitable[float]]:
-        client, subject = clients[mode], f"echo.{mode.replace('+', '_')}"
+        client, subject = clients[mode], _echo_subject(mode)
+        headers = _TRACEPARENT if mode.endswith(SERVICE_ONLY) else None
+
+        pid, samples = children[mode].pid, cpu.setdefault(f"{MODES[mode]}, 50 in flight", [])
 
         async def worker(share: int) -> None:
             for _ in range(share):
-                await client.request(subject, b"x" * 64, timeout=5)
+                await client.request(subject, b"x" * 64, headers, timeout=5)
 
         async def case() -> float:
+            used = _cpu_ns(pid)
             start = time.perf_counter()
             async with anyio.create_task_group() as group:
                 for _ in range(width):
                     group.start_soon(worker, count // width)
-            return count / (time.perf_counter() - start)
+            rate = count / (time.perf_counter() - start)
+            samples.append((_cpu_ns(pid) - used) / count / 1000)
+            return rate
 
         return case
 
@@ -395,25 +440,51 @@ async def tracing_section(url: str, rounds: int) -> None:
             child.stdin.close()
             child.wait(timeout=30)
     print("## Tracing overhead over NATS: service and client each in its own process (req/s)\n")
-    lines = ["| case | req/s, max / median |", "|---|---|"]
+    lines = [
+        "| case | req/s, max / median | service CPU µs/request, min / median |",
+        "|---|---|---|",
+    ]
     for result in results.values():
-        lines.append(f"| {result.name} | {max(result.samples):,.0f} / {result.median:,.0f} |")
+        used = cpu[result.name]
+        lines.append(
+            f"| {result.name} | {max(result.samples):,.0f} / {result.median:,.0f} "
+            f"| {min(used):.1f} / {statistics.median(used):.1f} |"
+        )
     print("\n".join(lines))
     print()
     for mode in ("sequential", "50 in flight"):
-        base = results[f"uninstrumented, {mode}"]
-        for name in list(MODES.values())[1:]:
-            traced = results[f"{name}, {mode}"]
+        for key, name in MODES.items():
+            if key == _baseline(key):
+                continue
+            base_name = MODES[_baseline(key)]
+            traced_cpu, base_cpu = cpu[f"{name}, {mode}"], cpu[f"{base_name}, {mode}"]
+            kept = (b / t for b, t in zip(base_cpu, traced_cpu, strict=True))
             print(
-                f"- {name} / uninstrumented, {mode}: {traced.median / base.median:.3f} "
+                f"- service CPU: {base_name} / {name}, {mode}: "
+                f"{statistics.median(base_cpu) / statistics.median(traced_cpu):.3f} (medians), "
+                f"{statistics.median(kept):.3f} (median of per-round ratios)"
+            )
+    print()
+    for mode in ("sequential", "50 in flight"):
+        for key, name in MODES.items():
+            if key == _baseline(key):
+                continue
+            base_name = MODES[_baseline(key)]
+            traced, base = results[f"{name}, {mode}"], results[f"{base_name}, {mode}"]
+            print(
+                f"- {name} / {base_name}, {mode}: {traced.median / base.median:.3f} "
                 f"(medians), {_paired(traced, base):.3f} (median of per-round ratios)"
             )
     for mode in ("sequential", "50 in flight"):
-        ours = results[f"{MODES['sdk']}, {mode}"]
-        for floor in ("bare", "bare+w3c"):
+        for ours_key, floor in (
+            ("sdk", "bare"),
+            ("sdk", "bare+w3c"),
+            ("sdk@service", "bare+w3c@service"),
+        ):
+            ours = results[f"{MODES[ours_key]}, {mode}"]
             bare = results[f"{MODES[floor]}, {mode}"]
             print(
-                f"- ours (SDK) / {MODES[floor]}, {mode}: {ours.median / bare.median:.3f} "
+                f"- {MODES[ours_key]} / {MODES[floor]}, {mode}: {ours.median / bare.median:.3f} "
                 f"(medians), {_paired(ours, bare):.3f} (median of per-round ratios)"
             )
     print()
@@ -434,6 +505,7 @@ async def _span_cases() -> tuple[dict[str, Callable[[], Awaitable[None]]], Trace
     tracer, textmap = tracing.tracer, get_global_textmap()
     floor = _BareSpans(sdk, propagate=True)
     message = Msg("echo", b"x" * 64, _TRACEPARENT, "_INBOX.reply")
+    untraced = Msg("echo", b"x" * 64, None, "_INBOX.reply")  # a caller without a trace
     reply = Msg("_INBOX.reply", b"x" * 64)
     connection = await MemoryBroker().connect()
 
@@ -469,9 +541,9 @@ async def _span_cases() -> tuple[dict[str, Callable[[], Awaitable[None]]], Trace
     async def handler(request: Request) -> None:
         pass
 
-    def through(middleware: Any) -> Callable[[], Awaitable[None]]:
+    def through(middleware: Any, msg: Msg = message) -> Callable[[], Awaitable[None]]:
         async def case() -> None:
-            await middleware(TransportRequest(connection, message), handler)
+            await middleware(TransportRequest(connection, msg), handler)
 
         return case
 
@@ -511,6 +583,9 @@ async def _span_cases() -> tuple[dict[str, Callable[[], Awaitable[None]]], Trace
         ),
         "service: ours, SDK": through(tracing.middleware.bind_endpoint(_SCOPE)),
         "service: ours, no-op provider": through(noop.middleware.bind_endpoint(_SCOPE)),
+        "service: ours, no-op provider, no trace context": through(
+            noop.middleware.bind_endpoint(_SCOPE), untraced
+        ),
         "client: Client.request alone (canned reply)": requesting(plain),
         "client: floor (the same span + inject, bare calls)": requesting(floor_client),
         "client: ours, SDK": requesting(ours_client),

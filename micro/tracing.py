@@ -246,7 +246,8 @@ class Tracing:
         attributes: dict[str, Any],
         parent: otel_context.Context | None = None,
     ) -> tuple[Span, object]:
-        """Start a span and make it current; returns it and the token for :meth:`finish`."""
+        """Start a span and make it current; returns it and the token for :meth:`finish`
+        (``None`` when the context already was current: see :meth:`_open`)."""
         span, _, token = self._open(name, kind, attributes, parent)
         return span, token
 
@@ -259,17 +260,25 @@ class Tracing:
     ) -> tuple[Span, otel_context.Context, object]:
         """:meth:`start`, also returning the context it made current (for ``inject``).
 
-        ``parent`` ``None`` means the current context, read once here."""
+        ``parent`` ``None`` means the current context, read once here.  A tracer that
+        records nothing (the no-op provider) hands back the current span itself: the
+        current context already holds it, so nothing is attached (the token is ``None``)."""
         if parent is None:
             parent = otel_context.get_current()
-        span = self._tracer.start_span(name, parent, kind, attributes)
+            span = self._tracer.start_span(name, parent, kind, attributes)
+            if not span.is_recording() and span is trace.get_current_span(parent):
+                return span, parent, None
+        else:
+            span = self._tracer.start_span(name, parent, kind, attributes)
         context = trace.set_span_in_context(span, parent)
         return span, context, otel_context.attach(context)
 
     @staticmethod
     def finish(span: Span, token: object) -> None:
-        """Restore the previous current context and end ``span``."""
-        otel_context.detach(token)  # type: ignore[arg-type]
+        """Restore the context that was current before :meth:`start` (nothing to restore
+        when its token is ``None``) and end ``span``."""
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
         span.end()
 
 
@@ -319,7 +328,7 @@ def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]
     server, consumer = SpanKind.SERVER, SpanKind.CONSUMER
     start_span = tracing.tracer.start_span
     attach, detach = otel_context.attach, otel_context.detach
-    in_context = trace.set_span_in_context
+    in_context, current_span = trace.set_span_in_context, trace.get_current_span
     propagator, get_textmap, getter = tracing.propagator, propagate.get_global_textmap, _HEADERS
 
     async def traced(request: Request, next: Handler) -> None:
@@ -337,7 +346,10 @@ def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]
             server if reply else consumer,
             {**attributes, DESTINATION_NAME: subject, BODY_SIZE: size},
         )
-        token = attach(in_context(span, parent))
+        if parent is None and not span.is_recording() and span is current_span():
+            token = None  # a tracer that records nothing handed back the current span
+        else:
+            token = attach(in_context(span, parent))
         try:
             await next(request)
         except Exception as exc:
@@ -348,7 +360,8 @@ def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]
             if problem is not None:
                 _error_reply(span, problem if isinstance(problem, str) else str(problem))
         finally:
-            detach(token)
+            if token is not None:
+                detach(token)
             span.end()
 
     return traced

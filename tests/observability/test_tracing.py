@@ -284,3 +284,81 @@ async def test_tracestate_and_baggage_travel_to_the_handler(
     assert spans["request bag"].context is not None
     assert spans["request bag"].context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
     assert _parent_of(spans["request bag"]) == 0xB7AD6B7169203331
+
+
+@pytest.mark.micro_both_transports
+async def test_a_no_op_provider_passes_the_callers_trace_through_a_service(
+    micro_connect: Connect,
+) -> None:
+    """With a tracer that records nothing, a traced service still hands its caller's
+    ``traceparent``, ``tracestate`` and baggage on to the calls its handler makes, and a
+    request that carries no trace context makes the handler's calls carry none either."""
+    noop = Tracing(tracer_provider=trace.NoOpTracerProvider())
+    received: list[dict[str, str]] = []
+    a_to_b = noop.client(await micro_connect())
+
+    async def forward(request: Request) -> None:
+        before = otel_context.get_current()
+        await a_to_b.request("b.record", request.data(), timeout=WAIT)
+        assert otel_context.get_current() is before  # the client restored what it found
+        await request.respond(b"ok")
+
+    async def record(request: Request) -> None:  # B is not traced: it sees the headers
+        received.append(dict(request.headers()))
+        await request.respond(b"ok")
+
+    service_a = noop.add_service(await micro_connect(), "noop_a", "1.0.0")
+    service_b = add_service(await micro_connect(), "noop_b", "1.0.0")
+    client = noop.client(await micro_connect())
+    caller = trace.NonRecordingSpan(
+        trace.SpanContext(
+            trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+            span_id=0xB7AD6B7169203331,
+            is_remote=True,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+            trace_state=trace.TraceState([("vendor", "v1")]),
+        )
+    )
+    context = baggage.set_baggage("tenant", "acme", trace.set_span_in_context(caller))
+    async with service_a, service_b:
+        await service_a.add_group("a").add_endpoint("forward", forward)
+        await service_b.add_group("b").add_endpoint("record", record)
+        outside = otel_context.get_current()
+        token = otel_context.attach(context)
+        try:
+            await client.request("a.forward", b"traced", timeout=WAIT)
+            assert otel_context.get_current() is context
+        finally:
+            otel_context.detach(token)
+        await client.request("a.forward", b"untraced", timeout=WAIT)
+        assert otel_context.get_current() is outside
+    assert received == [
+        {
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "tracestate": "vendor=v1",
+            "baggage": "tenant=acme",
+        },
+        {},
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_no_op_span_started_in_the_current_context_attaches_nothing() -> None:
+    """``Tracing.start`` with a tracer that records nothing: in the current context the
+    token is ``None`` (the context already holds the span); under an explicit parent a
+    context with that parent's values is made current, and ``finish`` restores the context
+    found before."""
+    noop = Tracing(tracer_provider=trace.NoOpTracerProvider())
+    before = otel_context.get_current()
+    span, token = noop.start("x", SpanKind.INTERNAL, {})
+    assert token is None
+    assert span is trace.get_current_span()
+    noop.finish(span, token)
+    assert otel_context.get_current() is before
+    parent = baggage.set_baggage("tenant", "acme")
+    span, token = noop.start("y", SpanKind.SERVER, {}, parent)
+    assert token is not None
+    assert baggage.get_baggage("tenant") == "acme"
+    assert span is trace.get_current_span()
+    noop.finish(span, token)
+    assert otel_context.get_current() is before
