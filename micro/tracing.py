@@ -246,8 +246,7 @@ class Tracing:
         attributes: dict[str, Any],
         parent: otel_context.Context | None = None,
     ) -> tuple[Span, object]:
-        """Start a span and make it current; returns it and the token for :meth:`finish`
-        (``None`` when the context already was current: see :meth:`_open`)."""
+        """Start a span and make it current; returns it and the token for :meth:`finish`."""
         span, _, token = self._open(name, kind, attributes, parent)
         return span, token
 
@@ -261,24 +260,21 @@ class Tracing:
         """:meth:`start`, also returning the context it made current (for ``inject``).
 
         ``parent`` ``None`` means the current context, read once here.  A tracer that
-        records nothing (the no-op provider) hands back the current span itself: the
-        current context already holds it, so nothing is attached (the token is ``None``)."""
+        records nothing (the no-op provider) hands back the parent's own span: ``parent``
+        already holds it and is made current as it is, without building a copy.  Either
+        way a context is attached, so whatever the code inside attaches and leaves is
+        undone by :meth:`finish`."""
         if parent is None:
             parent = otel_context.get_current()
-            span = self._tracer.start_span(name, parent, kind, attributes)
-            if not span.is_recording() and span is trace.get_current_span(parent):
-                return span, parent, None
-        else:
-            span = self._tracer.start_span(name, parent, kind, attributes)
-        context = trace.set_span_in_context(span, parent)
-        return span, context, otel_context.attach(context)
+        span = self._tracer.start_span(name, parent, kind, attributes)
+        if span.is_recording() or span is not trace.get_current_span(parent):
+            parent = trace.set_span_in_context(span, parent)
+        return span, parent, otel_context.attach(parent)
 
     @staticmethod
     def finish(span: Span, token: object) -> None:
-        """Restore the context that was current before :meth:`start` (nothing to restore
-        when its token is ``None``) and end ``span``."""
-        if token is not None:
-            otel_context.detach(token)  # type: ignore[arg-type]
+        """Restore the previous current context and end ``span``."""
+        otel_context.detach(token)  # type: ignore[arg-type]
         span.end()
 
 
@@ -327,7 +323,7 @@ def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]
     # the per-request path: everything it can look up once is looked up here
     server, consumer = SpanKind.SERVER, SpanKind.CONSUMER
     start_span = tracing.tracer.start_span
-    attach, detach = otel_context.attach, otel_context.detach
+    attach, detach, current = otel_context.attach, otel_context.detach, otel_context.get_current
     in_context, current_span = trace.set_span_in_context, trace.get_current_span
     propagator, get_textmap, getter = tracing.propagator, propagate.get_global_textmap, _HEADERS
 
@@ -339,17 +335,20 @@ def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]
         else:
             headers = request.headers()
             subject, size, reply = request.subject(), len(request.data()), request.reply()
-        parent = (propagator or get_textmap()).extract(headers, getter=getter) if headers else None
+        if headers:
+            parent = (propagator or get_textmap()).extract(headers, getter=getter)
+        else:
+            parent = current()
         span = start_span(
             name,
             parent,
             server if reply else consumer,
             {**attributes, DESTINATION_NAME: subject, BODY_SIZE: size},
         )
-        if parent is None and not span.is_recording() and span is current_span():
-            token = None  # a tracer that records nothing handed back the current span
-        else:
+        if span.is_recording() or span is not current_span(parent):
             token = attach(in_context(span, parent))
+        else:  # a tracer that records nothing handed back the parent's span (Tracing._open)
+            token = attach(parent)
         try:
             await next(request)
         except Exception as exc:
@@ -360,8 +359,7 @@ def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]
             if problem is not None:
                 _error_reply(span, problem if isinstance(problem, str) else str(problem))
         finally:
-            if token is not None:
-                detach(token)
+            detach(token)
             span.end()
 
     return traced
