@@ -452,29 +452,27 @@ async def tracing_section(url: str, rounds: int) -> None:
         )
     print("\n".join(lines))
     print()
-    for mode in ("sequential", "50 in flight"):
-        for key, name in MODES.items():
-            if key == _baseline(key):
-                continue
-            base_name = MODES[_baseline(key)]
-            traced_cpu, base_cpu = cpu[f"{name}, {mode}"], cpu[f"{base_name}, {mode}"]
-            kept = (b / t for b, t in zip(base_cpu, traced_cpu, strict=True))
-            print(
-                f"- service CPU: {base_name} / {name}, {mode}: "
-                f"{statistics.median(base_cpu) / statistics.median(traced_cpu):.3f} (medians), "
-                f"{statistics.median(kept):.3f} (median of per-round ratios)"
-            )
+    compared = [  # (instrumented case, its uninstrumented baseline)
+        (f"{name}, {mode}", f"{MODES[_baseline(key)]}, {mode}")
+        for mode in ("sequential", "50 in flight")
+        for key, name in MODES.items()
+        if key != _baseline(key)
+    ]
+    for traced_name, base_name in compared:
+        traced_cpu, base_cpu = cpu[traced_name], cpu[base_name]
+        kept = (b / t for b, t in zip(base_cpu, traced_cpu, strict=True))
+        print(
+            f"- service CPU: {base_name} / {traced_name}: "
+            f"{statistics.median(base_cpu) / statistics.median(traced_cpu):.3f} (medians), "
+            f"{statistics.median(kept):.3f} (median of per-round ratios)"
+        )
     print()
-    for mode in ("sequential", "50 in flight"):
-        for key, name in MODES.items():
-            if key == _baseline(key):
-                continue
-            base_name = MODES[_baseline(key)]
-            traced, base = results[f"{name}, {mode}"], results[f"{base_name}, {mode}"]
-            print(
-                f"- {name} / {base_name}, {mode}: {traced.median / base.median:.3f} "
-                f"(medians), {_paired(traced, base):.3f} (median of per-round ratios)"
-            )
+    for traced_name, base_name in compared:
+        traced, base = results[traced_name], results[base_name]
+        print(
+            f"- {traced_name} / {base_name}: {traced.median / base.median:.3f} "
+            f"(medians), {_paired(traced, base):.3f} (median of per-round ratios)"
+        )
     for mode in ("sequential", "50 in flight"):
         for ours_key, floor in (
             ("sdk", "bare"),

@@ -64,6 +64,22 @@ def _id(span: ReadableSpan) -> int:
     return span.context.span_id
 
 
+def _remote_caller() -> otel_context.Context:
+    """The context of a caller in another process: its sampled span (trace
+    ``0af7651916cd43dd8448eb211c80319c``, span ``b7ad6b7169203331``, ``tracestate``
+    ``vendor=v1``) and the baggage ``tenant=acme``."""
+    caller = trace.NonRecordingSpan(
+        trace.SpanContext(
+            trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+            span_id=0xB7AD6B7169203331,
+            is_remote=True,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+            trace_state=trace.TraceState([("vendor", "v1")]),
+        )
+    )
+    return baggage.set_baggage("tenant", "acme", trace.set_span_in_context(caller))
+
+
 @pytest.mark.micro_both_transports
 async def test_one_trace_from_client_through_service_a_to_service_b(
     micro_connect: Connect, tracing: Tracing, exporter: InMemorySpanExporter
@@ -262,16 +278,7 @@ async def test_tracestate_and_baggage_travel_to_the_handler(
 
     service = tracing.add_service(await micro_connect(), "bag", "1.0.0")
     client = tracing.client(await micro_connect())
-    caller = trace.NonRecordingSpan(
-        trace.SpanContext(
-            trace_id=0x0AF7651916CD43DD8448EB211C80319C,
-            span_id=0xB7AD6B7169203331,
-            is_remote=True,
-            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
-            trace_state=trace.TraceState([("vendor", "v1")]),
-        )
-    )
-    context = baggage.set_baggage("tenant", "acme", trace.set_span_in_context(caller))
+    context = _remote_caller()
     async with service:
         await service.add_endpoint("bag", handler)
         token = otel_context.attach(context)
@@ -313,16 +320,7 @@ async def test_a_no_op_provider_passes_the_callers_trace_through_a_service(
     service_a = noop.add_service(await micro_connect(), "noop_a", "1.0.0")
     service_b = add_service(await micro_connect(), "noop_b", "1.0.0")
     client = noop.client(await micro_connect())
-    caller = trace.NonRecordingSpan(
-        trace.SpanContext(
-            trace_id=0x0AF7651916CD43DD8448EB211C80319C,
-            span_id=0xB7AD6B7169203331,
-            is_remote=True,
-            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
-            trace_state=trace.TraceState([("vendor", "v1")]),
-        )
-    )
-    context = baggage.set_baggage("tenant", "acme", trace.set_span_in_context(caller))
+    context = _remote_caller()
     async with service_a, service_b:
         await service_a.add_group("a").add_endpoint("forward", forward)
         await service_b.add_group("b").add_endpoint("record", record)
