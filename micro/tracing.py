@@ -167,6 +167,18 @@ class _HeadersGetter(Getter[Mapping[str, str]]):
 _HEADERS = _HeadersGetter()
 
 
+def _context_of(span: Span, parent: otel_context.Context) -> otel_context.Context:
+    """The context to make current while ``span``, started under ``parent``, runs.
+
+    A tracer that records nothing (the no-op provider) hands back the parent's own span;
+    ``parent`` already holds it and is returned as it is, without building a copy.  It is
+    still attached by the caller, so that whatever the code inside attaches and leaves is
+    undone when the span's token is detached."""
+    if span.is_recording() or span is not trace.get_current_span(parent):
+        return trace.set_span_in_context(span, parent)
+    return parent
+
+
 class Tracing:
     """The tracer and propagator that every instrumented participant shares.
 
@@ -259,17 +271,12 @@ class Tracing:
     ) -> tuple[Span, otel_context.Context, object]:
         """:meth:`start`, also returning the context it made current (for ``inject``).
 
-        ``parent`` ``None`` means the current context, read once here.  A tracer that
-        records nothing (the no-op provider) hands back the parent's own span: ``parent``
-        already holds it and is made current as it is, without building a copy.  Either
-        way a context is attached, so whatever the code inside attaches and leaves is
-        undone by :meth:`finish`."""
+        ``parent`` ``None`` means the current context, read once here."""
         if parent is None:
             parent = otel_context.get_current()
         span = self._tracer.start_span(name, parent, kind, attributes)
-        if span.is_recording() or span is not trace.get_current_span(parent):
-            parent = trace.set_span_in_context(span, parent)
-        return span, parent, otel_context.attach(parent)
+        context = _context_of(span, parent)
+        return span, context, otel_context.attach(context)
 
     @staticmethod
     def finish(span: Span, token: object) -> None:
@@ -324,7 +331,6 @@ def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]
     server, consumer = SpanKind.SERVER, SpanKind.CONSUMER
     start_span = tracing.tracer.start_span
     attach, detach, current = otel_context.attach, otel_context.detach, otel_context.get_current
-    in_context, current_span = trace.set_span_in_context, trace.get_current_span
     propagator, get_textmap, getter = tracing.propagator, propagate.get_global_textmap, _HEADERS
 
     async def traced(request: Request, next: Handler) -> None:
@@ -345,10 +351,7 @@ def _endpoint_middleware(tracing: Tracing, name: str, attributes: dict[str, Any]
             server if reply else consumer,
             {**attributes, DESTINATION_NAME: subject, BODY_SIZE: size},
         )
-        if span.is_recording() or span is not current_span(parent):
-            token = attach(in_context(span, parent))
-        else:  # a tracer that records nothing handed back the parent's span (Tracing._open)
-            token = attach(parent)
+        token = attach(_context_of(span, parent))
         try:
             await next(request)
         except Exception as exc:
